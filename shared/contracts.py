@@ -1,0 +1,167 @@
+"""The payloads carried on each exchange, validated on the way in.
+
+``parse`` raises :class:`MessageDecodeError` with a reason an operator can act on;
+unknown extra fields are ignored so that producers can add fields first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shared.messaging.envelope import MessageDecodeError
+from shared.messaging.topology import CANDIDATE_FOUND, JOB_COMPLETED, JOB_PUBLISHED
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TRACKING_TASK_CONFIGS
+
+
+class _Fields:
+    """Typed reads from a payload; every error names the field."""
+
+    def __init__(self, payload: Mapping[str, Any]):
+        self._payload = payload
+
+    def present(self, name: str) -> bool:
+        return self._payload.get(name) not in (None, "")
+
+    def text(self, name: str, max_length: int = 200, required: bool = True) -> str | None:
+        value = self._payload.get(name)
+        if value in (None, ""):
+            if required:
+                raise MessageDecodeError(f"{name} is missing")
+            return None
+        if not isinstance(value, str):
+            raise MessageDecodeError(f"{name} must be a string, got {type(value).__name__}")
+        if len(value) > max_length:
+            raise MessageDecodeError(f"{name} is longer than {max_length} characters")
+        return value
+
+    def integer(self, name: str, required: bool = True) -> int | None:
+        value = self._payload.get(name)
+        if value in (None, ""):
+            if required:
+                raise MessageDecodeError(f"{name} is missing")
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+            raise MessageDecodeError(f"{name} must be a positive integer, got {value!r}")
+        return value
+
+    def task(self) -> str:
+        name = self.text("task", required=False) or OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name
+        if name not in TRACKING_TASK_CONFIGS:
+            raise MessageDecodeError(f"task {name!r} is not a known task")
+        return name
+
+    def uuid_text(self, name: str, required: bool = True) -> str | None:
+        value = self.text(name, max_length=36, required=required)
+        if value is None:
+            return None
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise MessageDecodeError(f"{name} is not a UUID: {value!r}") from None
+
+
+def _payload(message: object) -> dict[str, Any]:
+    return {key: value for key, value in asdict(message).items() if value is not None}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class CandidateFound:
+    """A purchase to look up: by ``purchasing_id``, or by ``order_number`` and ``email``
+    (a manual request). The selector also sends its batch's ``custom_id``."""
+
+    KIND = CANDIDATE_FOUND
+
+    task: str
+    purchasing_id: int | None = None
+    order_number: str | None = None
+    email: str | None = None
+    custom_id: str | None = None
+    batch_uuid: str | None = None
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> CandidateFound:
+        fields = _Fields(payload)
+        by_order = fields.present("order_number") or fields.present("email")
+        if fields.present("purchasing_id") and by_order:
+            raise MessageDecodeError(
+                "give either purchasing_id or order_number with email, not both"
+            )
+        if not fields.present("purchasing_id") and not by_order:
+            raise MessageDecodeError("purchasing_id is missing (or order_number with email)")
+        return cls(
+            task=fields.task(),
+            purchasing_id=fields.integer("purchasing_id", required=not by_order),
+            order_number=fields.text("order_number", 64, required=by_order),
+            email=fields.text("email", 254, required=by_order),
+            custom_id=fields.text("custom_id", 100, required=False),
+            batch_uuid=fields.uuid_text("batch_uuid", required=False),
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        return _payload(self)
+
+
+@dataclass(frozen=True)
+class JobPublished:
+    """A scraping job was created for ``custom_id``."""
+
+    KIND = JOB_PUBLISHED
+
+    task: str
+    custom_id: str
+    job_id: int
+    batch_uuid: str
+    target_url: str
+    purchasing_id: int | None = None
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> JobPublished:
+        fields = _Fields(payload)
+        return cls(
+            task=fields.task(),
+            custom_id=fields.text("custom_id", 100),  # type: ignore[arg-type]
+            job_id=fields.integer("job_id"),  # type: ignore[arg-type]
+            batch_uuid=fields.uuid_text("batch_uuid"),  # type: ignore[arg-type]
+            target_url=fields.text("target_url", 2000),  # type: ignore[arg-type]
+            purchasing_id=fields.integer("purchasing_id", required=False),
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        return _payload(self)
+
+
+@dataclass(frozen=True)
+class JobCompleted:
+    """The scraper says job ``scrapingjob_id`` ended (the webhook's fields, typed)."""
+
+    KIND = JOB_COMPLETED
+
+    task: str
+    scrapingjob_id: int
+    status: str
+    custom_id: str
+    sitemap_id: int | None = None
+    sitemap_name: str | None = None
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> JobCompleted:
+        fields = _Fields(payload)
+        return cls(
+            task=fields.task(),
+            scrapingjob_id=fields.integer("scrapingjob_id"),  # type: ignore[arg-type]
+            status=fields.text("status", 50),  # type: ignore[arg-type]
+            custom_id=fields.text("custom_id", 100),  # type: ignore[arg-type]
+            sitemap_id=fields.integer("sitemap_id", required=False),
+            sitemap_name=fields.text("sitemap_name", 200, required=False),
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        return _payload(self)
+
+
+CONTRACTS = {c.KIND: c for c in (CandidateFound, JobPublished, JobCompleted)}

@@ -1,0 +1,1 @@
+"""Database access: the models (schema as Alembic migrates it) and session factories."""

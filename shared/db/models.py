@@ -1,0 +1,147 @@
+"""SQLAlchemy models of the contract's tables.
+
+The migrations in ``migrations/`` build the schema; a test proves they agree with
+these models. Column names are the seed's (Django) names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Uuid,
+    func,
+    or_,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BATCH_STATUSES = ("pending", "processing", "completed", "failed", "partial")
+JOB_STATUSES = ("queued", "publishing", "pending", "completed", "failed")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _created() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _updated() -> Mapped[dt.datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class OfficialAccount(Base):
+    __tablename__ = "official_account"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = _updated()
+
+
+class Purchasing(Base):
+    __tablename__ = "purchasing"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_number: Mapped[str | None] = mapped_column(String(64))
+    official_account_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("official_account.id", ondelete="SET NULL"), index=True
+    )
+    tracking_number: Mapped[str | None] = mapped_column(String(64))
+    latest_delivery_status: Mapped[str | None] = mapped_column(String(200))
+    shipping_method: Mapped[str | None] = mapped_column(String(200))
+    estimated_delivery_date: Mapped[dt.date | None] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = _updated()
+
+
+#: A purchase still lacks a tracking number. The selector's query repeats this exact
+#: expression so that PostgreSQL can use the partial index below.
+NEEDS_TRACKING = or_(Purchasing.tracking_number.is_(None), Purchasing.tracking_number == "")
+
+Index(
+    "ix_purchasing_needs_tracking",
+    Purchasing.created_at,
+    Purchasing.id,
+    postgresql_where=NEEDS_TRACKING,
+)
+
+
+class TrackingBatch(Base):
+    __tablename__ = "tracking_batch"
+    __table_args__ = (CheckConstraint(_in("status", BATCH_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    batch_uuid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, nullable=False)
+    file_path: Mapped[str] = mapped_column(String(255), nullable=False)
+    task_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    total_jobs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    completed_jobs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failed_jobs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = _updated()
+
+
+class TrackingJob(Base):
+    __tablename__ = "tracking_job"
+    __table_args__ = (CheckConstraint(_in("status", JOB_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("tracking_batch.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    purchasing_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("purchasing.id", ondelete="SET NULL"), index=True
+    )
+    custom_id: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    target_url: Mapped[str] = mapped_column(Text, nullable=False)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _created()
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SyncLog(Base):
+    __tablename__ = "sync_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    operation_type: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
+    success: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    timestamp: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
+    )
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")

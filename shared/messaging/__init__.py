@@ -1,0 +1,1 @@
+"""RabbitMQ: the topology, the message envelope, confirmed publishing and the consumer loop."""

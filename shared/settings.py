@@ -1,0 +1,178 @@
+"""The one place where trackfill reads its environment.
+
+Every service calls :func:`load_settings` once in its composition root and passes the
+frozen :class:`Settings` down. A missing required value or a malformed one raises
+:class:`SettingsError` whose message names the variable, so a service can stop at start
+with one clear line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    amqp_url: str
+    webscraper_api_url: str
+    webscraper_api_token: str | None
+    webhook_token: str | None
+    gateway_bind: str
+    api_quota_calls: int
+    api_quota_window_s: float
+    publish_min_interval_s: float
+    selector_max_records: int
+    selector_interval_s: float
+    recheck_base_s: float
+    recheck_max_s: float
+    amqp_heartbeat_s: float
+    http_timeout_s: float
+
+    def __repr__(self) -> str:  # never print the tokens, not even in a traceback
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for secret in ("webscraper_api_token", "webhook_token"):
+            shown[secret] = "***" if shown[secret] else None
+        return f"Settings({shown})"
+
+    @property
+    def gateway_host_port(self) -> tuple[str, int]:
+        host, _, port = self.gateway_bind.rpartition(":")
+        return host, int(port)
+
+
+DEFAULTS: dict[str, str] = {
+    "DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/trackfill",
+    "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+    "WEBSCRAPER_API_URL": "https://api.webscraper.io/api/v1/",
+    "GATEWAY_BIND": "0.0.0.0:8000",
+    "API_QUOTA_CALLS": "200",
+    "API_QUOTA_WINDOW_S": "900",
+    "PUBLISH_MIN_INTERVAL_S": "6",
+    "SELECTOR_MAX_RECORDS": "20",
+    "SELECTOR_INTERVAL_S": "900",
+    "RECHECK_BASE_S": "1800",
+    "RECHECK_MAX_S": "86400",
+    "AMQP_HEARTBEAT_S": "30",
+    "HTTP_TIMEOUT_S": "30",
+}
+
+SECRETS = ("WEBSCRAPER_API_TOKEN", "WEBHOOK_TOKEN")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, require: Iterable[str] = ()
+) -> Settings:
+    """Read every trackfill variable from ``environ`` (default ``os.environ``).
+
+    ``require`` names the optional variables this service cannot run without, e.g.
+    ``("WEBSCRAPER_API_TOKEN",)`` for the publisher.
+    """
+    env = _Env(os.environ if environ is None else environ)
+    for name in require:
+        if name not in SECRETS:
+            raise SettingsError(f"{name} is not a variable that can be required")
+        env.required(name)
+    settings = Settings(
+        database_url=env.database_url("DATABASE_URL"),
+        amqp_url=env.url("AMQP_URL", ("amqp", "amqps")),
+        webscraper_api_url=env.url("WEBSCRAPER_API_URL", ("http", "https")),
+        webscraper_api_token=env.optional("WEBSCRAPER_API_TOKEN"),
+        webhook_token=env.optional("WEBHOOK_TOKEN"),
+        gateway_bind=env.bind("GATEWAY_BIND"),
+        api_quota_calls=env.count("API_QUOTA_CALLS"),
+        api_quota_window_s=env.duration("API_QUOTA_WINDOW_S"),
+        publish_min_interval_s=env.duration("PUBLISH_MIN_INTERVAL_S", allow_zero=True),
+        selector_max_records=env.count("SELECTOR_MAX_RECORDS"),
+        selector_interval_s=env.duration("SELECTOR_INTERVAL_S"),
+        recheck_base_s=env.duration("RECHECK_BASE_S", allow_zero=True),
+        recheck_max_s=env.duration("RECHECK_MAX_S", allow_zero=True),
+        amqp_heartbeat_s=env.duration("AMQP_HEARTBEAT_S", allow_zero=True),
+        http_timeout_s=env.duration("HTTP_TIMEOUT_S"),
+    )
+    if settings.recheck_max_s < settings.recheck_base_s:
+        raise SettingsError("RECHECK_MAX_S must not be smaller than RECHECK_BASE_S")
+    return settings
+
+
+class _Env:
+    """Typed reads of one variable each; every error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self._environ = environ
+
+    def raw(self, name: str) -> str:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return DEFAULTS[name]
+        return value.strip()
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingsError(f"{name} is required but not set")
+        return value
+
+    def count(self, name: str) -> int:
+        text = self.raw(name)
+        if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+            raise SettingsError(f"{name} must be a whole number of at least 1, got {text!r}")
+        return int(text)
+
+    def duration(self, name: str, allow_zero: bool = False) -> float:
+        text = self.raw(name)
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            least = "0 or more" if allow_zero else "more than 0"
+            raise SettingsError(f"{name} must be a number of seconds, {least}, got {text!r}")
+        return value
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str:
+        text = self.raw(name)
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise SettingsError(
+                f"{name} must be a {'/'.join(schemes)} URL with a host, got {_redact(text)!r}"
+            )
+        return text
+
+    def database_url(self, name: str) -> str:
+        text = self.raw(name)
+        try:
+            url = make_url(text)
+        except ArgumentError:
+            raise SettingsError(f"{name} is not a database URL: {_redact(text)!r}") from None
+        if url.get_backend_name() != "postgresql":
+            raise SettingsError(f"{name} must point at PostgreSQL, got {url.get_backend_name()!r}")
+        return text
+
+    def bind(self, name: str) -> str:
+        text = self.raw(name)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{name} must be HOST:PORT, got {text!r}")
+        return text
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before it goes into an error message."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)

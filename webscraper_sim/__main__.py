@@ -1,0 +1,86 @@
+"""``webscraper-sim``: run the Web Scraper Cloud simulator until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from webscraper_sim.server import Simulator
+from webscraper_sim.state import SimConfig
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of seconds: {text!r}") from None
+    if any(d < 0 for d in delays):
+        raise argparse.ArgumentTypeError("delays must not be negative")
+    return delays
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = SimConfig()
+    parser = argparse.ArgumentParser(
+        prog="webscraper-sim",
+        description="A local Web Scraper Cloud API v1 (jobs, downloads, quota, webhooks).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("WEBSCRAPER_API_TOKEN") or defaults.api_token,
+        help="the api_token the simulator accepts (default: $WEBSCRAPER_API_TOKEN)",
+    )
+    parser.add_argument("--webhook-url", default=None, help="where finished jobs are notified")
+    parser.add_argument("--quota-calls", type=int, default=defaults.quota_calls)
+    parser.add_argument("--quota-window-s", type=float, default=defaults.quota_window_s)
+    parser.add_argument("--schedule-delay-s", type=float, default=defaults.schedule_delay_s)
+    parser.add_argument("--start-delay-s", type=float, default=defaults.start_delay_s)
+    parser.add_argument("--run-s", type=float, default=defaults.run_s)
+    parser.add_argument("--webhook-timeout-s", type=float, default=defaults.webhook_timeout_s)
+    parser.add_argument(
+        "--webhook-retry-delays",
+        type=_delays,
+        default=defaults.webhook_retry_delays_s,
+        help="comma-separated seconds between webhook attempts (default 5,10)",
+    )
+    parser.add_argument(
+        "--data-delay-s",
+        type=float,
+        default=0.0,
+        help="data appears this long after a job ends (its webhook is early)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = SimConfig(
+        api_token=args.token,
+        quota_calls=args.quota_calls,
+        quota_window_s=args.quota_window_s,
+        schedule_delay_s=args.schedule_delay_s,
+        start_delay_s=args.start_delay_s,
+        run_s=args.run_s,
+        webhook_url=args.webhook_url,
+        webhook_timeout_s=args.webhook_timeout_s,
+        webhook_retry_delays_s=args.webhook_retry_delays,
+    )
+    sim = Simulator(config, args.host, args.port)
+    sim.state.faults.data_delay_s = args.data_delay_s
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sim.start()
+    print(f"webscraper-sim listening on {sim.api_url}", flush=True)
+    stop.wait()
+    sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The simulator's memory: configuration, jobs with their lifecycle, quota, faults, calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from webscraper_sim.scenarios import PageResult, job_end_status, page_for
+
+DEFAULT_SITEMAPS = {1421177: "apple-order-to-carrier"}
+
+
+@dataclass
+class SimConfig:
+    """Everything the simulator can be told at start (all durations in seconds)."""
+
+    api_token: str = "sim-token"
+    quota_calls: int = 200
+    quota_window_s: float = 900.0
+    schedule_delay_s: float = 0.2
+    start_delay_s: float = 0.2
+    run_s: float = 0.5
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 10.0
+    webhook_retry_delays_s: tuple[float, ...] = (5.0, 10.0)
+    per_page: int = 100
+    sitemaps: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_SITEMAPS))
+    account_email: str = "ops@example.com"
+    page_credits: int = 50_000
+
+
+@dataclass
+class Faults:
+    """Fault switches; counts go down as the faults fire. Set through ``POST /__sim/faults``."""
+
+    error_burst: int = 0  # the next N API calls answer ``error_status``
+    error_status: int = 500
+    slow: int = 0  # the next N API calls wait ``slow_s`` before answering
+    slow_s: float = 0.0
+    lose_create_answer: int = 0  # the next N creates create, then drop the connection
+    rate_limit_storm: int = 0  # the next N API calls answer 429 whatever the quota says
+    storm_retry_after_s: int = 1
+    webhook_duplicates: int = 1  # every notification is sent this many times
+    webhook_drop: int = 0  # the next N ended jobs are never notified
+    webhook_out_of_order: bool = False  # notifications are held, then sent newest first
+    webhook_hold_s: float = 1.0
+    data_delay_s: float = 0.0  # data appears this long after the job ends (and its webhook)
+
+    def update(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if name not in self.__dataclass_fields__:
+                raise ValueError(f"unknown fault {name!r}")
+            kind = type(getattr(self, name))
+            setattr(self, name, kind(value))
+
+
+@dataclass
+class Job:
+    id: int
+    sitemap_id: int
+    sitemap_name: str
+    custom_id: str | None
+    start_urls: list[str]
+    driver: str
+    request_interval: int
+    page_load_delay: int
+    created_mono: float
+    created_unix: int
+    end_status: str
+    ended: bool = False
+    ended_mono: float = 0.0
+    pages: list[tuple[str, PageResult]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SimState:
+    """All mutable state, behind one lock."""
+
+    def __init__(self, config: SimConfig):
+        self.config = config
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.jobs: dict[int, Job] = {}
+            self.next_id = 500
+            self.calls: list[dict[str, Any]] = []
+            self.webhooks: list[dict[str, Any]] = []
+            self.faults = Faults()
+            self.window_start: float | None = None
+            self.window_count = 0
+
+    # -- quota: a fixed window that starts at the first call (WEBSCRAPER_API.md) --
+    def take_quota(self, now: float) -> tuple[bool, dict[str, str]]:
+        """Count one call; (allowed, rate headers)."""
+        with self.lock:
+            limit, window = self.config.quota_calls, self.config.quota_window_s
+            if self.window_start is None or now >= self.window_start + window:
+                self.window_start, self.window_count = now, 0
+            allowed = self.window_count < limit
+            if allowed:
+                self.window_count += 1
+            headers = {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": str(limit - self.window_count),
+            }
+            if not allowed:
+                retry = max(1, math.ceil(self.window_start + window - now))
+                headers.update(self._retry_headers(retry))
+            return allowed, headers
+
+    @staticmethod
+    def _retry_headers(retry_after: int) -> dict[str, str]:
+        return {
+            "Retry-After": str(retry_after),
+            "X-RateLimit-Reset": str(int(time.time()) + retry_after),
+            "X-RateLimit-Remaining": "0",
+        }
+
+    def record_call(self, **entry: Any) -> None:
+        with self.lock:
+            self.calls.append({"t": time.time(), **entry})
+
+    # -- jobs --
+    def create_job(self, body: dict[str, Any]) -> Job:
+        with self.lock:
+            job_id, self.next_id = self.next_id, self.next_id + 1
+            urls = list(body.get("start_urls") or [])
+            sitemap_id = int(body["sitemap_id"])
+            job = Job(
+                id=job_id,
+                sitemap_id=sitemap_id,
+                sitemap_name=self.config.sitemaps[sitemap_id],
+                custom_id=body.get("custom_id"),
+                start_urls=urls,
+                driver=body.get("driver", "fast"),
+                request_interval=int(body.get("request_interval", 2000)),
+                page_load_delay=int(body.get("page_load_delay", 2000)),
+                created_mono=time.monotonic(),
+                created_unix=int(time.time()),
+                end_status=job_end_status(urls),
+            )
+            self.jobs[job_id] = job
+            return job
+
+    def status_of(self, job: Job, now: float) -> str:
+        if job.ended:
+            return job.end_status
+        age = now - job.created_mono
+        c = self.config
+        if age < c.schedule_delay_s:
+            return "waiting-to-be-scheduled"
+        if age < c.schedule_delay_s + c.start_delay_s:
+            return "scheduled"
+        return "started"
+
+    def due_to_end(self, job: Job, now: float) -> bool:
+        c = self.config
+        return not job.ended and now - job.created_mono >= (
+            c.schedule_delay_s + c.start_delay_s + c.run_s
+        )
+
+    def end_job(self, job: Job, now: float) -> None:
+        """Finish ``job``: scrape its pages (unless it failed or was stopped)."""
+        job.ended, job.ended_mono = True, now
+        if job.end_status != "finished":
+            return
+        scraped_at = dt.datetime.now(dt.UTC)
+        job.pages = [(url, page_for(url, scraped_at)) for url in job.start_urls]
+        stamp = int(time.time())
+        for n, (url, page) in enumerate(job.pages, start=1):
+            if page.record is not None:
+                job.records.append(
+                    {
+                        "web-scraper-order": f"{stamp}-{n}",
+                        "web-scraper-start-url": url,
+                        **page.record,
+                    }
+                )
+
+    def data_ready(self, job: Job, now: float) -> bool:
+        return job.ended and now >= job.ended_mono + self.faults.data_delay_s
+
+    def job_object(self, job: Job, now: float) -> dict[str, Any]:
+        """The 18 keys of WEBSCRAPER_API.md's job object."""
+        status = self.status_of(job, now)
+        scheduled = status != "waiting-to-be-scheduled"
+        executed = [p for _, p in job.pages]
+        return {
+            "id": job.id,
+            "custom_id": job.custom_id,
+            "sitemap_name": job.sitemap_name,
+            "status": status,
+            "sitemap_id": job.sitemap_id,
+            "test_run": 0,
+            "jobs_scheduled": len(job.start_urls) if scheduled else 0,
+            "jobs_executed": len(executed),
+            "jobs_failed": sum(p.problem == "failed" for p in executed),
+            "jobs_empty": sum(p.problem == "empty" for p in executed),
+            "jobs_no_value": sum(
+                p.record is not None and any(v in (None, "") for v in p.record.values())
+                for p in executed
+            ),
+            "stored_record_count": len(job.records),
+            "request_interval": job.request_interval,
+            "page_load_delay": job.page_load_delay,
+            "driver": job.driver,
+            "scheduled": 1 if scheduled else 0,
+            "time_created": job.created_unix,
+            "scraping_duration": round(job.ended_mono - job.created_mono) if job.ended else 0,
+        }
+
+    def problematic_urls(self, job: Job) -> list[dict[str, str]]:
+        return [{"url": url, "type": p.problem} for url, p in job.pages if p.problem]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a test may want to inspect, as JSON-ready data."""
+        with self.lock:
+            now = time.monotonic()
+            return {
+                "calls": list(self.calls),
+                "webhooks": list(self.webhooks),
+                "faults": asdict(self.faults),
+                "jobs": [
+                    {**self.job_object(j, now), "start_urls": j.start_urls}
+                    for j in self.jobs.values()
+                ],
+            }
