@@ -1,0 +1,274 @@
+"""Topology, confirmed publishing and the consumer loop, on a fresh vhost of the real broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pika
+import pytest
+
+from shared.contracts import CandidateFound
+from shared.messaging.consuming import ConsumerLoop, Delivery, Reject, Transient
+from shared.messaging.envelope import new_envelope
+from shared.messaging.publishing import REASON_HEADER, MessagePublisher, PublishError, connect
+from shared.messaging.topology import (
+    DELIVERY_LIMIT,
+    PUBLISHER_CANDIDATES,
+    PUBLISHER_WAIT,
+    ROUTES,
+    declare_topology,
+)
+
+pytestmark = pytest.mark.integration
+DLQ = f"{PUBLISHER_CANDIDATES}.dead-letter"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture
+def publisher(vhost) -> Iterator[MessagePublisher]:
+    connection = connect(vhost.amqp_url)
+    declare_topology(connection)
+    yield MessagePublisher(connection)
+    connection.release()
+
+
+@pytest.fixture
+def pika_channel(vhost):
+    connection = pika.BlockingConnection(pika.URLParameters(vhost.amqp_url))
+    yield connection.channel()
+    connection.close()
+
+
+@pytest.fixture
+def ready_count(pika_channel):
+    """Messages ready in a queue, now (the management API's counts lag by seconds)."""
+    return lambda queue: pika_channel.queue_declare(queue, passive=True).method.message_count
+
+
+@pytest.fixture
+def run_loop(vhost):
+    """Start a ConsumerLoop on publisher.candidates with a handler; stopped after the test."""
+    started: list[tuple[ConsumerLoop, threading.Event, threading.Thread]] = []
+
+    def start(handler, **options) -> tuple[ConsumerLoop, threading.Event, threading.Thread]:
+        stop = threading.Event()
+        loop = ConsumerLoop(lambda: connect(vhost.amqp_url, heartbeat_s=2),
+                            ROUTES[PUBLISHER_CANDIDATES], handler, stop, poll_s=0.1, **options)
+        thread = threading.Thread(target=loop.run, daemon=True)
+        thread.start()
+        assert loop.ready.wait(10), "the consumer never became ready"
+        started.append((loop, stop, thread))
+        return loop, stop, thread
+
+    yield start
+    for _, stop, thread in started:
+        stop.set()
+        thread.join(15)
+
+
+def candidate(purchasing_id: int):
+    return new_envelope("candidate.found", {"purchasing_id": purchasing_id})
+
+
+def test_topology_can_be_declared_twice_with_the_contracts_names(vhost):
+    with connect(vhost.amqp_url) as connection:
+        declare_topology(connection)
+        declare_topology(connection)
+    exchanges = {e["name"]: e for e in vhost.management.exchanges(vhost.name)}
+    for name in ("candidate.found", "job.published", "job.completed", "trackfill.dead-letter"):
+        assert exchanges[name]["type"] == "topic" and exchanges[name]["durable"]
+    queues = {q["name"]: q for q in vhost.management.queues(vhost.name)}
+    assert set(queues) == {
+        "publisher.candidates", "publisher.wait", "publisher.candidates.dead-letter",
+        "ingestor.completions", "ingestor.wait", "ingestor.completions.dead-letter",
+    }
+    candidates = queues["publisher.candidates"]["arguments"]
+    assert candidates["x-single-active-consumer"] is True
+    assert candidates["x-delivery-limit"] == DELIVERY_LIMIT
+    assert candidates["x-dead-letter-exchange"] == "trackfill.dead-letter"
+    assert queues["publisher.wait"]["arguments"]["x-dead-letter-routing-key"] == PUBLISHER_CANDIDATES
+    bindings = {(b["source"], b["destination"], b["routing_key"])
+                for b in vhost.management.bindings(vhost.name)}
+    assert ("candidate.found", "publisher.candidates", "#") in bindings
+    assert ("job.completed", "ingestor.completions", "#") in bindings
+    assert ("trackfill.dead-letter", DLQ, PUBLISHER_CANDIDATES) in bindings
+
+
+def test_a_published_message_is_persistent_json_with_its_id(publisher, pika_channel):
+    envelope = candidate(1)
+    publisher.publish("candidate.found", "official_website_redirect_to_yamato_tracking", envelope)
+    # basic.get is refused on a single-active-consumer quorum queue: consume instead
+    method, properties, body = next(pika_channel.consume(PUBLISHER_CANDIDATES, auto_ack=True,
+                                                         inactivity_timeout=5))
+    assert body == envelope.encode()
+    assert properties.delivery_mode == 2
+    assert properties.content_type == "application/json"
+    assert properties.message_id == envelope.id
+    assert method.routing_key == "official_website_redirect_to_yamato_tracking"
+
+
+def test_a_message_no_queue_takes_raises(publisher):
+    with pytest.raises(PublishError, match="no queue took the message"):
+        publisher.publish("job.published", "x", new_envelope("job.published", {}))
+
+
+def test_a_message_is_handled_typed_and_acked(publisher, run_loop, ready_count):
+    seen: list[Delivery] = []
+    loop, stop, thread = run_loop(seen.append)
+    publisher.publish("candidate.found", "task", candidate(42))
+    assert wait_until(lambda: len(seen) == 1)
+    assert seen[0].message == CandidateFound(task="official_website_redirect_to_yamato_tracking",
+                                             purchasing_id=42)
+    stop.set()
+    thread.join(10)
+    assert ready_count(PUBLISHER_CANDIDATES) == 0  # acked: nothing came back on close
+
+
+def test_an_undecodable_body_is_dead_lettered_with_its_reason_and_the_queue_flows(
+    publisher, pika_channel, run_loop, vhost
+):
+    seen: list[Delivery] = []
+    run_loop(seen.append)
+    # an independent client, no content type, as the management UI would send it
+    pika_channel.basic_publish("candidate.found", "task", b"{not json")
+    publisher.publish("candidate.found", "task", candidate(7))
+    assert wait_until(lambda: len(seen) == 1)
+    assert seen[0].message.purchasing_id == 7
+    dead = vhost.management.wait_for_messages(vhost.name, DLQ, 1)
+    assert len(dead) == 1
+    assert dead[0]["payload"] == "{not json"
+    headers = dead[0]["properties"]["headers"]
+    assert headers[REASON_HEADER].startswith("undecodable: body is not JSON")
+    assert headers["x-trackfill-origin-queue"] == PUBLISHER_CANDIDATES
+
+
+def test_an_invalid_payload_is_dead_lettered_with_the_field_named(publisher, run_loop, vhost):
+    run_loop(lambda delivery: None)
+    publisher.publish("candidate.found", "task", new_envelope("candidate.found", {"x": 1}))
+    dead = vhost.management.wait_for_messages(vhost.name, DLQ, 1)
+    assert "purchasing_id is missing" in dead[0]["properties"]["headers"][REASON_HEADER]
+
+
+def test_a_rejected_message_keeps_the_handlers_reason(publisher, run_loop, vhost, ready_count):
+    def handler(delivery):
+        raise Reject("purchase 5 does not exist")
+
+    loop, stop, thread = run_loop(handler)
+    publisher.publish("candidate.found", "task", candidate(5))
+    dead = vhost.management.wait_for_messages(vhost.name, DLQ, 1)
+    assert dead[0]["properties"]["headers"][REASON_HEADER] == "purchase 5 does not exist"
+    stop.set()
+    thread.join(10)
+    assert ready_count(PUBLISHER_CANDIDATES) == 0
+
+
+def test_a_handler_bug_dead_letters_the_message_instead_of_looping(publisher, run_loop, vhost):
+    calls = []
+
+    def handler(delivery):
+        calls.append(delivery)
+        raise KeyError("boom")
+
+    run_loop(handler)
+    publisher.publish("candidate.found", "task", candidate(6))
+    dead = vhost.management.wait_for_messages(vhost.name, DLQ, 1)
+    assert dead[0]["properties"]["headers"][REASON_HEADER] == "handler error: KeyError: 'boom'"
+    assert len(calls) == 1
+
+
+def test_a_transient_failure_is_retried_in_place(publisher, run_loop, vhost, ready_count):
+    attempts = []
+
+    def handler(delivery):
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise Transient("database restarting")
+
+    loop, stop, thread = run_loop(handler)
+    publisher.publish("candidate.found", "task", candidate(8))
+    assert wait_until(lambda: len(attempts) == 3, timeout=15)
+    stop.set()
+    thread.join(10)
+    assert ready_count(PUBLISHER_CANDIDATES) == 0
+    assert vhost.management.get_messages(vhost.name, DLQ) == []
+    assert attempts[2] - attempts[1] > attempts[1] - attempts[0]  # backing off
+
+
+def test_a_message_that_keeps_failing_is_not_requeued_forever(publisher, run_loop, vhost):
+    attempts = []
+
+    def handler(delivery):
+        attempts.append(1)
+        raise Transient("always down")
+
+    run_loop(handler, transient_budget_s=0)
+    publisher.publish("candidate.found", "task", candidate(9))
+    dead = vhost.management.wait_for_messages(vhost.name, DLQ, 1, timeout=30)
+    assert len(dead) == 1
+    assert dead[0]["properties"]["headers"]["x-death"][0]["reason"] == "delivery_limit"
+    assert len(attempts) == DELIVERY_LIMIT + 1
+
+
+def test_a_parked_message_comes_back_when_its_ttl_expires(publisher, run_loop):
+    seen: list[Delivery] = []
+    run_loop(seen.append)
+    publisher.publish("", PUBLISHER_WAIT, candidate(11), expiration_s=0.3)
+    assert wait_until(lambda: len(seen) == 1)
+    assert seen[0].deaths(PUBLISHER_WAIT) == 1
+    assert seen[0].message.purchasing_id == 11
+
+
+def test_stop_ends_the_loop_promptly(run_loop):
+    loop, stop, thread = run_loop(lambda delivery: None)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_stop_lets_the_message_in_hand_finish(publisher, run_loop, ready_count):
+    finished = []
+    started, release = threading.Event(), threading.Event()
+
+    def handler(delivery):
+        started.set()
+        release.wait(5)
+        finished.append(delivery)
+
+    loop, stop, thread = run_loop(handler)
+    publisher.publish("candidate.found", "task", candidate(12))
+    assert started.wait(10)
+    stop.set()
+    time.sleep(0.3)
+    release.set()
+    thread.join(10)
+    assert not thread.is_alive() and len(finished) == 1
+    assert ready_count(PUBLISHER_CANDIDATES) == 0
+
+
+def test_a_handler_still_busy_after_the_grace_leaves_its_message_for_redelivery(
+    publisher, run_loop, ready_count
+):
+    started, release = threading.Event(), threading.Event()
+
+    def handler(delivery):
+        started.set()
+        release.wait(10)
+
+    loop, stop, thread = run_loop(handler, shutdown_grace_s=0.5)
+    publisher.publish("candidate.found", "task", candidate(13))
+    assert started.wait(10)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    release.set()
+    assert wait_until(lambda: ready_count(PUBLISHER_CANDIDATES) == 1)

@@ -1,0 +1,111 @@
+"""The schema as the migrations build it, on PostgreSQL."""
+
+import uuid
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from shared.db.models import Base
+from tests.conftest import alembic_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_models_and_migrations_agree(engine):
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_the_contract_tables_and_columns_exist(engine):
+    inspector = inspect(engine)
+    columns = {t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
+    assert {"id", "email"} <= columns["official_account"]
+    assert {"id", "order_number", "official_account_id", "tracking_number",
+            "latest_delivery_status", "shipping_method", "estimated_delivery_date",
+            "created_at", "updated_at"} <= columns["purchasing"]
+    assert {"id", "batch_uuid", "file_path", "task_name", "total_jobs", "completed_jobs",
+            "failed_jobs", "status", "created_at", "updated_at"} <= columns["tracking_batch"]
+    assert {"id", "batch_id", "purchasing_id", "custom_id", "job_id", "target_url", "index",
+            "status", "created_at", "completed_at", "error"} <= columns["tracking_job"]
+    assert {"id", "operation_type", "success", "message", "timestamp",
+            "details"} <= columns["sync_log"]
+
+
+def test_rows_from_other_systems_need_only_the_contract_columns(db):
+    with db.begin() as connection:
+        connection.execute(text("INSERT INTO official_account (email) VALUES ('a@example.com')"))
+        connection.execute(text("INSERT INTO purchasing (order_number) VALUES ('W1234567890')"))
+        assert connection.execute(text("SELECT count(*) FROM purchasing")).scalar() == 1
+
+
+def _batch(connection, batch_uuid):
+    return connection.execute(
+        text("INSERT INTO tracking_batch (batch_uuid, file_path, task_name) "
+             "VALUES (:u, 'f', 't') RETURNING id"), {"u": batch_uuid}
+    ).scalar()
+
+
+def test_batch_uuid_is_unique(db):
+    batch_uuid = uuid.uuid4()
+    with db.begin() as connection:
+        _batch(connection, batch_uuid)
+    with pytest.raises(IntegrityError, match="uq_tracking_batch_batch_uuid"), db.begin() as c:
+        _batch(c, batch_uuid)
+
+
+def test_custom_id_is_unique(db):
+    insert = text("INSERT INTO tracking_job (batch_id, custom_id, target_url, index) "
+                  "VALUES (:b, 'owryt-x-0000', 'u', 0)")
+    with db.begin() as connection:
+        batch_id = _batch(connection, uuid.uuid4())
+        connection.execute(insert, {"b": batch_id})
+    with pytest.raises(IntegrityError, match="uq_tracking_job_custom_id"), db.begin() as c:
+        c.execute(insert, {"b": batch_id})
+
+
+def test_a_job_needs_an_existing_batch(db):
+    with pytest.raises(IntegrityError, match="fk_tracking_job_batch_id"), db.begin() as c:
+        c.execute(text("INSERT INTO tracking_job (batch_id, custom_id, target_url, index) "
+                       "VALUES (999, 'owryt-y-0000', 'u', 0)"))
+
+
+def test_an_unknown_batch_status_is_refused(db):
+    with pytest.raises(IntegrityError, match="ck_tracking_batch_status"), db.begin() as c:
+        c.execute(text("INSERT INTO tracking_batch (batch_uuid, file_path, task_name, status) "
+                       "VALUES (:u, 'f', 't', 'done')"), {"u": uuid.uuid4()})
+
+
+def test_the_selection_index_is_partial_on_a_missing_tracking_number(engine):
+    with engine.connect() as connection:
+        definition = connection.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_purchasing_needs_tracking'")
+        ).scalar()
+    assert "WHERE" in definition and "tracking_number IS NULL" in definition
+
+
+def test_downgrade_to_base_and_upgrade_again(postgres_admin_url):
+    from sqlalchemy.engine import make_url
+
+    name = f"trackfill_mig_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "head")
+        command.downgrade(config, "base")
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        command.upgrade(config, "head")
+        assert "tracking_job" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
