@@ -87,6 +87,8 @@ class SimState:
 
     def reset(self) -> None:
         with self.lock:
+            # notifications still pending from before a reset are never sent
+            self.generation = getattr(self, "generation", 0) + 1
             self.jobs: dict[int, Job] = {}
             self.next_id = 500
             self.calls: list[dict[str, Any]] = []

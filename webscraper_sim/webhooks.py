@@ -8,6 +8,7 @@ attempts in all), as the real service does.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -27,6 +28,7 @@ class Notification:
     job_id: int
     form: dict[str, str]
     copy: int
+    generation: int
     attempt: int = 1
 
 
@@ -79,7 +81,7 @@ class Clock:
             "custom_id": job.custom_id or "",
         }
         for copy in range(1, max(1, faults.webhook_duplicates) + 1):
-            notification = Notification(job.id, form, copy)
+            notification = Notification(job.id, form, copy, self._state.generation)
             if faults.webhook_out_of_order:
                 self._held.append((now, notification))
             else:
@@ -88,8 +90,8 @@ class Clock:
     def _release_held(self, now: float) -> None:
         """Held notifications go out together, newest first, once the oldest is due."""
         if self._held and now - self._held[0][0] >= self._state.faults.webhook_hold_s:
-            for _, notification in reversed(self._held):
-                self._push(now, notification)
+            for n, (_, notification) in enumerate(reversed(self._held)):
+                self._push(now + n * 0.05, notification)  # staggered: senders run in parallel
             self._held.clear()
 
     def _push(self, due: float, notification: Notification) -> None:
@@ -103,6 +105,8 @@ class Clock:
 
     def _send(self, notification: Notification) -> None:
         config = self._state.config
+        if notification.generation != self._state.generation:
+            return
         if not config.webhook_url:
             self._log(notification.job_id, notification.copy, notification.attempt, "no url")
             return
@@ -117,12 +121,7 @@ class Clock:
         self._log(notification.job_id, notification.copy, notification.attempt, outcome)
         delays = config.webhook_retry_delays_s
         if failed and notification.attempt <= len(delays):
-            retry = Notification(
-                notification.job_id,
-                notification.form,
-                notification.copy,
-                notification.attempt + 1,
-            )
+            retry = dataclasses.replace(notification, attempt=notification.attempt + 1)
             with self._state.lock:
                 self._push(time.monotonic() + delays[notification.attempt - 1], retry)
 

@@ -62,8 +62,14 @@ def run_loop(vhost):
 
     def start(handler, **options) -> tuple[ConsumerLoop, threading.Event, threading.Thread]:
         stop = threading.Event()
-        loop = ConsumerLoop(lambda: connect(vhost.amqp_url, heartbeat_s=2),
-                            ROUTES[PUBLISHER_CANDIDATES], handler, stop, poll_s=0.1, **options)
+        loop = ConsumerLoop(
+            lambda: connect(vhost.amqp_url, heartbeat_s=2),
+            ROUTES[PUBLISHER_CANDIDATES],
+            handler,
+            stop,
+            poll_s=0.1,
+            **options,
+        )
         thread = threading.Thread(target=loop.run, daemon=True)
         thread.start()
         assert loop.ready.wait(10), "the consumer never became ready"
@@ -89,16 +95,24 @@ def test_topology_can_be_declared_twice_with_the_contracts_names(vhost):
         assert exchanges[name]["type"] == "topic" and exchanges[name]["durable"]
     queues = {q["name"]: q for q in vhost.management.queues(vhost.name)}
     assert set(queues) == {
-        "publisher.candidates", "publisher.wait", "publisher.candidates.dead-letter",
-        "ingestor.completions", "ingestor.wait", "ingestor.completions.dead-letter",
+        "publisher.candidates",
+        "publisher.wait",
+        "publisher.candidates.dead-letter",
+        "ingestor.completions",
+        "ingestor.wait",
+        "ingestor.completions.dead-letter",
     }
     candidates = queues["publisher.candidates"]["arguments"]
     assert candidates["x-single-active-consumer"] is True
     assert candidates["x-delivery-limit"] == DELIVERY_LIMIT
     assert candidates["x-dead-letter-exchange"] == "trackfill.dead-letter"
-    assert queues["publisher.wait"]["arguments"]["x-dead-letter-routing-key"] == PUBLISHER_CANDIDATES
-    bindings = {(b["source"], b["destination"], b["routing_key"])
-                for b in vhost.management.bindings(vhost.name)}
+    assert (
+        queues["publisher.wait"]["arguments"]["x-dead-letter-routing-key"] == PUBLISHER_CANDIDATES
+    )
+    bindings = {
+        (b["source"], b["destination"], b["routing_key"])
+        for b in vhost.management.bindings(vhost.name)
+    }
     assert ("candidate.found", "publisher.candidates", "#") in bindings
     assert ("job.completed", "ingestor.completions", "#") in bindings
     assert ("trackfill.dead-letter", DLQ, PUBLISHER_CANDIDATES) in bindings
@@ -108,8 +122,9 @@ def test_a_published_message_is_persistent_json_with_its_id(publisher, pika_chan
     envelope = candidate(1)
     publisher.publish("candidate.found", "official_website_redirect_to_yamato_tracking", envelope)
     # basic.get is refused on a single-active-consumer quorum queue: consume instead
-    method, properties, body = next(pika_channel.consume(PUBLISHER_CANDIDATES, auto_ack=True,
-                                                         inactivity_timeout=5))
+    method, properties, body = next(
+        pika_channel.consume(PUBLISHER_CANDIDATES, auto_ack=True, inactivity_timeout=5)
+    )
     assert body == envelope.encode()
     assert properties.delivery_mode == 2
     assert properties.content_type == "application/json"
@@ -127,8 +142,9 @@ def test_a_message_is_handled_typed_and_acked(publisher, run_loop, ready_count):
     loop, stop, thread = run_loop(seen.append)
     publisher.publish("candidate.found", "task", candidate(42))
     assert wait_until(lambda: len(seen) == 1)
-    assert seen[0].message == CandidateFound(task="official_website_redirect_to_yamato_tracking",
-                                             purchasing_id=42)
+    assert seen[0].message == CandidateFound(
+        task="official_website_redirect_to_yamato_tracking", purchasing_id=42
+    )
     stop.set()
     thread.join(10)
     assert ready_count(PUBLISHER_CANDIDATES) == 0  # acked: nothing came back on close

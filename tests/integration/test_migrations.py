@@ -23,17 +23,49 @@ def test_models_and_migrations_agree(engine):
 
 def test_the_contract_tables_and_columns_exist(engine):
     inspector = inspect(engine)
-    columns = {t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
+    columns = {
+        t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()
+    }
     assert {"id", "email"} <= columns["official_account"]
-    assert {"id", "order_number", "official_account_id", "tracking_number",
-            "latest_delivery_status", "shipping_method", "estimated_delivery_date",
-            "created_at", "updated_at"} <= columns["purchasing"]
-    assert {"id", "batch_uuid", "file_path", "task_name", "total_jobs", "completed_jobs",
-            "failed_jobs", "status", "created_at", "updated_at"} <= columns["tracking_batch"]
-    assert {"id", "batch_id", "purchasing_id", "custom_id", "job_id", "target_url", "index",
-            "status", "created_at", "completed_at", "error"} <= columns["tracking_job"]
-    assert {"id", "operation_type", "success", "message", "timestamp",
-            "details"} <= columns["sync_log"]
+    assert {
+        "id",
+        "order_number",
+        "official_account_id",
+        "tracking_number",
+        "latest_delivery_status",
+        "shipping_method",
+        "estimated_delivery_date",
+        "created_at",
+        "updated_at",
+    } <= columns["purchasing"]
+    assert {
+        "id",
+        "batch_uuid",
+        "file_path",
+        "task_name",
+        "total_jobs",
+        "completed_jobs",
+        "failed_jobs",
+        "status",
+        "created_at",
+        "updated_at",
+    } <= columns["tracking_batch"]
+    assert {
+        "id",
+        "batch_id",
+        "purchasing_id",
+        "custom_id",
+        "job_id",
+        "target_url",
+        "index",
+        "status",
+        "created_at",
+        "completed_at",
+        "error",
+    } <= columns["tracking_job"]
+    assert {"id", "operation_type", "success", "message", "timestamp", "details"} <= columns[
+        "sync_log"
+    ]
 
 
 def test_rows_from_other_systems_need_only_the_contract_columns(db):
@@ -45,8 +77,11 @@ def test_rows_from_other_systems_need_only_the_contract_columns(db):
 
 def _batch(connection, batch_uuid):
     return connection.execute(
-        text("INSERT INTO tracking_batch (batch_uuid, file_path, task_name) "
-             "VALUES (:u, 'f', 't') RETURNING id"), {"u": batch_uuid}
+        text(
+            "INSERT INTO tracking_batch (batch_uuid, file_path, task_name) "
+            "VALUES (:u, 'f', 't') RETURNING id"
+        ),
+        {"u": batch_uuid},
     ).scalar()
 
 
@@ -59,8 +94,10 @@ def test_batch_uuid_is_unique(db):
 
 
 def test_custom_id_is_unique(db):
-    insert = text("INSERT INTO tracking_job (batch_id, custom_id, target_url, index) "
-                  "VALUES (:b, 'owryt-x-0000', 'u', 0)")
+    insert = text(
+        "INSERT INTO tracking_job (batch_id, custom_id, target_url, index) "
+        "VALUES (:b, 'owryt-x-0000', 'u', 0)"
+    )
     with db.begin() as connection:
         batch_id = _batch(connection, uuid.uuid4())
         connection.execute(insert, {"b": batch_id})
@@ -70,14 +107,23 @@ def test_custom_id_is_unique(db):
 
 def test_a_job_needs_an_existing_batch(db):
     with pytest.raises(IntegrityError, match="fk_tracking_job_batch_id"), db.begin() as c:
-        c.execute(text("INSERT INTO tracking_job (batch_id, custom_id, target_url, index) "
-                       "VALUES (999, 'owryt-y-0000', 'u', 0)"))
+        c.execute(
+            text(
+                "INSERT INTO tracking_job (batch_id, custom_id, target_url, index) "
+                "VALUES (999, 'owryt-y-0000', 'u', 0)"
+            )
+        )
 
 
 def test_an_unknown_batch_status_is_refused(db):
     with pytest.raises(IntegrityError, match="ck_tracking_batch_status"), db.begin() as c:
-        c.execute(text("INSERT INTO tracking_batch (batch_uuid, file_path, task_name, status) "
-                       "VALUES (:u, 'f', 't', 'done')"), {"u": uuid.uuid4()})
+        c.execute(
+            text(
+                "INSERT INTO tracking_batch (batch_uuid, file_path, task_name, status) "
+                "VALUES (:u, 'f', 't', 'done')"
+            ),
+            {"u": uuid.uuid4()},
+        )
 
 
 def test_the_selection_index_is_partial_on_a_missing_tracking_number(engine):

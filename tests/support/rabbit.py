@@ -47,8 +47,14 @@ class Management:
     def bindings(self, vhost: str) -> list[dict[str, Any]]:
         return self.http.get(self._url("bindings", vhost), timeout=10).json()
 
-    def publish(self, vhost: str, exchange: str, routing_key: str, payload: str,
-                properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    def publish(
+        self,
+        vhost: str,
+        exchange: str,
+        routing_key: str,
+        payload: str,
+        properties: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """What the UI's "Publish message" form does: a string payload."""
         body = {
             "properties": properties or {},
@@ -57,8 +63,9 @@ class Management:
             "payload_encoding": "string",
         }
         name = exchange or "amq.default"
-        answer = self.http.post(self._url("exchanges", vhost, name, "publish"), json=body,
-                                timeout=10)
+        answer = self.http.post(
+            self._url("exchanges", vhost, name, "publish"), json=body, timeout=10
+        )
         answer.raise_for_status()
         return answer.json()
 
@@ -69,8 +76,9 @@ class Management:
         answer.raise_for_status()
         return answer.json()
 
-    def wait_for_messages(self, vhost: str, queue: str, count: int,
-                          timeout: float = 10) -> list[dict[str, Any]]:
+    def wait_for_messages(
+        self, vhost: str, queue: str, count: int, timeout: float = 10
+    ) -> list[dict[str, Any]]:
         """Poll until ``queue`` holds at least ``count`` messages; return them."""
         deadline = time.monotonic() + timeout
         while True:

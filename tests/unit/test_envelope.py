@@ -110,15 +110,24 @@ def test_a_bad_candidate_is_refused_with_a_reason(payload, reason):
 
 def test_a_job_completed_takes_the_webhooks_string_fields():
     completed = JobCompleted.parse(
-        {"scrapingjob_id": "500", "status": "finished", "sitemap_id": "1421177",
-         "sitemap_name": "apple", "custom_id": "owryt-abc12345-0000"}
+        {
+            "scrapingjob_id": "500",
+            "status": "finished",
+            "sitemap_id": "1421177",
+            "sitemap_name": "apple",
+            "custom_id": "owryt-abc12345-0000",
+        }
     )
     assert (completed.scrapingjob_id, completed.sitemap_id) == (500, 1421177)
 
 
 def test_contract_payloads_round_trip():
-    published = JobPublished(task="official_website_redirect_to_yamato_tracking",
-                             custom_id="owryt-a-0000", job_id=9,
-                             batch_uuid="12345678-1234-5678-1234-567812345678",
-                             target_url="https://store.apple.com/x", purchasing_id=3)
+    published = JobPublished(
+        task="official_website_redirect_to_yamato_tracking",
+        custom_id="owryt-a-0000",
+        job_id=9,
+        batch_uuid="12345678-1234-5678-1234-567812345678",
+        target_url="https://store.apple.com/x",
+        purchasing_id=3,
+    )
     assert JobPublished.parse(published.to_payload()) == published

@@ -5,7 +5,12 @@ import re
 
 import pytest
 
-from webscraper_sim.scenarios import job_end_status, order_number_of, page_for, valid_tracking_number
+from webscraper_sim.scenarios import (
+    job_end_status,
+    order_number_of,
+    page_for,
+    valid_tracking_number,
+)
 
 NOW = dt.datetime(2026, 12, 30, 3, 0, tzinfo=dt.UTC)
 
@@ -45,10 +50,15 @@ def test_the_last_digit_chooses_the_page():
 
 
 def test_estimates_cross_the_new_year_near_its_end():
-    assert page_for(url("W1234567893"), NOW).record["estimated_delivery_date"].startswith("2027年1月1日")
+    assert (
+        page_for(url("W1234567893"), NOW)
+        .record["estimated_delivery_date"]
+        .startswith("2027年1月1日")
+    )
 
 
-@pytest.mark.parametrize(("ending", "status"), [("97", "stopped"), ("98", "failed"),
-                                                ("96", "finished")])
+@pytest.mark.parametrize(
+    ("ending", "status"), [("97", "stopped"), ("98", "failed"), ("96", "finished")]
+)
 def test_the_last_two_digits_can_end_the_whole_job(ending, status):
     assert job_end_status([url("W12345678" + ending)]) == status
