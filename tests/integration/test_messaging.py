@@ -288,3 +288,71 @@ def test_a_handler_still_busy_after_the_grace_leaves_its_message_for_redelivery(
     assert not thread.is_alive()
     release.set()
     assert wait_until(lambda: ready_count(PUBLISHER_CANDIDATES) == 1)
+
+
+def test_a_slow_handler_does_not_cost_the_connection(publisher, run_loop, ready_count):
+    """Heartbeats every second; a handler busy for 8 s (RABBITMQ.md: a blocking sleep in a
+    callback loses the connection and the message comes back, a second API call for us)."""
+    calls = []
+
+    def handler(delivery):
+        calls.append(delivery)
+        time.sleep(8)
+
+    loop, stop, thread = run_loop(handler)  # run_loop connects with a 2 s heartbeat
+    publisher.publish("candidate.found", "task", candidate(14))
+    assert wait_until(lambda: len(calls) == 1)
+    time.sleep(10)
+    stop.set()
+    thread.join(10)
+    assert len(calls) == 1
+    assert ready_count(PUBLISHER_CANDIDATES) == 0
+
+
+SERVICE = """
+import logging, sys
+from shared.lifecycle import stop_on_signals
+from shared.messaging.consuming import ConsumerLoop
+from shared.messaging.publishing import connect
+from shared.messaging.topology import ROUTES
+logging.basicConfig(level=logging.INFO)
+stop = stop_on_signals()
+loop = ConsumerLoop(lambda: connect(sys.argv[1]), ROUTES["publisher.candidates"],
+                    lambda d: None, stop)
+loop.run()
+print("clean exit", flush=True)
+"""
+
+
+def test_sigterm_stops_a_consumer_process_with_exit_0(vhost):
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVICE, vhost.amqp_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: _consuming(vhost), timeout=15)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        assert time.monotonic() - started < 10
+        assert "clean exit" in process.stdout.read()
+    finally:
+        process.kill()
+
+
+def _consuming(vhost) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(vhost.amqp_url))
+    try:
+        declared = connection.channel().queue_declare(PUBLISHER_CANDIDATES, passive=True)
+        return declared.method.consumer_count == 1
+    except Exception:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
