@@ -38,6 +38,7 @@ class Settings:
     selector_interval_s: float
     recheck_base_s: float
     recheck_max_s: float
+    selector_republish_grace_s: float
     amqp_heartbeat_s: float
     http_timeout_s: float
 
@@ -65,6 +66,7 @@ DEFAULTS: dict[str, str] = {
     "SELECTOR_INTERVAL_S": "900",
     "RECHECK_BASE_S": "1800",
     "RECHECK_MAX_S": "86400",
+    "SELECTOR_REPUBLISH_GRACE_S": "120",
     "AMQP_HEARTBEAT_S": "30",
     "HTTP_TIMEOUT_S": "30",
 }
@@ -99,6 +101,7 @@ def load_settings(
         selector_interval_s=env.duration("SELECTOR_INTERVAL_S"),
         recheck_base_s=env.duration("RECHECK_BASE_S", allow_zero=True),
         recheck_max_s=env.duration("RECHECK_MAX_S", allow_zero=True),
+        selector_republish_grace_s=env.duration("SELECTOR_REPUBLISH_GRACE_S", allow_zero=True),
         amqp_heartbeat_s=env.duration("AMQP_HEARTBEAT_S", allow_zero=True),
         http_timeout_s=env.duration("HTTP_TIMEOUT_S"),
     )

@@ -32,7 +32,14 @@ from webscraper_sim.server import Simulator
 from webscraper_sim.state import SimConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ("sync_log", "tracking_job", "tracking_batch", "purchasing", "official_account")
+TABLES = (
+    "sync_log",
+    "purchase_check",
+    "tracking_job",
+    "tracking_batch",
+    "purchasing",
+    "official_account",
+)
 
 
 def alembic_config(database_url: str) -> Config:

@@ -39,6 +39,8 @@ NAMING_CONVENTION = {
 
 BATCH_STATUSES = ("pending", "processing", "completed", "failed", "partial")
 JOB_STATUSES = ("queued", "publishing", "pending", "completed", "failed")
+#: A job in one of these states has not ended: its purchase is not selected again.
+IN_FLIGHT_STATUSES = ("queued", "publishing", "pending")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -131,7 +133,32 @@ class TrackingJob(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="queued")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _created()
+    #: when its candidate.found was confirmed by RabbitMQ (NULL: publish still owed)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+#: At most one unfinished job per purchase, whoever creates it (selector, manual request).
+Index(
+    "uq_tracking_job_in_flight_purchase",
+    TrackingJob.purchasing_id,
+    unique=True,
+    postgresql_where=TrackingJob.status.in_(IN_FLIGHT_STATUSES),
+)
+
+
+class PurchaseCheck(Base):
+    """When a purchase may be looked up again, after attempts that found no number."""
+
+    __tablename__ = "purchase_check"
+
+    purchasing_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("purchasing.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_check_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = _updated()
 
 
 class SyncLog(Base):

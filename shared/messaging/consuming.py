@@ -145,7 +145,7 @@ class ConsumerLoop:
     def _serve(self, connection: Connection) -> None:
         channel = connection.channel()
         channel.basic_qos(0, 1, False)
-        control = MessagePublisher(connection)
+        control = MessagePublisher(connection, declare=False)
         consumer = Consumer(
             channel,
             queues=[consumer_queue(self._route)],

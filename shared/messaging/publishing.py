@@ -13,12 +13,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from kombu import Connection, Exchange, Producer
+from kombu.transport.pyamqp import Transport as AmqpTransport
 
 from shared.messaging.envelope import Envelope
-from shared.messaging.topology import DEAD_LETTER_EXCHANGE
+from shared.messaging.topology import DEAD_LETTER_EXCHANGE, declare_topology
 
 REASON_HEADER = "x-trackfill-reason"
 ORIGIN_QUEUE_HEADER = "x-trackfill-origin-queue"
+
+
+def _where(exchange: str, routing_key: str) -> str:
+    return f"{exchange or '(default)'}/{routing_key}"
 
 
 class PublishError(RuntimeError):
@@ -39,8 +44,9 @@ def connect(amqp_url: str, heartbeat_s: float = 30, connect_timeout_s: float = 5
 class MessagePublisher:
     """Publishes on one channel of ``connection``; not thread-safe (one per thread)."""
 
-    def __init__(self, connection: Connection):
+    def __init__(self, connection: Connection, declare: bool = True):
         self._connection = connection
+        self._declare = declare
         self._producer: Producer | None = None
         self._returned: list[str] = []
 
@@ -78,32 +84,49 @@ class MessagePublisher:
         content_type: str = "application/json",
     ) -> None:
         """Publish bytes as they are (dead letters keep their original body)."""
-        producer = self._ensure_producer()
+        options = dict(
+            exchange=Exchange(exchange) if exchange else "",
+            routing_key=routing_key,
+            content_type=content_type,
+            content_encoding="utf-8",
+            delivery_mode=2,
+            mandatory=mandatory,
+            expiration=expiration_s,
+            headers=dict(headers or {}),
+            message_id=message_id,
+            declare=[],
+        )
         self._returned.clear()
-        try:
-            producer.publish(
-                body,
-                exchange=Exchange(exchange) if exchange else "",
-                routing_key=routing_key,
-                content_type=content_type,
-                content_encoding="utf-8",
-                delivery_mode=2,
-                mandatory=mandatory,
-                expiration=expiration_s,
-                headers=dict(headers or {}),
-                message_id=message_id,
-                declare=[],
-            )
-        except Exception as error:
-            self._reset()
-            raise PublishError(
-                f"publish to {exchange or '(default)'}/{routing_key} failed: {error!r}"
-            ) from error
+        for attempt in (1, 2):
+            try:
+                self._ensure_producer().publish(body, **options)
+                break
+            except (OSError, *AmqpTransport.connection_errors) as error:
+                # a connection that died while idle: reconnect once (a duplicate is possible
+                # if the broker had confirmed; every consumer is idempotent)
+                self._reset()
+                if attempt == 2:
+                    raise PublishError(
+                        f"publish to {_where(exchange, routing_key)} failed: {error!r}"
+                    ) from error
+            except Exception as error:
+                self._reset()
+                raise PublishError(
+                    f"publish to {_where(exchange, routing_key)} failed: {error!r}"
+                ) from error
         if self._returned:
             raise PublishError(
-                f"no queue took the message on {exchange or '(default)'}/{routing_key}: "
-                f"{self._returned[0]}"
+                f"no queue took the message on {_where(exchange, routing_key)}: {self._returned[0]}"
             )
+
+    def ensure_ready(self) -> None:
+        """Connect (and declare the topology) now; :class:`PublishError` if RabbitMQ cannot
+        be reached, so a caller can refuse work it could not publish."""
+        try:
+            self._ensure_producer()
+        except Exception as error:
+            self._reset()
+            raise PublishError(f"cannot connect to RabbitMQ: {error!r}") from error
 
     def dead_letter(self, message: Any, origin_queue: str, reason: str) -> None:
         """Publish a copy of a received kombu ``message`` to the dead-letter exchange,
@@ -130,6 +153,8 @@ class MessagePublisher:
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
+            if self._declare:  # whoever connects first creates the topology
+                declare_topology(self._connection)
             channel = self._connection.default_channel
             self._producer = Producer(channel, on_return=self._on_return)
         return self._producer

@@ -1,0 +1,50 @@
+"""``python -m selector``: a selection pass every ``SELECTOR_INTERVAL_S`` until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from selector.service import Selector
+from shared.db.session import make_engine, make_session_factory
+from shared.lifecycle import stop_on_signals
+from shared.logs import setup_logging
+from shared.messaging.consuming import CONNECTION_ERRORS
+from shared.messaging.publishing import MessagePublisher, PublishError, connect
+from shared.settings import SettingsError, load_settings
+
+log = logging.getLogger("trackfill.selector")
+OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
+
+
+def main() -> int:
+    setup_logging()
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"selector: {error}", file=sys.stderr)
+        return 2
+    stop = stop_on_signals()
+    engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
+    sessions = make_session_factory(engine)
+    log.info("selector started: a pass every %gs", settings.selector_interval_s)
+    retry_s = min(settings.selector_interval_s, 5.0)
+    while not stop.is_set():
+        try:
+            # a connection per pass: an idle one would miss its heartbeats for 15 minutes
+            with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
+                Selector(settings, sessions, MessagePublisher(connection)).run_pass("daemon")
+            wait = settings.selector_interval_s
+        except OUTAGES as error:
+            log.warning("pass failed (%s); retrying in %gs", str(error).splitlines()[0], retry_s)
+            wait = retry_s
+        stop.wait(wait)
+    engine.dispose()
+    log.info("selector stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

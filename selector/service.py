@@ -1,0 +1,178 @@
+"""One selection pass: select, record the batch, commit, then publish the candidates."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from selector.batches import JobRef, create_batch, mark_published, unpublished_jobs
+from selector.selection import Candidate, Skipped, choose, iter_matches
+from shared.contracts import CandidateFound
+from shared.db import sync_log
+from shared.db.rechecks import schedule_recheck
+from shared.db.session import transaction
+from shared.domain.masking import mask_email
+from shared.messaging.envelope import new_envelope
+from shared.messaging.publishing import MessagePublisher, PublishError
+from shared.messaging.topology import CANDIDATE_FOUND
+from shared.settings import Settings
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
+
+log = logging.getLogger("trackfill.selector")
+TAG = "[tracking_number_empty_worker]"
+#: Serialises selection passes (daemon, manual runs, replicas): a pass reads the jobs
+#: the previous one committed, so two passes never select the same purchase.
+SELECTION_LOCK = 0x7472_6B66_696C_6C01  # "trkfill" + 1
+
+
+@dataclass
+class PassResult:
+    batch_uuid: str | None = None
+    found: int = 0
+    dispatched: int = 0
+    republished: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {
+            "batch_uuid": self.batch_uuid,
+            "found": self.found,
+            "dispatched": self.dispatched,
+            "republished": self.republished,
+            "skipped": [
+                {"purchasing_id": s.match.purchasing_id, "reason": s.reason} for s in self.skipped
+            ],
+            "error": self.error,
+        }
+
+
+class Selector:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        publisher: MessagePublisher | None,
+        task: TaskConfig = OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO,
+    ):
+        self._settings = settings
+        self._sessions = sessions
+        self._publisher = publisher
+        self._task = task
+
+    def preview(self) -> tuple[list[Candidate], list[Skipped]]:
+        """What a pass would select now; reads only (a read-only transaction)."""
+        with self._sessions() as session, session.begin():
+            session.execute(text("SET TRANSACTION READ ONLY"))
+            return choose(iter_matches(session), self._settings.selector_max_records)
+
+    def run_pass(self, source: str = "daemon") -> PassResult:
+        """Select and publish; the result is also written to sync_log."""
+        result = PassResult()
+        if self._publisher is not None:
+            self._publisher.ensure_ready()  # select nothing that could not be published
+        with transaction(self._sessions) as session:
+            session.execute(select(func.pg_advisory_xact_lock(SELECTION_LOCK)))
+            owed = unpublished_jobs(session, self._task, self._settings.selector_republish_grace_s)
+            candidates, result.skipped = choose(
+                iter_matches(session), self._settings.selector_max_records
+            )
+            result.found = len(candidates) + len(result.skipped)
+            for skipped in result.skipped:
+                schedule_recheck(
+                    session,
+                    skipped.match.purchasing_id,
+                    f"skipped: {skipped.reason}",
+                    self._settings.recheck_base_s,
+                    self._settings.recheck_max_s,
+                )
+            jobs = create_batch(session, self._task, candidates) if candidates else []
+        self._log_selection(result, jobs)
+        result.batch_uuid = jobs[0].batch_uuid if jobs else None
+        result.republished, result.error = self._publish(owed, "Re-dispatched")
+        if result.error is None:
+            result.dispatched, result.error = self._publish(jobs, "Dispatched")
+        log.info("%s Execution complete: dispatched %d tasks", TAG, result.dispatched)
+        self._record(result, source)
+        if result.error is not None:
+            raise PublishError(result.error)
+        return result
+
+    def _log_selection(self, result: PassResult, jobs: list[JobRef]) -> None:
+        log.info("%s Found %d matching records", TAG, result.found)
+        for skipped in result.skipped:
+            match = skipped.match
+            log.warning(
+                "%s Skipped purchase %d (order %s, %s): %s",
+                TAG,
+                match.purchasing_id,
+                match.order_number,
+                mask_email(match.email),
+                skipped.reason,
+            )
+        if jobs:
+            short = jobs[0].batch_uuid.replace("-", "")[:8]
+            log.info("%s Created TrackingBatch %s with %d jobs", TAG, short, len(jobs))
+
+    def _publish(self, jobs: list[JobRef], verb: str) -> tuple[int, str | None]:
+        """Publish each job's candidate.found with confirms and mark the confirmed ones;
+        (how many were confirmed, the error that stopped it)."""
+        confirmed: list[int] = []
+        error: str | None = None
+        try:
+            for number, job in enumerate(jobs, start=1):
+                self._publish_one(job)
+                confirmed.append(job.id)
+                log.info(
+                    "%s %s task %d/%d: %s for order %s",
+                    TAG,
+                    verb,
+                    number,
+                    len(jobs),
+                    job.custom_id,
+                    job.order_number,
+                )
+        except PublishError as failure:
+            error = str(failure)
+            log.error(
+                "%s publishing stopped after %d of %d: %s (a later pass re-publishes the rest)",
+                TAG,
+                len(confirmed),
+                len(jobs),
+                error,
+            )
+        with transaction(self._sessions) as session:
+            mark_published(session, confirmed)
+        return len(confirmed), error
+
+    def _publish_one(self, job: JobRef) -> None:
+        if self._publisher is None:
+            raise PublishError("no broker connection")
+        message = CandidateFound(
+            task=self._task.name,
+            purchasing_id=job.purchasing_id,
+            custom_id=job.custom_id,
+            batch_uuid=job.batch_uuid,
+        )
+        envelope = new_envelope(CANDIDATE_FOUND, message.to_payload())
+        self._publisher.publish(CANDIDATE_FOUND, self._task.name, envelope)
+
+    def _record(self, result: PassResult, source: str) -> None:
+        message = (
+            f"Dispatched {result.dispatched} tasks"
+            if result.found or result.republished
+            else "No matching records"
+        )
+        with transaction(self._sessions) as session:
+            sync_log.record(
+                session,
+                sync_log.TRIGGERED,
+                result.error is None,
+                message,
+                {**result.details, "source": source},
+            )

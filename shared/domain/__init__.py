@@ -1,0 +1,1 @@
+"""Pure domain rules (DOMAIN.md): order URLs, statuses, tracking numbers, dates, masking."""

@@ -1,0 +1,23 @@
+"""Personal data in logs: e-mail addresses are masked, never printed whole."""
+
+from __future__ import annotations
+
+import re
+
+_EMAIL = re.compile(r"([^\s@/:;,<>\"'()\[\]]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def mask_email(email: str | None) -> str:
+    """``user@example.com`` -> ``u***@example.com``."""
+    if not email:
+        return ""
+    local, at, domain = email.strip().rpartition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_emails_in(text: str) -> str:
+    """Every e-mail-like run in ``text`` masked (also inside URLs, percent-encoded or not)."""
+    text = re.sub(r"%40", "@", text, flags=re.I)
+    return _EMAIL.sub(lambda m: f"{m.group(1)[:1]}***@{m.group(2)}", text)
