@@ -17,7 +17,7 @@ from shared.db.rechecks import schedule_recheck
 from shared.db.session import transaction
 from shared.domain.masking import mask_email
 from shared.messaging.envelope import new_envelope
-from shared.messaging.publishing import MessagePublisher, PublishError
+from shared.messaging.publishing import MessagePublisher, Outgoing, PublishError
 from shared.messaging.topology import CANDIDATE_FOUND
 from shared.settings import Settings
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
@@ -98,7 +98,8 @@ class Selector:
         if result.error is None:
             result.dispatched, result.error = self._publish(jobs, "Dispatched")
         log.info("%s Execution complete: dispatched %d tasks", TAG, result.dispatched)
-        self._record(result, source)
+        confirmed = owed[: result.republished] + jobs[: result.dispatched]
+        self._record(result, source, [job.id for job in confirmed])
         if result.error is not None:
             raise PublishError(result.error)
         return result
@@ -120,39 +121,36 @@ class Selector:
             log.info("%s Created TrackingBatch %s with %d jobs", TAG, short, len(jobs))
 
     def _publish(self, jobs: list[JobRef], verb: str) -> tuple[int, str | None]:
-        """Publish each job's candidate.found with confirms and mark the confirmed ones;
-        (how many were confirmed, the error that stopped it)."""
-        confirmed: list[int] = []
-        error: str | None = None
-        try:
-            for number, job in enumerate(jobs, start=1):
-                self._publish_one(job)
-                confirmed.append(job.id)
-                log.info(
-                    "%s %s task %d/%d: %s for order %s",
-                    TAG,
-                    verb,
-                    number,
-                    len(jobs),
-                    job.custom_id,
-                    job.order_number,
-                )
-        except PublishError as failure:
-            error = str(failure)
-            log.error(
-                "%s publishing stopped after %d of %d: %s (a later pass re-publishes the rest)",
-                TAG,
-                len(confirmed),
-                len(jobs),
-                error,
-            )
-        with transaction(self._sessions) as session:
-            mark_published(session, confirmed)
-        return len(confirmed), error
-
-    def _publish_one(self, job: JobRef) -> None:
+        """Publish the jobs' candidate.found messages together (one wait for all the
+        confirms); (how many were confirmed, the error if any).
+        On an error none is confirmed: a later pass re-publishes them all."""
+        if not jobs:
+            return 0, None
         if self._publisher is None:
-            raise PublishError("no broker connection")
+            return 0, "no broker connection"
+        try:
+            self._publisher.publish_many([self._outgoing(job) for job in jobs])
+        except PublishError as failure:
+            log.error(
+                "%s publishing %d tasks failed: %s (a later pass re-publishes them)",
+                TAG,
+                len(jobs),
+                failure,
+            )
+            return 0, str(failure)
+        for number, job in enumerate(jobs, start=1):
+            log.info(
+                "%s %s task %d/%d: %s for order %s",
+                TAG,
+                verb,
+                number,
+                len(jobs),
+                job.custom_id,
+                job.order_number,
+            )
+        return len(jobs), None
+
+    def _outgoing(self, job: JobRef) -> Outgoing:
         message = CandidateFound(
             task=self._task.name,
             purchasing_id=job.purchasing_id,
@@ -160,15 +158,17 @@ class Selector:
             batch_uuid=job.batch_uuid,
         )
         envelope = new_envelope(CANDIDATE_FOUND, message.to_payload())
-        self._publisher.publish(CANDIDATE_FOUND, self._task.name, envelope)
+        return Outgoing.of(CANDIDATE_FOUND, self._task.name, envelope)
 
-    def _record(self, result: PassResult, source: str) -> None:
+    def _record(self, result: PassResult, source: str, published: list[int]) -> None:
+        """Mark the confirmed jobs published and write the pass's sync_log row."""
         message = (
             f"Dispatched {result.dispatched} tasks"
             if result.found or result.republished
             else "No matching records"
         )
         with transaction(self._sessions) as session:
+            mark_published(session, published)
             sync_log.record(
                 session,
                 sync_log.TRIGGERED,

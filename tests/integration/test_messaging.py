@@ -133,7 +133,7 @@ def test_a_published_message_is_persistent_json_with_its_id(publisher, pika_chan
 
 
 def test_a_message_no_queue_takes_raises(publisher):
-    with pytest.raises(PublishError, match="no queue took the message"):
+    with pytest.raises(PublishError, match="no queue took 1 of 1 messages"):
         publisher.publish("job.published", "x", new_envelope("job.published", {}))
 
 
@@ -356,3 +356,49 @@ def _consuming(vhost) -> bool:
     finally:
         if connection.is_open:
             connection.close()
+
+
+def test_a_batch_is_published_with_one_wait_for_all_confirms(publisher, pika_channel):
+    from shared.messaging.publishing import Outgoing
+
+    batch = [Outgoing.of("candidate.found", "task", candidate(n)) for n in range(1, 51)]
+    publisher.publish_many(batch)
+    received = []
+    for method, _, body in pika_channel.consume(PUBLISHER_CANDIDATES, inactivity_timeout=1):
+        if method is None:
+            break
+        pika_channel.basic_ack(method.delivery_tag)
+        received.append(body)
+    assert received == [m.body for m in batch]
+
+
+def test_a_batch_with_an_unroutable_message_raises_and_the_channel_stays_usable(publisher):
+    from shared.messaging.publishing import Outgoing
+
+    batch = [
+        Outgoing.of("candidate.found", "task", candidate(1)),
+        Outgoing.of("job.published", "task", new_envelope("job.published", {})),
+    ]
+    with pytest.raises(PublishError, match="no queue took 1 of 2 messages"):
+        publisher.publish_many(batch)
+    publisher.publish("candidate.found", "task", candidate(2))
+
+
+def test_a_connection_closed_by_the_broker_is_reopened_for_the_next_publish(publisher, vhost):
+    publisher.publish("candidate.found", "task", candidate(1))
+    management = vhost.management
+    assert wait_until(
+        lambda: (
+            management.http.get(
+                management._url("vhosts", vhost.name, "connections"), timeout=5
+            ).json()
+            != []
+        ),
+        15,
+    )
+    for connection in management.http.get(
+        management._url("vhosts", vhost.name, "connections"), timeout=5
+    ).json():
+        management.http.delete(management._url("connections", connection["name"]), timeout=5)
+    time.sleep(0.5)
+    publisher.publish("candidate.found", "task", candidate(2))  # no error: reconnected

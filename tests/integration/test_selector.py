@@ -393,3 +393,16 @@ def test_batch_uuid_in_messages_is_a_uuid(db, selector, acct, vhost):
     selector.run_pass()
     (message,) = drain(vhost)
     uuid.UUID(message[2]["batch_uuid"])
+
+
+def test_matches_are_read_page_by_page_in_order_without_repeats(db, sessions, acct):
+    from selector.selection import choose, iter_matches
+
+    unsafe = [rows.purchase(db, acct, "W1") for _ in range(5)]
+    safe = [rows.purchase(db, acct) for _ in range(4)]
+    with sessions() as session:
+        everything = [m.purchasing_id for m in iter_matches(session, page_size=3)]
+        candidates, skipped = choose(iter_matches(session, page_size=3), limit=4)
+    assert everything == unsafe + safe
+    assert [c.match.purchasing_id for c in candidates] == safe
+    assert [s.match.purchasing_id for s in skipped] == unsafe

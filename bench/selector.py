@@ -1,0 +1,174 @@
+"""Selection at scale: 1,000,000 purchases, 1% of them candidates.
+
+Prints the median time of the selection query (the first SELECTOR_MAX_RECORDS matches)
+with the partial index and with index scans disabled (a forced sequential scan), their
+ratio, the plan, and the median of a whole pass (query, batch rows, commit, 20 confirmed
+publishes). Goals (issue 3): a pass under 20 ms, ratio over 50.
+
+    .venv/bin/python bench/selector.py [--purchases 1000000] [--runs 30]
+
+It creates and drops its own database and RabbitMQ vhost on the local services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alembic import command  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from selector.selection import choose, iter_matches  # noqa: E402
+from selector.service import Selector  # noqa: E402
+from shared.db.session import make_engine, make_session_factory  # noqa: E402
+from shared.messaging.publishing import MessagePublisher, connect  # noqa: E402
+from shared.settings import load_settings  # noqa: E402
+from tests.conftest import alembic_config  # noqa: E402
+from tests.support.rabbit import Management  # noqa: E402
+
+ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+FILL = """
+INSERT INTO official_account (id, email)
+SELECT g, 'buyer' || g || '@example.com' FROM generate_series(1, 1000) g;
+INSERT INTO purchasing (order_number, official_account_id, tracking_number,
+                        latest_delivery_status, created_at)
+SELECT 'W' || lpad(g::text, 10, '0'),
+       1 + g % 1000,
+       CASE WHEN g % 100 = 0 THEN NULL ELSE '4' || lpad(g::text, 11, '0') END,
+       CASE WHEN g % 100 = 0 AND g % 300 = 0 THEN '配達完了' WHEN g % 7 = 0 THEN '輸送中' END,
+       now() - make_interval(secs => (:n - g) * 10)
+FROM generate_series(1, :n) g;
+ANALYZE;
+"""
+
+
+def median_ms(action, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--purchases", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+
+    name = f"trackfill_bench_{uuid.uuid4().hex[:8]}"
+    vhost = f"trackfill-bench-{uuid.uuid4().hex[:8]}"
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    management = Management("http://guest:guest@127.0.0.1:15672/")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    management.create_vhost(vhost)
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        command.upgrade(alembic_config(url), "head")
+        engine = make_engine(url)
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            connection.execute(text(FILL), {"n": args.purchases})
+        print(
+            f"filled {args.purchases:,} purchases ({args.purchases // 100:,} without a "
+            f"tracking number) in {time.perf_counter() - started:.1f}s"
+        )
+        run(engine, url, f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}", args.runs)
+        engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        management.delete_vhost(vhost)
+    return 0
+
+
+def _server_ms(connection, compiled, seq_scan: bool, runs: int) -> float:
+    """Median server-side execution time, without the client's share."""
+    samples = []
+    for _ in range(runs):
+        with connection.begin():
+            if seq_scan:
+                connection.exec_driver_sql("SET LOCAL enable_indexscan = off")
+                connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", compiled.params
+            ).scalar()
+        samples.append(plan[0]["Execution Time"])
+    return statistics.median(samples)
+
+
+def _server_ms(connection, compiled, seq_scan: bool, runs: int) -> float:
+    """Median server-side execution time, without the client's share."""
+    samples = []
+    for _ in range(runs):
+        with connection.begin():
+            if seq_scan:
+                connection.exec_driver_sql("SET LOCAL enable_indexscan = off")
+                connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", compiled.params
+            ).scalar()
+        samples.append(plan[0]["Execution Time"])
+    return statistics.median(samples)
+
+
+def run(engine, url: str, amqp_url: str, runs: int) -> None:
+    settings = load_settings({"DATABASE_URL": url, "AMQP_URL": amqp_url})
+    sessions = make_session_factory(engine)
+
+    def query(seq_scan: bool) -> None:
+        with sessions() as session, session.begin():
+            if seq_scan:
+                session.execute(text("SET LOCAL enable_indexscan = off"))
+                session.execute(text("SET LOCAL enable_bitmapscan = off"))
+            candidates, _ = choose(iter_matches(session), settings.selector_max_records)
+            assert len(candidates) == settings.selector_max_records
+
+    with_index = median_ms(lambda: query(False), runs)
+    without = median_ms(lambda: query(True), max(5, runs // 3))
+    with engine.connect() as connection:
+        from selector.selection import matching_query
+
+        compiled = (
+            matching_query().limit(20).compile(engine, compile_kwargs={"render_postcompile": True})
+        )
+        plan = connection.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).scalars().all()
+        connection.rollback()
+        server_index = _server_ms(connection, compiled, seq_scan=False, runs=runs)
+        server_seq = _server_ms(connection, compiled, seq_scan=True, runs=max(5, runs // 3))
+    uses = next(
+        (line.strip() for line in plan if "ix_purchasing_needs_tracking" in line),
+        "the partial index is NOT used",
+    )
+    with connect(amqp_url) as connection:
+        selector = Selector(settings, sessions, MessagePublisher(connection))
+        selector.run_pass("bench")  # warm up: connection, topology
+        full_pass = median_ms(lambda: selector.run_pass("bench"), runs)
+    print(f"plan: {uses}")
+    print(f"selection query, partial index : {with_index:8.2f} ms (median of {runs})")
+    print(f"selection query, seq scan      : {without:8.2f} ms (median of {max(5, runs // 3)})")
+    print(f"ratio seq scan / index         : {without / with_index:8.1f}x  (goal > 50)")
+    print(
+        f"server execution (EXPLAIN ANALYZE), index: {server_index:.3f} ms, seq scan: "
+        f"{server_seq:.2f} ms, ratio {server_seq / server_index:.0f}x"
+    )
+    print(
+        f"whole pass (query, batch, commit, {settings.selector_max_records} confirmed "
+        f"publishes): {full_pass:.2f} ms (median of {runs}; goal < 20 ms)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
