@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from selector.batches import JobRef, create_batch, mark_published, unpublished_jobs
 from selector.selection import Candidate, Skipped, choose, iter_matches
 from shared.contracts import CandidateFound
 from shared.db import sync_log
+from shared.db.batches import JobRef, NewJob, create_batch, mark_published, unpublished_jobs
 from shared.db.rechecks import schedule_recheck
 from shared.db.session import transaction
 from shared.domain.masking import mask_email
+from shared.domain.urls import order_of
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, Outgoing, PublishError
 from shared.messaging.topology import CANDIDATE_FOUND
@@ -91,7 +92,8 @@ class Selector:
                     self._settings.recheck_base_s,
                     self._settings.recheck_max_s,
                 )
-            jobs = create_batch(session, self._task, candidates) if candidates else []
+            new_jobs = [NewJob(c.match.purchasing_id, order_of(c.url), c.url) for c in candidates]
+            jobs = create_batch(session, self._task, new_jobs) if new_jobs else []
         self._log_selection(result, jobs)
         result.batch_uuid = jobs[0].batch_uuid if jobs else None
         result.republished, result.error = self._publish(owed, "Re-dispatched")

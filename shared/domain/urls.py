@@ -54,3 +54,9 @@ def order_status_url(order_number: str | None, email: str | None) -> str:
 
 def _show(raw: str | None) -> str:
     return "(empty)" if not raw else repr(raw[:40])
+
+
+def order_of(url: str) -> str:
+    """The order number segment of an order-status URL ('?' if there is none)."""
+    parts = url.split("/")
+    return parts[parts.index("vieworder") + 1] if "vieworder" in parts[:-1] else "?"

@@ -1,4 +1,4 @@
-"""Batches and their jobs, written in the selection's transaction."""
+"""Batches and their jobs (the selector's passes and manual requests write them alike)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from selector.selection import Candidate
 from shared.db.models import TrackingBatch, TrackingJob
+from shared.domain.urls import order_of
 from shared.tasks import TaskConfig
 
 
@@ -24,15 +24,24 @@ class JobRef:
     order_number: str
 
 
-def create_batch(session: Session, task: TaskConfig, candidates: list[Candidate]) -> list[JobRef]:
-    """A ``pending`` tracking_batch with one ``queued`` tracking_job per candidate."""
-    batch_uuid = uuid.uuid4()
+@dataclass(frozen=True)
+class NewJob:
+    purchasing_id: int | None
+    order_number: str
+    url: str
+
+
+def create_batch(
+    session: Session, task: TaskConfig, new_jobs: list[NewJob], batch_uuid: uuid.UUID | None = None
+) -> list[JobRef]:
+    """A ``pending`` tracking_batch with one ``queued`` tracking_job per new job."""
+    batch_uuid = batch_uuid or uuid.uuid4()
     short = batch_uuid.hex[:8]
     batch = TrackingBatch(
         batch_uuid=batch_uuid,
         file_path=f"{task.filename_prefix}{short}",
         task_name=task.name,
-        total_jobs=len(candidates),
+        total_jobs=len(new_jobs),
         status="pending",
     )
     session.add(batch)
@@ -40,25 +49,19 @@ def create_batch(session: Session, task: TaskConfig, candidates: list[Candidate]
     jobs = [
         TrackingJob(
             batch_id=batch.id,
-            purchasing_id=candidate.match.purchasing_id,
+            purchasing_id=new.purchasing_id,
             custom_id=task.custom_id(short, index),
-            target_url=candidate.url,
+            target_url=new.url,
             index=index,
             status="queued",
         )
-        for index, candidate in enumerate(candidates)
+        for index, new in enumerate(new_jobs)
     ]
     session.add_all(jobs)
     session.flush()
     return [
-        JobRef(
-            job.id,
-            job.custom_id,
-            job.purchasing_id,
-            str(batch_uuid),
-            candidate.match.order_number.strip().upper(),
-        )
-        for job, candidate in zip(jobs, candidates, strict=True)
+        JobRef(job.id, job.custom_id, job.purchasing_id, str(batch_uuid), new.order_number)
+        for job, new in zip(jobs, new_jobs, strict=True)
     ]
 
 
@@ -78,7 +81,7 @@ def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list
         .order_by(TrackingJob.id)
     ).all()
     return [
-        JobRef(job.id, job.custom_id, job.purchasing_id, str(batch_uuid), _order_of(job.target_url))
+        JobRef(job.id, job.custom_id, job.purchasing_id, str(batch_uuid), order_of(job.target_url))
         for job, batch_uuid in rows
     ]
 
@@ -90,8 +93,3 @@ def mark_published(session: Session, job_ids: list[int]) -> None:
             .where(TrackingJob.id.in_(job_ids), TrackingJob.published_at.is_(None))
             .values(published_at=func.now())
         )
-
-
-def _order_of(url: str) -> str:
-    parts = url.split("/")
-    return parts[parts.index("vieworder") + 1] if "vieworder" in parts else "?"
