@@ -39,6 +39,9 @@ class Settings:
     recheck_base_s: float
     recheck_max_s: float
     selector_republish_grace_s: float
+    api_followup_calls_per_job: int
+    publish_max_attempts: int
+    publish_retry_base_s: float
     amqp_heartbeat_s: float
     http_timeout_s: float
 
@@ -67,6 +70,9 @@ DEFAULTS: dict[str, str] = {
     "RECHECK_BASE_S": "1800",
     "RECHECK_MAX_S": "86400",
     "SELECTOR_REPUBLISH_GRACE_S": "120",
+    "API_FOLLOWUP_CALLS_PER_JOB": "2",
+    "PUBLISH_MAX_ATTEMPTS": "5",
+    "PUBLISH_RETRY_BASE_S": "2",
     "AMQP_HEARTBEAT_S": "30",
     "HTTP_TIMEOUT_S": "30",
 }
@@ -102,6 +108,9 @@ def load_settings(
         recheck_base_s=env.duration("RECHECK_BASE_S", allow_zero=True),
         recheck_max_s=env.duration("RECHECK_MAX_S", allow_zero=True),
         selector_republish_grace_s=env.duration("SELECTOR_REPUBLISH_GRACE_S", allow_zero=True),
+        api_followup_calls_per_job=env.count("API_FOLLOWUP_CALLS_PER_JOB", minimum=0),
+        publish_max_attempts=env.count("PUBLISH_MAX_ATTEMPTS"),
+        publish_retry_base_s=env.duration("PUBLISH_RETRY_BASE_S", allow_zero=True),
         amqp_heartbeat_s=env.duration("AMQP_HEARTBEAT_S", allow_zero=True),
         http_timeout_s=env.duration("HTTP_TIMEOUT_S"),
     )
@@ -132,10 +141,12 @@ class _Env:
             raise SettingsError(f"{name} is required but not set")
         return value
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, minimum: int = 1) -> int:
         text = self.raw(name)
-        if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
-            raise SettingsError(f"{name} must be a whole number of at least 1, got {text!r}")
+        if not re.fullmatch(r"[0-9]+", text) or int(text) < minimum:
+            raise SettingsError(
+                f"{name} must be a whole number of at least {minimum}, got {text!r}"
+            )
         return int(text)
 
     def duration(self, name: str, allow_zero: bool = False) -> float:

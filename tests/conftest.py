@@ -25,6 +25,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from shared.db.models import Base
 from shared.db.session import make_engine
 from tests.support.rabbit import Management
 from tests.support.services import postgres_server, rabbitmq_server
@@ -32,14 +33,8 @@ from webscraper_sim.server import Simulator
 from webscraper_sim.state import SimConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = (
-    "sync_log",
-    "purchase_check",
-    "tracking_job",
-    "tracking_batch",
-    "purchasing",
-    "official_account",
-)
+#: every table the tests may fill (the quota state's single row is reset instead)
+TABLES = tuple(t.name for t in Base.metadata.sorted_tables if t.name != "api_quota_state")
 
 
 def alembic_config(database_url: str) -> Config:
@@ -87,6 +82,7 @@ def db(engine: Engine) -> Iterator[Engine]:
     yield engine
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        connection.execute(text("UPDATE api_quota_state SET blocked_until = NULL"))
 
 
 @pytest.fixture(scope="session")

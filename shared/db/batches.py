@@ -93,3 +93,27 @@ def mark_published(session: Session, job_ids: list[int]) -> None:
             .where(TrackingJob.id.in_(job_ids), TrackingJob.published_at.is_(None))
             .values(published_at=func.now())
         )
+
+
+def recount_batch(session: Session, batch_uuid: uuid.UUID) -> None:
+    """completed/failed counts from the jobs themselves (idempotent), and the final
+    status once every job has ended."""
+    batch = session.execute(
+        select(TrackingBatch).where(TrackingBatch.batch_uuid == batch_uuid).with_for_update()
+    ).scalar_one()
+    counts = dict(
+        session.execute(
+            select(TrackingJob.status, func.count())
+            .where(TrackingJob.batch_id == batch.id)
+            .group_by(TrackingJob.status)
+        ).all()
+    )
+    batch.completed_jobs = counts.get("completed", 0)
+    batch.failed_jobs = counts.get("failed", 0)
+    if batch.completed_jobs + batch.failed_jobs >= batch.total_jobs:
+        if batch.failed_jobs == 0:
+            batch.status = "completed"
+        elif batch.completed_jobs == 0:
+            batch.status = "failed"
+        else:
+            batch.status = "partial"

@@ -132,6 +132,8 @@ class TrackingJob(Base):
     index: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="queued")
     error: Mapped[str | None] = mapped_column(Text)
+    #: create calls tried for this job (the publisher's retry limit)
+    publish_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[dt.datetime] = _created()
     #: when its candidate.found was confirmed by RabbitMQ (NULL: publish still owed)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -172,3 +174,33 @@ class SyncLog(Base):
         DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
     )
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+
+
+class ApiCall(Base):
+    """The quota ledger: one row per call to the scraper's API, reserved before it is made.
+
+    ``at`` is when the call may be made (now, or a planned slot in the future); ``used_at``
+    is set just before it is made, ``status``/``outcome`` after. ``kind`` ``external``
+    rows stand for calls the API reported that we did not make (another client).
+    """
+
+    __tablename__ = "api_call"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    custom_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class QuotaState(Base):
+    """One row: the API told us to wait (429 Retry-After) until ``blocked_until``."""
+
+    __tablename__ = "api_quota_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = _updated()

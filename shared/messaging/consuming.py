@@ -56,6 +56,16 @@ class Delivery:
     queue: str
     redelivered: bool
     publisher: MessagePublisher
+    wait_queue: str = ""
+
+    def park(self, delay_s: float) -> None:
+        """Put the message in its wait queue for ``delay_s``; it comes back to ``queue``
+        then (the handler returns normally and the original is acked). Callers must park
+        with expirations that end no earlier than the ones already parked."""
+        headers = {k: v for k, v in self.headers.items() if k != "x-delivery-count"}
+        self.publisher.publish(
+            "", self.wait_queue, self.envelope, expiration_s=max(delay_s, 0.001), headers=headers
+        )
 
     def deaths(self, queue: str, reason: str = "expired") -> int:
         """How often this message was dead-lettered from ``queue`` for ``reason``
@@ -195,6 +205,7 @@ class ConsumerLoop:
             queue=self._route.queue,
             redelivered=bool((message.delivery_info or {}).get("redelivered")),
             publisher=self._publisher_for_worker(),
+            wait_queue=self._route.wait_queue,
         )
 
     def _publisher_for_worker(self) -> MessagePublisher:

@@ -1,0 +1,1 @@
+"""The Web Scraper Cloud API: the client and the quota ledger every caller goes through."""

@@ -1,0 +1,152 @@
+"""The quota ledger on PostgreSQL: shared, on the database clock, planning slots ahead."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from shared.db.models import ApiCall, TrackingJob
+from shared.db.session import make_session_factory
+from shared.webscraper.quota import CREATE, QuotaLedger, QuotaPolicy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sessions(db):
+    return make_session_factory(db)
+
+
+def ledger(sessions, calls=5, window_s=2.0, interval_s=0.0, followups=0) -> QuotaLedger:
+    return QuotaLedger(sessions, QuotaPolicy(calls, window_s, interval_s, followups))
+
+
+def test_calls_are_granted_until_the_window_is_full(sessions):
+    quota = ledger(sessions)
+    granted = [quota.reserve("get") for _ in range(5)]
+    assert all(r.ready and r.id for r in granted)
+    refused = quota.reserve("get")
+    assert refused.id is None and not refused.ready
+    assert 1.9 < refused.wait_s <= 2.03  # when the first call leaves the window (+1%)
+
+
+def test_planned_creations_are_spaced_and_in_increasing_order(sessions):
+    quota = ledger(sessions, calls=3, window_s=2.0, interval_s=0.1)
+    slots = [quota.reserve(CREATE, f"owryt-x-{n:04d}", plan=True) for n in range(7)]
+    times = [s.at for s in slots]
+    assert times == sorted(times)
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    assert all(g >= 0.1 - 1e-6 for g in gaps)
+    # the fourth waits for the first to leave the window (2 s plus the 1% margin)
+    assert (slots[3].at - slots[0].at).total_seconds() >= 2.02 - 1e-6
+    for i, first in enumerate(times):  # and no window ever holds more than 3
+        assert len([t for t in times[i:] if (t - first).total_seconds() < 2.02]) <= 3
+
+
+def test_two_processes_never_overbook_the_window(sessions):
+    quota_a, quota_b = ledger(sessions, calls=10), ledger(sessions, calls=10)
+    granted: list = []
+
+    def take(quota):
+        for _ in range(10):
+            reservation = quota.reserve("get")
+            if reservation.ready:
+                granted.append(reservation)
+
+    threads = [threading.Thread(target=take, args=(q,)) for q in (quota_a, quota_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(granted) == 10
+
+
+def test_creations_leave_room_for_the_follow_ups_of_owed_jobs(sessions, db):
+    quota = ledger(sessions, calls=12, window_s=5.0, followups=2)
+    with db.begin() as connection:
+        batch = connection.execute(
+            text(
+                "INSERT INTO tracking_batch (batch_uuid, file_path, task_name) "
+                "VALUES (gen_random_uuid(), 'f', 't') RETURNING id"
+            )
+        ).scalar()
+    for n in range(3):  # three jobs created at the API, not yet ingested
+        made = quota.reserve(CREATE, f"owryt-y-{n:04d}", plan=True)
+        quota.mark_used(made)
+        quota.record_outcome(made, 200, "OK")
+        with db.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tracking_job (batch_id, custom_id, target_url, index, status, "
+                    "job_id) VALUES (:b, :c, 'u', :n, 'pending', :n)"
+                ),
+                {"b": batch, "c": f"owryt-y-{n:04d}", "n": n},
+            )
+    # 3 calls made, 6 owed to their follow-ups: a 4th job fits (3 more calls) ...
+    assert quota.reserve(CREATE, "owryt-z-0000", plan=True).ready
+    # ... a 5th would not: 4 + 8 owed + 3 = 15 > 12
+    assert not quota.reserve(CREATE, "owryt-z-0001", plan=True).ready
+    assert quota.reserve("json").ready  # follow-ups may use the room kept for them
+    with db.begin() as connection:
+        connection.execute(update(TrackingJob).values(status="completed"))
+    assert quota.reserve(CREATE, "owryt-z-0002", plan=True).at is not None
+
+
+def test_what_the_api_reports_tightens_the_ledger(sessions, db):
+    quota = ledger(sessions, calls=10)
+    quota.reserve("get")
+    quota.observe(remaining=5)  # another client made 4 calls we did not
+    with db.connect() as connection:
+        assert (
+            connection.execute(select(func.count()).where(ApiCall.kind == "external")).scalar_one()
+            == 4
+        )
+    assert sum(quota.reserve("get").ready for _ in range(6)) == 5
+
+
+def test_an_api_that_reports_more_room_than_the_ledger_changes_nothing(sessions):
+    quota = ledger(sessions, calls=10)
+    for _ in range(3):
+        quota.reserve("get")
+    quota.observe(remaining=10)
+    assert quota.used_in_window() == 3
+
+
+def test_retry_after_blocks_every_caller_until_it_passes(sessions):
+    quota = ledger(sessions)
+    quota.observe(remaining=None, retry_after_s=1.5)
+    blocked = quota.reserve("get")
+    assert not blocked.ready and 1.4 < blocked.wait_s <= 1.5
+    planned = quota.reserve(CREATE, "owryt-b-0000", plan=True)
+    assert 1.4 < planned.wait_s <= 1.6
+
+
+def test_a_planned_slot_is_claimed_when_due_and_dropped_when_stale(sessions, db):
+    quota = ledger(sessions, calls=1, window_s=0.5)
+    quota.reserve("get")
+    planned = quota.reserve(CREATE, "owryt-c-0000", plan=True)
+    assert not planned.ready
+    early = quota.claim("owryt-c-0000")
+    assert early is not None and not early.ready
+    with db.begin() as connection:  # the message came back very late
+        connection.execute(
+            update(ApiCall)
+            .where(ApiCall.id == planned.id)
+            .values(at=func.now() - text("interval '10 seconds'"))
+        )
+    assert quota.claim("owryt-c-0000") is None
+    assert quota.claim("owryt-c-0000") is None  # it was dropped
+
+
+def test_an_unanswered_create_stays_unresolved_until_settled(sessions):
+    quota = ledger(sessions)
+    reservation = quota.reserve(CREATE, "owryt-d-0000", plan=True)
+    assert quota.unresolved_create("owryt-d-0000") is None  # not made yet
+    quota.mark_used(reservation)
+    assert quota.unresolved_create("owryt-d-0000") is not None  # made, no answer
+    quota.record_outcome(reservation, 502, "Bad Gateway")
+    assert quota.unresolved_create("owryt-d-0000") is not None  # a 5xx may have created it
+    quota.record_outcome(reservation, None, "settled: not created")
+    assert quota.unresolved_create("owryt-d-0000") is None

@@ -1,0 +1,48 @@
+"""The ledger's slot search, as a pure function over reservation times."""
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.webscraper.quota import _first_valid, _fits
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+SPAN = dt.timedelta(seconds=10)
+
+
+def at(*seconds: float) -> list[dt.datetime]:
+    return [T0 + dt.timedelta(seconds=s) for s in seconds]
+
+
+def test_a_free_window_gives_the_earliest_time():
+    assert _first_valid([], T0, SPAN, cap=3) == T0
+
+
+def test_a_full_window_gives_the_moment_the_oldest_call_leaves_it():
+    times = at(0, 1, 2)
+    assert _first_valid(times, T0 + dt.timedelta(seconds=3), SPAN, cap=3) == at(10)[0]
+
+
+def test_a_slot_must_not_overfill_a_later_window_either():
+    times = at(0, 11, 12)  # calls planned ahead of the slot
+    # a call at 5 would put 5, 11 and 12 in the window (2, 12]
+    assert not _fits(times, at(5)[0], SPAN, cap=2)
+    assert _fits(times, at(5)[0], SPAN, cap=3)
+    assert _first_valid(times, at(5)[0], SPAN, cap=2) == at(21)[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=100), max_size=30), st.integers(1, 5))
+def test_every_slot_handed_out_keeps_every_window_under_the_cap(starts, cap):
+    """Reserving greedily, in any order of requests, never puts more than ``cap`` calls
+    in any window of the span."""
+    times: list[dt.datetime] = []
+    for start in starts:
+        slot = _first_valid(sorted(times), at(start)[0], SPAN, cap)
+        assert slot >= at(start)[0]
+        times.append(slot)
+    times.sort()
+    for i, first in enumerate(times):
+        inside = [t for t in times[i:] if t < first + SPAN]
+        assert len(inside) <= cap
