@@ -126,20 +126,33 @@ class CandidateHandler:
         delivery.park(self._slot(job, not_before_s=backoff).wait_s)
 
     def _adopt_existing(self, delivery: Delivery, task: TaskConfig, job: JobView) -> bool:
-        """If a create call for this job may have worked, find its job; True if found."""
-        unresolved = self._ledger.unresolved_create(job.custom_id)
-        if unresolved is None:
+        """If an earlier create call for this job may have worked, take its job: the id
+        the ledger kept, or one found by custom_id in the job list. True if adopted."""
+        made = self._ledger.create_made(job.custom_id)
+        if made is None:
             return False
-        found = self._search(task, job, unresolved)
-        self._ledger.record_outcome(unresolved, None, f"settled: {found or 'not created'}")
+        found = made.job_id
         if found is None:
-            return False
-        log.warning(
-            "%s %s: the job created before the answer was lost is %s; adopting it",
-            TAG,
-            job.custom_id,
-            found,
-        )
+            try:
+                found = self._search(task, job, made.call)
+            except QuotaWait:
+                raise
+            except Retryable as error:
+                attempt = self._jobs.start_attempt(job)
+                self._retry_or_fail(delivery, job, attempt, f"looking for the job: {error}")
+                return True
+            except ApiError as error:
+                self._jobs.fail(job, f"looking for the job failed: {error}")
+                raise Reject(f"{job.custom_id}: looking for the job failed: {error}") from None
+            self._ledger.record_outcome(made.call, None, f"settled: {found or 'not created'}")
+            if found is None:
+                return False
+            log.warning(
+                "%s %s: the job created before its answer was lost is %s; adopting it",
+                TAG,
+                job.custom_id,
+                found,
+            )
         self._announce(delivery, task, self._jobs.store_job_id(job, found))
         return True
 

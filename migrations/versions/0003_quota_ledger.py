@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("status", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.Text(), nullable=True),
+        sa.Column("job_id", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_call")),
     )
     op.create_index(op.f("ix_api_call_at"), "api_call", ["at"], unique=False)

@@ -193,6 +193,8 @@ class ApiCall(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str | None] = mapped_column(Text)
+    #: for a create answered: the scraping job it made (kept even if we die right after)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class QuotaState(Base):

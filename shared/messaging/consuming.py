@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from shared.messaging.publishing import MessagePublisher, PublishError
 from shared.messaging.topology import ConsumerRoute, consumer_queue, declare_topology
 
 log = logging.getLogger("trackfill.consumer")
+TICK_S = 0.02
 
 
 class Reject(Exception):
@@ -171,10 +173,10 @@ class ConsumerLoop:
                     self._handle(connection, control, self._received.pop(0))
         self._received.clear()  # unacked: RabbitMQ redelivers them when the channel closes
 
-    def _service(self, connection: Connection) -> None:
-        """Wait up to ``poll_s`` for frames; keep heartbeats flowing both ways."""
+    def _service(self, connection: Connection, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` (``poll_s``) for frames; keep heartbeats flowing."""
         try:
-            connection.drain_events(timeout=self._poll_s)
+            connection.drain_events(timeout=self._poll_s if timeout is None else timeout)
         except TimeoutError:
             connection.heartbeat_check()
 
@@ -257,7 +259,12 @@ class ConsumerLoop:
                 stop_deadline = stop_deadline or time.monotonic() + self._shutdown_grace_s
                 if time.monotonic() > stop_deadline:
                     return False
-            self._service(connection)
+            if future is not None:
+                # wake as soon as the handler is done; frames are read in between
+                futures_wait([future], timeout=TICK_S)
+                self._service(connection, timeout=0.001)
+            else:
+                self._service(connection, timeout=min(self._poll_s, TICK_S * 5))
         return True
 
     def _dead_letter(self, control: MessagePublisher, message: Any, reason: str) -> None:

@@ -96,8 +96,13 @@ class WebScraperClient:
 
     # -- the endpoints ---------------------------------------------------------------------
     def create_job(self, body: dict[str, Any], reservation: Reservation) -> dict[str, Any]:
-        """POST scraping-job on a reservation already claimed; ``{"id", "custom_id"}``."""
-        return self._call("POST", "scraping-job", CREATE, reservation, json=body)
+        """POST scraping-job on a reservation already claimed; ``{"id", "custom_id"}``.
+        The job id is written to the ledger as soon as the answer is read."""
+        created = self._call("POST", "scraping-job", CREATE, reservation, json=body)
+        if not isinstance(created, dict) or not str(created.get("id", "")).isdigit():
+            raise ApiError(f"POST scraping-job: no job id in {_excerpt(created)}", 200)
+        self._ledger.record_job(reservation, int(created["id"]))
+        return created
 
     def get_job(self, job_id: int) -> dict[str, Any]:
         return self._call("GET", f"scraping-job/{int(job_id)}", "get")
@@ -134,7 +139,7 @@ class WebScraperClient:
             reservation = self._ledger.reserve(kind)
             if not reservation.ready:
                 raise QuotaWait(reservation.wait_s)
-        self._ledger.mark_used(reservation)
+        self._ledger.mark_used(reservation, kind)
         params = {**kwargs.pop("params", {}), "api_token": self._token}
         try:
             answer = self._http.request(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, func, insert, or_, select, update
@@ -44,6 +45,14 @@ class Reservation:
     @property
     def ready(self) -> bool:
         return self.wait_s <= 0
+
+
+@dataclass(frozen=True)
+class CreateMade:
+    """A create call that may have made a job: its reservation, and the job if known."""
+
+    call: Reservation
+    job_id: int | None
 
 
 @dataclass(frozen=True)
@@ -122,13 +131,28 @@ class QuotaLedger:
                 return None
             return Reservation(row.id, row.at, wait_s if wait_s > tolerance else 0.0)
 
-    def mark_used(self, reservation: Reservation) -> None:
+    def mark_used(self, reservation: Reservation, kind: str = "") -> None:
         """Committed just before the call is made: a crash after this line means the
-        call may have happened."""
-        with transaction(self._sessions) as session:
-            session.execute(
-                update(ApiCall).where(ApiCall.id == reservation.id).values(used_at=func.now())
-            )
+        call may have happened. A creation also keeps ``min_interval_s`` after the
+        previous one as made (a slot can be taken a little late), waiting that long."""
+        while True:
+            with transaction(self._sessions) as session:
+                now = self._lock(session)
+                wait_s = self._spacing_wait(session, now) if kind == CREATE else 0.0
+                if wait_s <= 0:
+                    session.execute(
+                        update(ApiCall).where(ApiCall.id == reservation.id).values(used_at=now)
+                    )
+                    return
+            time.sleep(wait_s)
+
+    def _spacing_wait(self, session: Session, now: dt.datetime) -> float:
+        last = session.execute(
+            select(func.max(ApiCall.used_at)).where(ApiCall.kind == CREATE)
+        ).scalar_one()
+        if last is None:
+            return 0.0
+        return self.policy.min_interval_s - (now - last).total_seconds()
 
     def record_outcome(self, reservation: Reservation, status: int | None, outcome: str) -> None:
         with transaction(self._sessions) as session:
@@ -138,24 +162,36 @@ class QuotaLedger:
                 .values(status=status, outcome=outcome[:500])
             )
 
-    def unresolved_create(self, custom_id: str) -> Reservation | None:
-        """A create call made for ``custom_id`` whose effect is unknown: no answer, or a
-        5xx (the job may exist). A caller that has looked settles it with
-        :meth:`record_outcome` (an outcome starting with "settled")."""
+    def record_job(self, reservation: Reservation, job_id: int) -> None:
+        """A create was answered with ``job_id``: kept with the call at once."""
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(ApiCall).where(ApiCall.id == reservation.id).values(job_id=job_id)
+            )
+
+    def create_made(self, custom_id: str) -> CreateMade | None:
+        """What the latest create call made for ``custom_id`` is known to have done, if
+        it may have created a job: ``job_id`` when answered, else None with ``at`` (no
+        answer, a 5xx, or a death right after the answer). Settled calls are left out."""
         with self._sessions() as session:
             row = session.execute(
-                select(ApiCall.id, ApiCall.used_at)
+                select(ApiCall.id, ApiCall.used_at, ApiCall.job_id)
                 .where(
                     ApiCall.custom_id == custom_id,
                     ApiCall.kind == CREATE,
                     ApiCall.used_at.is_not(None),
-                    or_(ApiCall.status.is_(None), ApiCall.status >= 500),
+                    or_(
+                        ApiCall.job_id.is_not(None),
+                        ApiCall.status.is_(None),
+                        ApiCall.status >= 500,
+                        ApiCall.status < 300,
+                    ),
                     or_(ApiCall.outcome.is_(None), ~ApiCall.outcome.startswith("settled")),
                 )
                 .order_by(ApiCall.used_at.desc())
                 .limit(1)
             ).first()
-        return Reservation(row.id, row.used_at, 0.0) if row else None
+        return CreateMade(Reservation(row.id, row.used_at, 0.0), row.job_id) if row else None
 
     # -- what the API says ----------------------------------------------------------------
     def observe(self, remaining: int | None, retry_after_s: float | None = None) -> None:

@@ -140,13 +140,28 @@ def test_a_planned_slot_is_claimed_when_due_and_dropped_when_stale(sessions, db)
     assert quota.claim("owryt-c-0000") is None  # it was dropped
 
 
-def test_an_unanswered_create_stays_unresolved_until_settled(sessions):
+def test_a_create_of_unknown_effect_is_reported_until_settled(sessions):
     quota = ledger(sessions)
     reservation = quota.reserve(CREATE, "owryt-d-0000", plan=True)
-    assert quota.unresolved_create("owryt-d-0000") is None  # not made yet
+    assert quota.create_made("owryt-d-0000") is None  # not made yet
     quota.mark_used(reservation)
-    assert quota.unresolved_create("owryt-d-0000") is not None  # made, no answer
+    made = quota.create_made("owryt-d-0000")
+    assert made is not None and made.job_id is None  # made, no answer
     quota.record_outcome(reservation, 502, "Bad Gateway")
-    assert quota.unresolved_create("owryt-d-0000") is not None  # a 5xx may have created it
+    assert quota.create_made("owryt-d-0000") is not None  # a 5xx may have created it
     quota.record_outcome(reservation, None, "settled: not created")
-    assert quota.unresolved_create("owryt-d-0000") is None
+    assert quota.create_made("owryt-d-0000") is None
+
+
+def test_an_answered_create_keeps_its_job_id_and_a_refused_one_made_nothing(sessions):
+    quota = ledger(sessions)
+    answered = quota.reserve(CREATE, "owryt-e-0000", plan=True)
+    quota.mark_used(answered)
+    quota.record_outcome(answered, 200, "OK")
+    assert quota.create_made("owryt-e-0000").job_id is None  # died before reading the id
+    quota.record_job(answered, 777)
+    assert quota.create_made("owryt-e-0000").job_id == 777
+    refused = quota.reserve(CREATE, "owryt-f-0000", plan=True)
+    quota.mark_used(refused)
+    quota.record_outcome(refused, 422, "Unprocessable")
+    assert quota.create_made("owryt-f-0000") is None

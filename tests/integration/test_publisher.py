@@ -1,0 +1,353 @@
+"""The publisher against the simulator, on real PostgreSQL and RabbitMQ, with time
+compressed: 20 calls per 3 s window, creations at least 0.06 s apart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from publisher.__main__ import build
+from selector.service import Selector
+from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.session import make_session_factory
+from shared.messaging.publishing import MessagePublisher, connect
+from shared.messaging.topology import PUBLISHER_WAIT
+from shared.settings import load_settings
+from tests.conftest import SIM_TOKEN
+from tests.support import rows
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+CALLS, WINDOW, SPACING = 20, 3.0, 0.06
+
+
+@pytest.fixture
+def env(database_url, vhost, sim, monkeypatch) -> dict[str, str]:
+    monkeypatch.setattr(sim.state.config, "quota_calls", CALLS)
+    monkeypatch.setattr(sim.state.config, "quota_window_s", WINDOW)
+    monkeypatch.setattr(sim.state.config, "run_s", 30.0)  # jobs stay in flight: no webhooks
+    return {
+        "DATABASE_URL": database_url,
+        "AMQP_URL": vhost.amqp_url,
+        "WEBSCRAPER_API_URL": sim.api_url,
+        "WEBSCRAPER_API_TOKEN": SIM_TOKEN,
+        "API_QUOTA_CALLS": str(CALLS),
+        "API_QUOTA_WINDOW_S": str(WINDOW),
+        "PUBLISH_MIN_INTERVAL_S": str(SPACING),
+        "API_FOLLOWUP_CALLS_PER_JOB": "0",
+        "PUBLISH_MAX_ATTEMPTS": "3",
+        "PUBLISH_RETRY_BASE_S": "0.1",
+        "SELECTOR_MAX_RECORDS": "60",
+        "HTTP_TIMEOUT_S": "2",
+        "AMQP_HEARTBEAT_S": "5",
+    }
+
+
+class Running:
+    """Publisher replicas started in threads; all stopped at the end of the test."""
+
+    def __init__(self, env):
+        self.settings = load_settings(env)
+        self.replicas: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(self) -> int:
+        stop = threading.Event()
+        loop = build(self.settings, stop)
+        thread = threading.Thread(target=loop.run, daemon=True)
+        thread.start()
+        assert loop.ready.wait(15)
+        self.replicas.append((stop, thread))
+        return len(self.replicas) - 1
+
+    def stop(self, index: int) -> None:
+        stop, thread = self.replicas[index]
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive()
+
+    def stop_all(self) -> None:
+        for index in range(len(self.replicas)):
+            self.stop(index)
+
+
+@pytest.fixture
+def publishers(env):
+    running = Running(env)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def select_candidates(env, db):
+    """Insert ``n`` purchases and run one selector pass: n candidate.found messages."""
+
+    def run(n: int, digit: int = 0) -> list[int]:
+        account = rows.account(db)
+        ids = [rows.purchase(db, account, rows.order_number(digit)) for _ in range(n)]
+        settings = load_settings(env)
+        with connect(settings.amqp_url) as connection:
+            Selector(settings, make_session_factory(db), MessagePublisher(connection)).run_pass()
+        return ids
+
+    return run
+
+
+def creates(sim) -> list[dict]:
+    return [c for c in sim.state.snapshot()["calls"] if c["kind"] == "create"]
+
+
+def jobs(db) -> list[TrackingJob]:
+    with make_session_factory(db)() as session:
+        return session.execute(select(TrackingJob).order_by(TrackingJob.id)).scalars().all()
+
+
+def all_published(db, n: int) -> bool:
+    current = jobs(db)
+    return len(current) == n and all(j.job_id is not None for j in current)
+
+
+def assert_within_quota(sim) -> None:
+    calls = sim.state.snapshot()["calls"]
+    assert [c for c in calls if c["status"] == 429] == []
+    times = sorted(c["t"] for c in calls)
+    for i, start in enumerate(times):
+        in_window = sum(1 for t in times[i:] if t < start + WINDOW)
+        assert in_window <= CALLS, f"{in_window} calls in the window from {start}"
+    create_times = sorted(c["t"] for c in creates(sim))
+    gaps = [b - a for a, b in zip(create_times, create_times[1:], strict=False)]
+    assert min(gaps, default=SPACING) >= SPACING - 0.01
+
+
+def assert_one_job_per_candidate(sim, db) -> None:
+    # a create that made a job: answered (200) or its answer lost (the job exists)
+    made = Counter(c["custom_id"] for c in creates(sim) if c.get("job_id"))
+    assert all(count == 1 for count in made.values()), made.most_common(3)
+    assert set(made) == {j.custom_id for j in jobs(db)}
+
+
+def test_the_create_payload_is_exactly_the_seeds(publishers, select_candidates, sim, db):
+    select_candidates(1)
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 1))
+    (job,) = jobs(db)
+    (created,) = sim.state.snapshot()["jobs"]
+    assert created["id"] == job.job_id and job.status == "pending"
+    assert (
+        created["sitemap_id"],
+        created["driver"],
+        created["page_load_delay"],
+        created["request_interval"],
+        created["custom_id"],
+        created["start_urls"],
+    ) == (1421177, "fulljs", 2000, 2000, job.custom_id, [job.target_url])
+
+
+def test_a_backlog_of_60_keeps_the_quota_and_the_spacing_with_restarts_and_a_standby(
+    publishers, select_candidates, sim, db, vhost
+):
+    select_candidates(60)
+    first = publishers.start()
+    publishers.start()  # a hot standby: single active consumer keeps it idle
+    parked_seen = wait_until(
+        lambda: (
+            vhost.management.queue(vhost.name, PUBLISHER_WAIT).get("messages", 0) > 0
+            or _parked(vhost)
+        ),
+        timeout=10,
+    )
+    assert wait_until(lambda: len(creates(sim)) >= 15, timeout=20)
+    publishers.stop(first)  # the standby takes over
+    assert wait_until(lambda: len(creates(sim)) >= 35, timeout=20)
+    publishers.stop(1)
+    publishers.start()  # a restart
+    assert wait_until(lambda: all_published(db, 60), timeout=60)
+    assert parked_seen
+    assert_within_quota(sim)
+    assert_one_job_per_candidate(sim, db)
+
+
+def _parked(vhost) -> bool:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(vhost.amqp_url))
+    try:
+        declared = connection.channel().queue_declare(PUBLISHER_WAIT, passive=True)
+        return declared.method.message_count > 0
+    finally:
+        connection.close()
+
+
+def test_a_burst_of_20_parks_each_candidate_at_most_twice(
+    publishers, select_candidates, sim, db, env, monkeypatch
+):
+    from publisher import handler as handler_module
+
+    parkings: Counter = Counter()
+    original = handler_module.CandidateHandler.__call__
+
+    def counting(self, delivery):
+        parkings[delivery.message.custom_id] = max(
+            parkings[delivery.message.custom_id], delivery.deaths(PUBLISHER_WAIT)
+        )
+        return original(self, delivery)
+
+    monkeypatch.setattr(handler_module.CandidateHandler, "__call__", counting)
+    # a tighter quota than the burst: most candidates must wait for their slot
+    monkeypatch.setattr(sim.state.config, "quota_calls", 5)
+    publishers.settings = load_settings({**env, "API_QUOTA_CALLS": "5"})
+    select_candidates(20)
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 20), timeout=30)
+    assert max(parkings.values()) <= 2
+    assert sum(1 for p in parkings.values() if p > 0) >= 10  # the wait really was parked
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_server_errors_are_retried_with_back_off(publishers, select_candidates, sim, db):
+    select_candidates(1)
+    sim.state.faults.update({"error_burst": 2, "error_status": 503})
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 1), timeout=15)
+    (job,) = jobs(db)
+    assert job.publish_attempts == 3
+    statuses = [c["status"] for c in sim.state.snapshot()["calls"]]
+    assert statuses.count(503) == 2 and 429 not in statuses
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_a_job_fails_after_the_last_attempt_and_its_message_is_dead_lettered(
+    publishers, select_candidates, sim, db, vhost
+):
+    select_candidates(1)
+    sim.state.faults.update({"error_burst": 50, "error_status": 500})
+    publishers.start()
+    dead = vhost.management.wait_for_messages(
+        vhost.name, "publisher.candidates.dead-letter", 1, timeout=20
+    )
+    assert (
+        "create failed after 3 attempts" in dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    )
+    (job,) = jobs(db)
+    assert job.status == "failed" and "server error 500" in job.error
+    with db.connect() as connection:
+        batch = connection.execute(select(TrackingBatch)).one()
+    assert (batch.failed_jobs, batch.status) == (1, "failed")
+
+
+def test_a_refused_create_fails_at_once_without_retry(
+    publishers, select_candidates, sim, db, vhost, monkeypatch
+):
+    monkeypatch.setattr(sim.state.config, "sitemaps", {1: "another"})  # 422 for ours
+    select_candidates(1)
+    publishers.start()
+    dead = vhost.management.wait_for_messages(
+        vhost.name, "publisher.candidates.dead-letter", 1, timeout=20
+    )
+    assert "create refused" in dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    (job,) = jobs(db)
+    assert job.status == "failed" and "sitemap_id" in job.error
+    assert len(creates(sim)) == 1
+
+
+def test_a_lost_create_answer_is_found_again_instead_of_creating_twice(
+    publishers, select_candidates, sim, db
+):
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 1), timeout=20)
+    kinds = [c["kind"] for c in sim.state.snapshot()["calls"]]
+    assert kinds.count("create") == 1 and "list" in kinds
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_a_429_parks_until_retry_after_without_failing(publishers, select_candidates, sim, db):
+    select_candidates(1)
+    sim.state.faults.update({"rate_limit_storm": 1, "storm_retry_after_s": 1})
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 1), timeout=20)
+    calls = sim.state.snapshot()["calls"]
+    assert [c["status"] for c in calls if c["kind"] == "create"] == [429, 200]
+    assert calls[1]["t"] - calls[0]["t"] >= 0.95
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ['{"purchasing_id": %(pid)d}', '{"order_number": "w%(order)s", "email": "u@example.com"}'],
+)
+def test_a_manual_request_typed_into_the_management_ui_is_published(
+    publishers, sim, db, vhost, payload
+):
+    account = rows.account(db)
+    order = rows.order_number()
+    pid = rows.purchase(db, account, order)
+    publishers.start()
+    answer = vhost.management.publish(
+        vhost.name, "candidate.found", "manual", payload % {"pid": pid, "order": order[1:]}
+    )
+    assert answer["routed"] is True
+    assert wait_until(lambda: all_published(db, 1), timeout=15)
+    (job,) = jobs(db)
+    assert job.purchasing_id == pid
+    assert job.target_url.endswith(
+        f"/{order}/u@example.com" if "email" in payload else f"/{order}/user@example.com"
+    )
+    assert job.custom_id.startswith("owryt-")
+
+
+def test_a_poison_message_is_dead_lettered_while_the_next_candidate_flows(
+    publishers, select_candidates, sim, db, vhost
+):
+    publishers.start()
+    vhost.management.publish(vhost.name, "candidate.found", "manual", '{"purchasing_id": 0}')
+    vhost.management.publish(vhost.name, "candidate.found", "manual", "not json at all")
+    select_candidates(1)
+    assert wait_until(lambda: all_published(db, 1), timeout=15)
+    dead = vhost.management.wait_for_messages(vhost.name, "publisher.candidates.dead-letter", 2)
+    reasons = sorted(m["properties"]["headers"]["x-trackfill-reason"] for m in dead)
+    assert "positive integer" in reasons[1] and "not JSON" in reasons[0]
+
+
+def test_a_manual_request_for_a_missing_purchase_is_dead_lettered(publishers, vhost):
+    publishers.start()
+    vhost.management.publish(vhost.name, "candidate.found", "manual", '{"purchasing_id": 999}')
+    dead = vhost.management.wait_for_messages(vhost.name, "publisher.candidates.dead-letter", 1)
+    assert dead[0]["properties"]["headers"]["x-trackfill-reason"] == "purchase 999 does not exist"
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "publisher:before-create-call",
+        "publisher:after-create-call",
+        "publisher:after-store",
+        "publisher:before-ack",
+    ],
+)
+def test_a_publisher_killed_at_any_step_creates_exactly_one_job(
+    publishers, select_candidates, sim, db, env, point
+):
+    select_candidates(1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher"],
+        env={**os.environ, **env, "TRACKFILL_CRASH_AT": point},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.wait(30) == 137  # died at the crash point
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+    publishers.start()  # a healthy publisher takes over the redelivered candidate
+    assert wait_until(lambda: all_published(db, 1), timeout=20)
+    assert len([c for c in creates(sim) if c.get("job_id")]) == 1
+    assert_one_job_per_candidate(sim, db)
