@@ -12,6 +12,7 @@ first looks for a job under its custom_id in ``scraping-jobs`` before creating a
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from publisher.jobs import Jobs, JobView
@@ -42,6 +43,8 @@ class PublisherConfig:
     max_attempts: int
     retry_base_s: float
     max_parkings_logged: int = 3
+    #: waits up to this long are slept in place, longer ones parked in RabbitMQ
+    sleep_max_s: float = 1.0
 
 
 class CandidateHandler:
@@ -73,17 +76,34 @@ class CandidateHandler:
             delivery.park(wait.wait_s)
             return
         reservation = self._slot(job)
+        if not reservation.ready and reservation.wait_s <= self._config.sleep_max_s:
+            # a slot this close is waited for in place: parking would send the message
+            # behind every candidate still queued (heartbeats are served meanwhile)
+            time.sleep(reservation.wait_s)
+            reservation = self._ledger.claim(job.custom_id) or self._slot(job)
         if not reservation.ready:
             delivery.park(reservation.wait_s)
             return
         self._create(delivery, task, job, reservation)
 
     def _slot(self, job: JobView, not_before_s: float = 0.0) -> Reservation:
-        """This job's creation slot: the one planned for it, or a new one."""
+        """This job's creation slot: the one planned for it; else a free one close enough
+        to wait for in place (it may fall between planned slots); else the next slot in
+        order, to be waited for parked."""
         if not_before_s == 0:
             planned = self._ledger.claim(job.custom_id)
             if planned is not None:
                 return planned
+        near = self._ledger.reserve(
+            CREATE,
+            job.custom_id,
+            not_before_s=not_before_s,
+            plan=True,
+            within_s=self._config.sleep_max_s,
+            ordered=False,
+        )
+        if near.id is not None:
+            return near
         return self._ledger.reserve(CREATE, job.custom_id, not_before_s=not_before_s, plan=True)
 
     def _create(
@@ -94,6 +114,9 @@ class CandidateHandler:
         log.info("%s Publishing single URL: task=%s, custom_id=%s", TAG, task.name, job.custom_id)
         try:
             created = self._client.create_job(_payload(task, job), reservation)
+        except QuotaWait:  # taken too late for its slot: a new one
+            delivery.park(self._slot(job).wait_s)
+            return
         except RateLimited as error:
             log.warning("%s %s: %s", TAG, job.custom_id, error)
             delivery.park(self._slot(job).wait_s)  # the ledger now holds the block

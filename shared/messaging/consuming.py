@@ -34,7 +34,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from shared.contracts import CONTRACTS
 from shared.messaging.envelope import Envelope, MessageDecodeError, decode
 from shared.messaging.publishing import MessagePublisher, PublishError
-from shared.messaging.topology import ConsumerRoute, consumer_queue, declare_topology
+from shared.messaging.topology import ConsumerRoute, consumer_queues, declare_topology
 
 log = logging.getLogger("trackfill.consumer")
 TICK_S = 0.02
@@ -160,13 +160,13 @@ class ConsumerLoop:
         control = MessagePublisher(connection, declare=False)
         consumer = Consumer(
             channel,
-            queues=[consumer_queue(self._route)],
+            queues=consumer_queues(self._route),
             on_message=self._received.append,
             no_ack=False,
         )
         with consumer:
             self.ready.set()
-            log.info("consuming %s", self._route.queue)
+            log.info("consuming %s", ", ".join(self._route.consumed))
             while not self._stop.is_set():
                 self._service(connection)
                 while self._received and not self._stop.is_set():

@@ -8,7 +8,10 @@ creates everything.
 Map (as the management UI shows it)::
 
     candidate.found --#--> publisher.candidates  (quorum, single active consumer)
-    publisher.wait  --expires--> publisher.candidates   (per-message TTL parking)
+    publisher.wait  --expires--> publisher.due  (per-message TTL parking; the publisher
+                                                 consumes .due beside .candidates, so a
+                                                 message whose time has come does not
+                                                 wait behind a backlog of fresh ones)
     job.completed   --#--> ingestor.completions  (quorum)
     ingestor.wait   --expires--> ingestor.completions
     job.published   (event stream; observers bind their own queues)
@@ -37,6 +40,7 @@ DELIVERY_LIMIT = 5
 
 PUBLISHER_CANDIDATES = "publisher.candidates"
 PUBLISHER_WAIT = "publisher.wait"
+PUBLISHER_DUE = "publisher.due"
 INGESTOR_COMPLETIONS = "ingestor.completions"
 INGESTOR_WAIT = "ingestor.wait"
 
@@ -54,6 +58,16 @@ class ConsumerRoute:
     source: str
     wait_queue: str
     single_active_consumer: bool = False
+    #: where parked messages come back (consumed beside ``queue``); ``queue`` if None
+    due_queue: str | None = None
+
+    @property
+    def return_queue(self) -> str:
+        return self.due_queue or self.queue
+
+    @property
+    def consumed(self) -> tuple[str, ...]:
+        return (self.queue, self.due_queue) if self.due_queue else (self.queue,)
 
     @property
     def dead_letter_queue(self) -> str:
@@ -62,14 +76,27 @@ class ConsumerRoute:
 
 ROUTES = {
     PUBLISHER_CANDIDATES: ConsumerRoute(
-        PUBLISHER_CANDIDATES, CANDIDATE_FOUND, PUBLISHER_WAIT, single_active_consumer=True
+        PUBLISHER_CANDIDATES,
+        CANDIDATE_FOUND,
+        PUBLISHER_WAIT,
+        single_active_consumer=True,
+        due_queue=PUBLISHER_DUE,
     ),
     INGESTOR_COMPLETIONS: ConsumerRoute(INGESTOR_COMPLETIONS, JOB_COMPLETED, INGESTOR_WAIT),
 }
 
 
-def consumer_queue(route: ConsumerRoute) -> Queue:
-    """The quorum queue a service consumes, with its dead-letter path and delivery limit."""
+def consumer_queues(route: ConsumerRoute) -> list[Queue]:
+    """Every queue the route's service consumes."""
+    queues = [consumer_queue(route)]
+    if route.due_queue:
+        queues.append(consumer_queue(route, route.due_queue))
+    return queues
+
+
+def consumer_queue(route: ConsumerRoute, name: str | None = None) -> Queue:
+    """A quorum queue a service consumes, with its dead-letter path and delivery limit
+    (its due queue, given ``name``, is fed only by the wait queue)."""
     arguments: dict[str, object] = {
         "x-queue-type": "quorum",
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
@@ -78,6 +105,8 @@ def consumer_queue(route: ConsumerRoute) -> Queue:
     }
     if route.single_active_consumer:
         arguments["x-single-active-consumer"] = True
+    if name is not None:
+        return Queue(name, Exchange(""), routing_key=name, durable=True, queue_arguments=arguments)
     return Queue(
         route.queue,
         exchange(route.source),
@@ -98,7 +127,7 @@ def wait_queue(route: ConsumerRoute) -> Queue:
         queue_arguments={
             "x-queue-type": "classic",
             "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": route.queue,
+            "x-dead-letter-routing-key": route.return_queue,
         },
     )
 
@@ -123,7 +152,7 @@ def all_queues() -> list[Queue]:
     for route in ROUTES.values():
         # The dead-letter path first: a message dead-lettered to a missing exchange or
         # queue is dropped silently.
-        queues += [dead_letter_queue(route), wait_queue(route), consumer_queue(route)]
+        queues += [dead_letter_queue(route), *consumer_queues(route), wait_queue(route)]
     return queues
 
 

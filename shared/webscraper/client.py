@@ -139,7 +139,8 @@ class WebScraperClient:
             reservation = self._ledger.reserve(kind)
             if not reservation.ready:
                 raise QuotaWait(reservation.wait_s)
-        self._ledger.mark_used(reservation, kind)
+        if not self._ledger.mark_used(reservation, kind):
+            raise QuotaWait(0.0)  # too late for its slot: reserve again
         params = {**kwargs.pop("params", {}), "api_token": self._token}
         try:
             answer = self._http.request(

@@ -10,9 +10,9 @@ the earliest slot that keeps the rule, ``min_interval_s`` after the previous cre
 and the candidate waits for it parked in RabbitMQ. Slots for creations are handed out
 in increasing order, so the parked messages' expirations never decrease (RabbitMQ
 expires only from a queue's head). Creations also leave room in every window for the
-follow-up calls (status check, download) of the jobs still owed them, their own
-included, so the ingestor is never starved: with ``followups_per_job`` F, at most
-``calls / (1 + F)`` jobs can be in flight at once. What the API itself says
+follow-up calls (status check, download) each job needs later: with
+``followups_per_job`` F they take at most ``calls // (1 + F)`` of any window, so the
+ingestor is never starved (follow-ups may use the whole window). What the API itself says
 (``X-RateLimit-Remaining``, 429 ``Retry-After``) only ever tightens the ledger.
 """
 
@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import ApiCall, QuotaState, TrackingJob
+from shared.db.models import ApiCall, QuotaState
 from shared.db.session import transaction
 
 LEDGER_LOCK = 0x7472_6B66_696C_6C02
 CREATE = "create"
 MARGIN = 0.01  # of the window: calls arrive a little after they are reserved
+log = logging.getLogger("trackfill.quota")
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,10 @@ class QuotaPolicy:
         return self.window_s * (1 + MARGIN)
 
     @property
-    def horizon_s(self) -> float:
-        """How long a job created but not followed up is still owed room (then it is
-        presumed lost; the reconciler's business, not the quota's)."""
-        return max(4 * self.window_s, 60.0)
+    def creations_per_window(self) -> int:
+        """Each job costs its creation and ``followups_per_job`` calls after it, so
+        creations may take 1 / (1 + F) of a window: the rest is the follow-ups' room."""
+        return max(1, self.calls // (1 + self.followups_per_job))
 
 
 class QuotaLedger:
@@ -86,16 +88,22 @@ class QuotaLedger:
         custom_id: str | None = None,
         not_before_s: float = 0.0,
         plan: bool = False,
+        within_s: float | None = None,
+        ordered: bool = True,
     ) -> Reservation:
         """Reserve one call of ``kind``. Without ``plan``, a call that cannot be made now
         is not reserved: the answer (``id`` None) says when to ask again. With ``plan``,
-        the earliest allowed slot is reserved, possibly in the future."""
+        the earliest allowed slot is reserved, possibly in the future (only if no more
+        than ``within_s`` ahead, when given). Creations are ``ordered``: each slot comes
+        after every planned one, so parked messages expire in the order they were parked;
+        an unordered slot may fall between them and must be waited for in place."""
         with transaction(self._sessions) as session:
             now = self._lock(session)
             earliest = now + dt.timedelta(seconds=not_before_s)
-            slot = self._earliest_slot(session, kind, now, earliest)
+            slot = self._earliest_slot(session, kind, now, earliest, ordered)
             wait_s = (slot - now).total_seconds()
-            if wait_s > 0 and not plan:
+            limit = 0.0 if not plan else within_s
+            if limit is not None and wait_s > limit:
                 return Reservation(None, slot, wait_s)
             reservation_id = session.execute(
                 insert(ApiCall)
@@ -105,10 +113,9 @@ class QuotaLedger:
             return Reservation(reservation_id, slot, wait_s)
 
     def claim(self, custom_id: str) -> Reservation | None:
-        """The unused planned creation slot of ``custom_id``: ready if its time has come,
-        not ready (wait again) if it is still ahead. A slot long past (a late call would
-        break the windows it was planned in) or one the API has since blocked is dropped
-        and None returned: reserve again."""
+        """The unused planned creation slot of ``custom_id``: ready if its time has come
+        (late or not: :meth:`mark_used` has the last word), not ready if it is still
+        ahead. One the API has since blocked is dropped and None returned."""
         with transaction(self._sessions) as session:
             now = self._lock(session)
             row = session.execute(
@@ -125,26 +132,41 @@ class QuotaLedger:
                 return None
             wait_s = (row.at - now).total_seconds()
             blocked = self._blocked_until(session)
-            tolerance = self.policy.window_s * MARGIN
-            if wait_s < -tolerance or (blocked and blocked > row.at):
+            if blocked and blocked > now:
                 session.execute(delete(ApiCall).where(ApiCall.id == row.id))
                 return None
+            tolerance = self.policy.window_s * MARGIN
             return Reservation(row.id, row.at, wait_s if wait_s > tolerance else 0.0)
 
-    def mark_used(self, reservation: Reservation, kind: str = "") -> None:
+    def mark_used(self, reservation: Reservation, kind: str = "") -> bool:
         """Committed just before the call is made: a crash after this line means the
-        call may have happened. A creation also keeps ``min_interval_s`` after the
-        previous one as made (a slot can be taken a little late), waiting that long."""
+        call may have happened. A creation keeps ``min_interval_s`` after the previous
+        one as made, waiting that long. If the calls made in the last window leave no
+        room now (a planned slot taken late), the reservation is dropped and False
+        returned: do not make the call."""
         while True:
             with transaction(self._sessions) as session:
                 now = self._lock(session)
                 wait_s = self._spacing_wait(session, now) if kind == CREATE else 0.0
                 if wait_s <= 0:
-                    session.execute(
-                        update(ApiCall).where(ApiCall.id == reservation.id).values(used_at=now)
-                    )
-                    return
+                    return self._use(session, reservation, kind, now)
             time.sleep(wait_s)
+
+    def _use(self, session: Session, reservation: Reservation, kind: str, now) -> bool:
+        """The rule is kept at the moment of use, against the calls actually reserved
+        up to now: planned slots are a schedule for parking, and a schedule slips when
+        the consumer falls behind. The call takes ``now`` as its time."""
+        exists_now = session.execute(
+            select(ApiCall.id).where(ApiCall.id == reservation.id)
+        ).scalar_one_or_none()
+        if exists_now is None or not self._fits_past(session, kind, now, reservation.id):
+            log.debug("%s call refused at use: the window is full", kind)
+            session.execute(delete(ApiCall).where(ApiCall.id == reservation.id))
+            return False
+        session.execute(
+            update(ApiCall).where(ApiCall.id == reservation.id).values(at=now, used_at=now)
+        )
+        return True
 
     def _spacing_wait(self, session: Session, now: dt.datetime) -> float:
         last = session.execute(
@@ -240,22 +262,39 @@ class QuotaLedger:
             select(QuotaState.blocked_until).where(QuotaState.id == 1)
         ).scalar_one_or_none()
 
-    def _earliest_slot(
-        self, session: Session, kind: str, now: dt.datetime, earliest: dt.datetime
-    ) -> dt.datetime:
-        span = self._span()
-        times = sorted(session.execute(select(ApiCall.at).where(ApiCall.at > now - span)).scalars())
-        blocked = self._blocked_until(session)
-        if blocked and blocked > earliest:
-            earliest = blocked
-        cap = self.policy.calls
+    def _limits(
+        self, session: Session, kind: str, now: dt.datetime, exclude_id: int | None = None
+    ) -> list[tuple[list[dt.datetime], int]]:
+        """(sorted reserved times, cap) for every limit a call of ``kind`` must keep."""
+        query = select(ApiCall.at, ApiCall.kind).where(ApiCall.at > now - self._span())
+        if exclude_id is not None:
+            query = query.where(ApiCall.id != exclude_id)
+        rows = session.execute(query).all()
+        limits = [(sorted(at for at, _ in rows), self.policy.calls)]
         if kind == CREATE:
+            creations = sorted(at for at, k in rows if k == CREATE)
+            limits.append((creations, self.policy.creations_per_window))
+        return limits
+
+    def _fits_past(self, session: Session, kind: str, now: dt.datetime, reservation_id: int):
+        """A call now keeps every limit, counting the calls reserved up to now."""
+        limits = self._limits(session, kind, now, exclude_id=reservation_id)
+        span = self._span()
+        return all(_fits([t for t in times if t <= now], now, span, cap) for times, cap in limits)
+
+    def _earliest_slot(
+        self,
+        session: Session,
+        kind: str,
+        now: dt.datetime,
+        earliest: dt.datetime,
+        ordered: bool = True,
+    ) -> dt.datetime:
+        blocked = self._blocked_until(session)
+        earliest = max(earliest, now, blocked or earliest)
+        if kind == CREATE and ordered:
             earliest = max(earliest, self._next_create_time(session))
-            # this creation's own follow-ups, and those of every job still owed them
-            cap -= self.policy.followups_per_job * (self._owed_jobs(session, now) + 1)
-            if cap <= 0:  # every call left is owed to follow-ups: look again later
-                return max(earliest, now) + dt.timedelta(seconds=self.policy.window_s / 10)
-        return _first_valid(times, max(earliest, now), span, cap)
+        return _first_valid(self._limits(session, kind, now), earliest, self._span())
 
     def _next_create_time(self, session: Session) -> dt.datetime:
         last = session.execute(
@@ -265,35 +304,21 @@ class QuotaLedger:
             return dt.datetime.min.replace(tzinfo=dt.UTC)
         return last + dt.timedelta(seconds=self.policy.min_interval_s)
 
-    def _owed_jobs(self, session: Session, now: dt.datetime) -> int:
-        """Creations (planned, made or answered) whose job has not ended yet: each will
-        still need its follow-up calls. Older than the horizon, a job is presumed lost."""
-        horizon = now - dt.timedelta(seconds=self.policy.horizon_s)
-        ended = exists().where(
-            TrackingJob.custom_id == ApiCall.custom_id,
-            TrackingJob.status.in_(("completed", "failed")),
-        )
-        return session.execute(
-            select(func.count()).where(
-                ApiCall.kind == CREATE,
-                ApiCall.at > horizon,
-                or_(ApiCall.status.is_(None), ApiCall.status < 300),
-                ~ended,
-            )
-        ).scalar_one()
-
 
 def _first_valid(
-    times: list[dt.datetime], earliest: dt.datetime, span: dt.timedelta, cap: int
+    limits: list[tuple[list[dt.datetime], int]], earliest: dt.datetime, span: dt.timedelta
 ) -> dt.datetime:
-    """The earliest t >= ``earliest`` such that every window of length ``span`` holding t
-    holds fewer than ``cap`` of ``times`` (sorted). A slot can only open when a reserved
-    call leaves a window, so the candidates are ``earliest`` and each time + span."""
-    candidates = [earliest] + [t + span for t in times if t + span > earliest]
+    """The earliest t >= ``earliest`` such that, for each (sorted times, cap) in
+    ``limits``, every window of length ``span`` holding t holds fewer than ``cap`` of the
+    times. A slot can only open when a reserved call leaves a window, so the candidates
+    are ``earliest`` and each time + span."""
+    candidates = {earliest} | {
+        t + span for times, _ in limits for t in times if t + span > earliest
+    }
     for slot in sorted(candidates):
-        if _fits(times, slot, span, cap):
+        if all(_fits(times, slot, span, cap) for times, cap in limits):
             return slot
-    return max(times[-1] + span if times else earliest, earliest)
+    return max(earliest, *(times[-1] + span for times, _ in limits if times))
 
 
 def _fits(times: list[dt.datetime], slot: dt.datetime, span: dt.timedelta, cap: int) -> bool:

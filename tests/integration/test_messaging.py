@@ -96,6 +96,7 @@ def test_topology_can_be_declared_twice_with_the_contracts_names(vhost):
     queues = {q["name"]: q for q in vhost.management.queues(vhost.name)}
     assert set(queues) == {
         "publisher.candidates",
+        "publisher.due",
         "publisher.wait",
         "publisher.candidates.dead-letter",
         "ingestor.completions",
@@ -106,9 +107,9 @@ def test_topology_can_be_declared_twice_with_the_contracts_names(vhost):
     assert candidates["x-single-active-consumer"] is True
     assert candidates["x-delivery-limit"] == DELIVERY_LIMIT
     assert candidates["x-dead-letter-exchange"] == "trackfill.dead-letter"
-    assert (
-        queues["publisher.wait"]["arguments"]["x-dead-letter-routing-key"] == PUBLISHER_CANDIDATES
-    )
+    wait = queues["publisher.wait"]["arguments"]
+    assert wait["x-dead-letter-routing-key"] == "publisher.due"
+    assert queues["publisher.due"]["arguments"] == candidates  # the same consumer's queue
     bindings = {
         (b["source"], b["destination"], b["routing_key"])
         for b in vhost.management.bindings(vhost.name)

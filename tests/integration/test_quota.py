@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import func, select, text, update
 
-from shared.db.models import ApiCall, TrackingJob
+from shared.db.models import ApiCall
 from shared.db.session import make_session_factory
 from shared.webscraper.quota import CREATE, QuotaLedger, QuotaPolicy
 
@@ -63,35 +63,15 @@ def test_two_processes_never_overbook_the_window(sessions):
     assert len(granted) == 10
 
 
-def test_creations_leave_room_for_the_follow_ups_of_owed_jobs(sessions, db):
+def test_creations_leave_room_for_the_follow_ups_each_job_needs(sessions):
     quota = ledger(sessions, calls=12, window_s=5.0, followups=2)
-    with db.begin() as connection:
-        batch = connection.execute(
-            text(
-                "INSERT INTO tracking_batch (batch_uuid, file_path, task_name) "
-                "VALUES (gen_random_uuid(), 'f', 't') RETURNING id"
-            )
-        ).scalar()
-    for n in range(3):  # three jobs created at the API, not yet ingested
-        made = quota.reserve(CREATE, f"owryt-y-{n:04d}", plan=True)
-        quota.mark_used(made)
-        quota.record_outcome(made, 200, "OK")
-        with db.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO tracking_job (batch_id, custom_id, target_url, index, status, "
-                    "job_id) VALUES (:b, :c, 'u', :n, 'pending', :n)"
-                ),
-                {"b": batch, "c": f"owryt-y-{n:04d}", "n": n},
-            )
-    # 3 calls made, 6 owed to their follow-ups: a 4th job fits (3 more calls) ...
-    assert quota.reserve(CREATE, "owryt-z-0000", plan=True).ready
-    # ... a 5th would not: 4 + 8 owed + 3 = 15 > 12
-    assert not quota.reserve(CREATE, "owryt-z-0001", plan=True).ready
-    assert quota.reserve("json").ready  # follow-ups may use the room kept for them
-    with db.begin() as connection:
-        connection.execute(update(TrackingJob).values(status="completed"))
-    assert quota.reserve(CREATE, "owryt-z-0002", plan=True).at is not None
+    assert quota.policy.creations_per_window == 4  # 4 jobs x 3 calls = 12
+    assert all(quota.reserve(CREATE, f"owryt-y-{n:04d}", plan=True).ready for n in range(4))
+    fifth = quota.reserve(CREATE, "owryt-y-0004", plan=True)
+    assert fifth.wait_s > 4.9  # next window
+    follow_ups = [quota.reserve("json") for _ in range(8)]
+    assert all(f.ready for f in follow_ups)  # the room kept for them is there
+    assert not quota.reserve("json").ready  # and the whole window is 12
 
 
 def test_what_the_api_reports_tightens_the_ledger(sessions, db):
@@ -123,21 +103,24 @@ def test_retry_after_blocks_every_caller_until_it_passes(sessions):
     assert 1.4 < planned.wait_s <= 1.6
 
 
-def test_a_planned_slot_is_claimed_when_due_and_dropped_when_stale(sessions, db):
+def test_a_planned_slot_is_claimed_when_due_and_checked_again_when_used(sessions, db):
     quota = ledger(sessions, calls=1, window_s=0.5)
-    quota.reserve("get")
+    first = quota.reserve("get")
     planned = quota.reserve(CREATE, "owryt-c-0000", plan=True)
     assert not planned.ready
     early = quota.claim("owryt-c-0000")
-    assert early is not None and not early.ready
-    with db.begin() as connection:  # the message came back very late
+    assert early is not None and not early.ready  # still ahead: park again
+    with db.begin() as connection:  # due now (the message came back late) ...
         connection.execute(
             update(ApiCall)
             .where(ApiCall.id == planned.id)
             .values(at=func.now() - text("interval '10 seconds'"))
         )
-    assert quota.claim("owryt-c-0000") is None
-    assert quota.claim("owryt-c-0000") is None  # it was dropped
+    due = quota.claim("owryt-c-0000")
+    assert due is not None and due.ready
+    assert quota.mark_used(first, "get")  # ... but a call was made meanwhile
+    assert not quota.mark_used(due, CREATE)  # so the window has no room: refused
+    assert quota.claim("owryt-c-0000") is None  # and the slot is gone
 
 
 def test_a_create_of_unknown_effect_is_reported_until_settled(sessions):
@@ -165,3 +148,27 @@ def test_an_answered_create_keeps_its_job_id_and_a_refused_one_made_nothing(sess
     quota.mark_used(refused)
     quota.record_outcome(refused, 422, "Unprocessable")
     assert quota.create_made("owryt-f-0000") is None
+
+
+def test_a_call_made_late_moves_its_slot_or_is_refused(sessions, db):
+    quota = ledger(sessions, calls=2, window_s=1.0)
+    late = quota.reserve("get")
+    with db.begin() as connection:  # reserved long ago, made only now
+        connection.execute(
+            update(ApiCall)
+            .where(ApiCall.id == late.id)
+            .values(at=func.now() - text("interval '5 seconds'"))
+        )
+    assert quota.mark_used(late, "get")  # the window is empty: it moves to now
+    full = quota.reserve("get")
+    assert full.ready and quota.mark_used(full, "get")
+    stale = quota.reserve("get", plan=True)  # planned after the two leave the window
+    with db.begin() as connection:
+        connection.execute(
+            update(ApiCall)
+            .where(ApiCall.id == stale.id)
+            .values(at=func.now() - text("interval '5 seconds'"))
+        )
+    assert not quota.mark_used(stale, "get")  # now holds two calls already: refused
+    with db.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(ApiCall)).scalar_one() == 2

@@ -16,12 +16,12 @@ def at(*seconds: float) -> list[dt.datetime]:
 
 
 def test_a_free_window_gives_the_earliest_time():
-    assert _first_valid([], T0, SPAN, cap=3) == T0
+    assert _first_valid([([], 3)], T0, SPAN) == T0
 
 
 def test_a_full_window_gives_the_moment_the_oldest_call_leaves_it():
     times = at(0, 1, 2)
-    assert _first_valid(times, T0 + dt.timedelta(seconds=3), SPAN, cap=3) == at(10)[0]
+    assert _first_valid([(times, 3)], T0 + dt.timedelta(seconds=3), SPAN) == at(10)[0]
 
 
 def test_a_slot_must_not_overfill_a_later_window_either():
@@ -29,7 +29,7 @@ def test_a_slot_must_not_overfill_a_later_window_either():
     # a call at 5 would put 5, 11 and 12 in the window (2, 12]
     assert not _fits(times, at(5)[0], SPAN, cap=2)
     assert _fits(times, at(5)[0], SPAN, cap=3)
-    assert _first_valid(times, at(5)[0], SPAN, cap=2) == at(21)[0]
+    assert _first_valid([(times, 2)], at(5)[0], SPAN) == at(21)[0]
 
 
 @settings(max_examples=200, deadline=None)
@@ -39,10 +39,18 @@ def test_every_slot_handed_out_keeps_every_window_under_the_cap(starts, cap):
     in any window of the span."""
     times: list[dt.datetime] = []
     for start in starts:
-        slot = _first_valid(sorted(times), at(start)[0], SPAN, cap)
+        slot = _first_valid([(sorted(times), cap)], at(start)[0], SPAN)
         assert slot >= at(start)[0]
         times.append(slot)
     times.sort()
     for i, first in enumerate(times):
         inside = [t for t in times[i:] if t < first + SPAN]
         assert len(inside) <= cap
+
+
+def test_every_limit_must_hold_at_the_slot():
+    calls = at(0, 1, 2, 3)  # four calls, two of them creations
+    creations = at(0, 1)
+    assert _first_valid([(calls, 10), (creations, 3)], at(4)[0], SPAN) == at(4)[0]
+    assert _first_valid([(calls, 10), (creations, 2)], at(4)[0], SPAN) == at(10)[0]
+    assert _first_valid([(calls, 4), (creations, 3)], at(4)[0], SPAN) == at(10)[0]
