@@ -24,19 +24,16 @@ import statistics
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-from alembic import command  # noqa: E402
-from sqlalchemy import create_engine, text, update  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text, update  # noqa: E402
 
+from bench.scratch import scratch_services  # noqa: E402
 from publisher import handler as handler_module  # noqa: E402
 from publisher.__main__ import build, quota_policy  # noqa: E402
 from selector.service import Selector  # noqa: E402
@@ -47,14 +44,11 @@ from shared.messaging.topology import PUBLISHER_WAIT  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
 from shared.webscraper.client import QuotaWait, WebScraperClient  # noqa: E402
 from shared.webscraper.quota import QuotaLedger  # noqa: E402
-from tests.conftest import alembic_config  # noqa: E402
 from tests.support import rows  # noqa: E402
-from tests.support.rabbit import Management  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 from webscraper_sim.server import Simulator  # noqa: E402
 from webscraper_sim.state import SimConfig  # noqa: E402
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 TOKEN = "bench-token"
 
 
@@ -252,18 +246,6 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=9.0)
     parser.add_argument("--timeout", type=float, default=180.0)
     args = parser.parse_args()
-    import logging
-
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("trackfill.quota").setLevel(logging.DEBUG)
-    name = f"trackfill_bench_{uuid.uuid4().hex[:8]}"
-    vhost = f"trackfill-bench-{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    management = Management("http://guest:guest@127.0.0.1:15672/")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    management.create_vhost(vhost)
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     sim = Simulator(
         SimConfig(
             api_token=TOKEN,
@@ -275,13 +257,13 @@ def main() -> int:
         )
     ).start()
     try:
-        command.upgrade(alembic_config(url), "head")
-        amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
-        print(
-            f"{args.candidates} candidates; quota {args.calls} calls per {args.window:g}s; "
-            f"creations at least {args.window * 6 / 900:.3f}s apart (6 s per 900 s)"
-        )
-        report("trackfill", run_trackfill(args, url, amqp_url, sim), args)
+        with scratch_services() as (url, amqp_url):
+            print(
+                f"{args.candidates} candidates; quota {args.calls} calls per "
+                f"{args.window:g}s; creations at least {args.window * 6 / 900:.3f}s apart "
+                "(6 s per 900 s)"
+            )
+            report("trackfill", run_trackfill(args, url, amqp_url, sim), args)
         sim.state.reset()
         sim.state.config.webhook_url = None
         report(
@@ -291,9 +273,6 @@ def main() -> int:
         )
     finally:
         sim.stop()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        management.delete_vhost(vhost)
     return 0
 
 

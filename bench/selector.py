@@ -16,26 +16,19 @@ import argparse
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alembic import command  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
+from bench.scratch import scratch_services  # noqa: E402
 from selector.selection import choose, iter_matches  # noqa: E402
 from selector.service import Selector  # noqa: E402
 from shared.db.session import make_engine, make_session_factory  # noqa: E402
 from shared.messaging.publishing import MessagePublisher, connect  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
-from tests.conftest import alembic_config  # noqa: E402
-from tests.support.rabbit import Management  # noqa: E402
-
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 FILL = """
 INSERT INTO official_account (id, email)
@@ -67,16 +60,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
 
-    name = f"trackfill_bench_{uuid.uuid4().hex[:8]}"
-    vhost = f"trackfill-bench-{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    management = Management("http://guest:guest@127.0.0.1:15672/")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    management.create_vhost(vhost)
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        command.upgrade(alembic_config(url), "head")
+    with scratch_services() as (url, amqp_url):
         engine = make_engine(url)
         started = time.perf_counter()
         with engine.begin() as connection:
@@ -85,28 +69,9 @@ def main() -> int:
             f"filled {args.purchases:,} purchases ({args.purchases // 100:,} without a "
             f"tracking number) in {time.perf_counter() - started:.1f}s"
         )
-        run(engine, url, f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}", args.runs)
+        run(engine, url, amqp_url, args.runs)
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        management.delete_vhost(vhost)
     return 0
-
-
-def _server_ms(connection, compiled, seq_scan: bool, runs: int) -> float:
-    """Median server-side execution time, without the client's share."""
-    samples = []
-    for _ in range(runs):
-        with connection.begin():
-            if seq_scan:
-                connection.exec_driver_sql("SET LOCAL enable_indexscan = off")
-                connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
-            plan = connection.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", compiled.params
-            ).scalar()
-        samples.append(plan[0]["Execution Time"])
-    return statistics.median(samples)
 
 
 def _server_ms(connection, compiled, seq_scan: bool, runs: int) -> float:

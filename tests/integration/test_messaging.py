@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pika
 import pytest
@@ -20,18 +20,10 @@ from shared.messaging.topology import (
     ROUTES,
     declare_topology,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 DLQ = f"{PUBLISHER_CANDIDATES}.dead-letter"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from selector import cli
 from shared.db.models import SyncLog, TrackingBatch, TrackingJob
 from tests.support import rows
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -170,23 +171,14 @@ def start_daemon(env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_the_daemon_runs_passes_and_exits_0_on_sigterm(db, env):
     account = rows.account(db)
     rows.purchase(db, account)
     daemon = start_daemon(env)
     try:
-        assert wait_for(lambda: counts(db)[1] == 1)
+        assert wait_until(lambda: counts(db)[1] == 1)
         rows.purchase(db, account)
-        assert wait_for(lambda: counts(db)[1] == 2)  # a later pass took the new one
+        assert wait_until(lambda: counts(db)[1] == 2)  # a later pass took the new one
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(10) == 0
     finally:
