@@ -351,3 +351,49 @@ def test_a_publisher_killed_at_any_step_creates_exactly_one_job(
     assert wait_until(lambda: all_published(db, 1), timeout=20)
     assert len([c for c in creates(sim) if c.get("job_id")]) == 1
     assert_one_job_per_candidate(sim, db)
+
+
+def test_the_publisher_process_exits_0_on_sigterm(env, vhost):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: _consumers(vhost) == 1, timeout=20)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        process.kill()
+    assert "publisher stopped" in process.stderr.read()
+
+
+def test_the_publisher_stops_at_start_without_its_token(env):
+    result = subprocess.run(
+        [sys.executable, "-m", "publisher"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "WEBSCRAPER_API_TOKEN": ""},
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "publisher: WEBSCRAPER_API_TOKEN is required but not set"
+
+
+def _consumers(vhost) -> int:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(vhost.amqp_url))
+    try:
+        return (
+            connection.channel()
+            .queue_declare("publisher.candidates", passive=True)
+            .method.consumer_count
+        )
+    except Exception:
+        return 0
+    finally:
+        if connection.is_open:
+            connection.close()
