@@ -20,6 +20,7 @@ from shared.messaging.topology import (
     ROUTES,
     declare_topology,
 )
+from tests.support.rabbit import queue_counts
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -329,7 +330,9 @@ def test_sigterm_stops_a_consumer_process_with_exit_0(vhost):
         text=True,
     )
     try:
-        assert wait_until(lambda: _consuming(vhost), timeout=15)
+        assert wait_until(
+            lambda: queue_counts(vhost.amqp_url, PUBLISHER_CANDIDATES)[1] == 1, timeout=15
+        )
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
@@ -337,18 +340,6 @@ def test_sigterm_stops_a_consumer_process_with_exit_0(vhost):
         assert "clean exit" in process.stdout.read()
     finally:
         process.kill()
-
-
-def _consuming(vhost) -> bool:
-    connection = pika.BlockingConnection(pika.URLParameters(vhost.amqp_url))
-    try:
-        declared = connection.channel().queue_declare(PUBLISHER_CANDIDATES, passive=True)
-        return declared.method.consumer_count == 1
-    except Exception:
-        return False
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 def test_a_batch_is_published_with_one_wait_for_all_confirms(publisher, pika_channel):

@@ -22,6 +22,7 @@ from shared.messaging.topology import PUBLISHER_WAIT
 from shared.settings import load_settings
 from tests.conftest import SIM_TOKEN
 from tests.support import rows
+from tests.support.rabbit import queue_counts
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -156,11 +157,7 @@ def test_a_backlog_of_60_keeps_the_quota_and_the_spacing_with_restarts_and_a_sta
     first = publishers.start()
     publishers.start()  # a hot standby: single active consumer keeps it idle
     parked_seen = wait_until(
-        lambda: (
-            vhost.management.queue(vhost.name, PUBLISHER_WAIT).get("messages", 0) > 0
-            or _parked(vhost)
-        ),
-        timeout=10,
+        lambda: queue_counts(vhost.amqp_url, PUBLISHER_WAIT)[0] > 0, timeout=10
     )
     assert wait_until(lambda: len(creates(sim)) >= 15, timeout=20)
     publishers.stop(first)  # the standby takes over
@@ -171,17 +168,6 @@ def test_a_backlog_of_60_keeps_the_quota_and_the_spacing_with_restarts_and_a_sta
     assert parked_seen
     assert_within_quota(sim)
     assert_one_job_per_candidate(sim, db)
-
-
-def _parked(vhost) -> bool:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(vhost.amqp_url))
-    try:
-        declared = connection.channel().queue_declare(PUBLISHER_WAIT, passive=True)
-        return declared.method.message_count > 0
-    finally:
-        connection.close()
 
 
 def test_a_burst_of_20_parks_each_candidate_at_most_twice(
@@ -362,7 +348,9 @@ def test_the_publisher_process_exits_0_on_sigterm(env, vhost):
         text=True,
     )
     try:
-        assert wait_until(lambda: _consumers(vhost) == 1, timeout=20)
+        assert wait_until(
+            lambda: queue_counts(vhost.amqp_url, "publisher.candidates")[1] == 1, timeout=20
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:
@@ -380,20 +368,3 @@ def test_the_publisher_stops_at_start_without_its_token(env):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "publisher: WEBSCRAPER_API_TOKEN is required but not set"
-
-
-def _consumers(vhost) -> int:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(vhost.amqp_url))
-    try:
-        return (
-            connection.channel()
-            .queue_declare("publisher.candidates", passive=True)
-            .method.consumer_count
-        )
-    except Exception:
-        return 0
-    finally:
-        if connection.is_open:
-            connection.close()

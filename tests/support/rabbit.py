@@ -94,3 +94,19 @@ def payload_json(message: dict[str, Any]) -> Any:
     if message.get("payload_encoding") == "base64":
         payload = base64.b64decode(payload).decode()
     return json.loads(payload)
+
+
+def queue_counts(amqp_url: str, queue: str) -> tuple[int, int]:
+    """(ready messages, consumers) of ``queue`` now, by an independent client (pika);
+    (0, 0) if it does not exist. The management API's counts lag by seconds."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        method = connection.channel().queue_declare(queue, passive=True).method
+        return method.message_count, method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0, 0
+    finally:
+        if connection.is_open:
+            connection.close()
