@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import TrackingBatch, TrackingJob
@@ -34,34 +34,42 @@ class NewJob:
 def create_batch(
     session: Session, task: TaskConfig, new_jobs: list[NewJob], batch_uuid: uuid.UUID | None = None
 ) -> list[JobRef]:
-    """A ``pending`` tracking_batch with one ``queued`` tracking_job per new job."""
+    """A ``pending`` tracking_batch with one ``queued`` tracking_job per new job (two
+    statements: a pass writes them on its hot path)."""
     batch_uuid = batch_uuid or uuid.uuid4()
     short = batch_uuid.hex[:8]
-    batch = TrackingBatch(
-        batch_uuid=batch_uuid,
-        file_path=f"{task.filename_prefix}{short}",
-        task_name=task.name,
-        total_jobs=len(new_jobs),
-        status="pending",
-    )
-    session.add(batch)
-    session.flush()
-    jobs = [
-        TrackingJob(
-            batch_id=batch.id,
-            purchasing_id=new.purchasing_id,
-            custom_id=task.custom_id(short, index),
-            target_url=new.url,
-            index=index,
-            status="queued",
+    batch_id = session.execute(
+        insert(TrackingBatch)
+        .values(
+            batch_uuid=batch_uuid,
+            file_path=f"{task.filename_prefix}{short}",
+            task_name=task.name,
+            total_jobs=len(new_jobs),
+            status="pending",
         )
+        .returning(TrackingBatch.id)
+    ).scalar_one()
+    rows = [
+        {
+            "batch_id": batch_id,
+            "purchasing_id": new.purchasing_id,
+            "custom_id": task.custom_id(short, index),
+            "target_url": new.url,
+            "index": index,
+            "status": "queued",
+        }
         for index, new in enumerate(new_jobs)
     ]
-    session.add_all(jobs)
-    session.flush()
+    ids = (
+        session.execute(
+            insert(TrackingJob).returning(TrackingJob.id, sort_by_parameter_order=True), rows
+        )
+        .scalars()
+        .all()
+    )
     return [
-        JobRef(job.id, job.custom_id, job.purchasing_id, str(batch_uuid), new.order_number)
-        for job, new in zip(jobs, new_jobs, strict=True)
+        JobRef(job_id, row["custom_id"], row["purchasing_id"], str(batch_uuid), new.order_number)
+        for job_id, row, new in zip(ids, rows, new_jobs, strict=True)
     ]
 
 

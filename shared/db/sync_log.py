@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import SyncLog
@@ -16,6 +17,8 @@ def record(
     session: Session, operation_type: str, success: bool, message: str, details: dict[str, Any]
 ) -> None:
     """Add a sync_log row to the session's transaction."""
-    session.add(
-        SyncLog(operation_type=operation_type, success=success, message=message, details=details)
+    session.execute(
+        insert(SyncLog).values(
+            operation_type=operation_type, success=success, message=message, details=details
+        )
     )
