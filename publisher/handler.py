@@ -80,7 +80,7 @@ class CandidateHandler:
             # a slot this close is waited for in place: parking would send the message
             # behind every candidate still queued (heartbeats are served meanwhile)
             time.sleep(reservation.wait_s)
-            reservation = self._ledger.claim(job.custom_id) or self._slot(job)
+            reservation = self._slot(job)  # claims the slot it just waited for
         if not reservation.ready:
             delivery.park(reservation.wait_s)
             return
@@ -158,8 +158,6 @@ class CandidateHandler:
         if found is None:
             try:
                 found = self._search(task, job, made.call)
-            except QuotaWait:
-                raise
             except Retryable as error:
                 attempt = self._jobs.start_attempt(job)
                 self._retry_or_fail(delivery, job, attempt, f"looking for the job: {error}")

@@ -121,8 +121,7 @@ class WebScraperClient:
 
     def download_json(self, job_id: int) -> list[dict[str, Any]]:
         """The records of a job; [] while there is none (a zero-byte answer)."""
-        raw = self._call("GET", f"scraping-job/{int(job_id)}/json", "json", parse=_json_lines)
-        return raw
+        return self._call("GET", f"scraping-job/{int(job_id)}/json", "json", parse=_json_lines)
 
     # -- one call ------------------------------------------------------------------------------
     def _call(
