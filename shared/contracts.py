@@ -6,6 +6,7 @@ unknown extra fields are ignored so that producers can add fields first.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -48,6 +49,13 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
             raise MessageDecodeError(f"{name} must be a positive integer, got {value!r}")
         return value
+
+    def word(self, name: str) -> str:
+        """A lower-case word such as a job status (``finished``, ``waiting-to-be-scheduled``)."""
+        value = self.text(name, 50)
+        if not re.fullmatch(r"[a-z][a-z_-]*", value or ""):
+            raise MessageDecodeError(f"{name} must be a lower-case word, got {value!r}")
+        return value  # type: ignore[return-value]
 
     def task(self) -> str:
         name = self.text("task", required=False) or OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name
@@ -154,7 +162,7 @@ class JobCompleted:
         return cls(
             task=fields.task(),
             scrapingjob_id=fields.integer("scrapingjob_id"),  # type: ignore[arg-type]
-            status=fields.text("status", 50),  # type: ignore[arg-type]
+            status=fields.word("status"),
             custom_id=fields.text("custom_id", 100),  # type: ignore[arg-type]
             sitemap_id=fields.integer("sitemap_id", required=False),
             sitemap_name=fields.text("sitemap_name", 200, required=False),

@@ -31,6 +31,7 @@ class Settings:
     webscraper_api_token: str | None
     webhook_token: str | None
     gateway_bind: str
+    gateway_threads: int
     api_quota_calls: int
     api_quota_window_s: float
     publish_min_interval_s: float
@@ -62,6 +63,7 @@ DEFAULTS: dict[str, str] = {
     "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
     "WEBSCRAPER_API_URL": "https://api.webscraper.io/api/v1/",
     "GATEWAY_BIND": "0.0.0.0:8000",
+    "GATEWAY_THREADS": "8",
     "API_QUOTA_CALLS": "200",
     "API_QUOTA_WINDOW_S": "900",
     "PUBLISH_MIN_INTERVAL_S": "6",
@@ -100,6 +102,7 @@ def load_settings(
         webscraper_api_token=env.optional("WEBSCRAPER_API_TOKEN"),
         webhook_token=env.optional("WEBHOOK_TOKEN"),
         gateway_bind=env.bind("GATEWAY_BIND"),
+        gateway_threads=env.count("GATEWAY_THREADS"),
         api_quota_calls=env.count("API_QUOTA_CALLS"),
         api_quota_window_s=env.duration("API_QUOTA_WINDOW_S"),
         publish_min_interval_s=env.duration("PUBLISH_MIN_INTERVAL_S", allow_zero=True),
