@@ -35,7 +35,7 @@ from sqlalchemy import text, update  # noqa: E402
 
 from bench.scratch import scratch_services  # noqa: E402
 from publisher import handler as handler_module  # noqa: E402
-from publisher.__main__ import build, quota_policy  # noqa: E402
+from publisher.__main__ import build  # noqa: E402
 from selector.service import Selector  # noqa: E402
 from shared.db.models import TrackingJob  # noqa: E402
 from shared.db.session import make_engine, make_session_factory  # noqa: E402
@@ -43,7 +43,7 @@ from shared.messaging.publishing import MessagePublisher, connect  # noqa: E402
 from shared.messaging.topology import PUBLISHER_WAIT  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
 from shared.webscraper.client import QuotaWait, WebScraperClient  # noqa: E402
-from shared.webscraper.quota import QuotaLedger  # noqa: E402
+from shared.webscraper.quota import QuotaLedger, QuotaPolicy  # noqa: E402
 from tests.support import rows  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 from webscraper_sim.server import Simulator  # noqa: E402
@@ -154,7 +154,7 @@ def follow_ups(settings, sessions, hooks: Receiver, stop: threading.Event) -> No
 
 def follow_up_worker(settings, sessions, todo: queue.Queue, stop: threading.Event) -> None:
     client = WebScraperClient(
-        settings.webscraper_api_url, TOKEN, QuotaLedger(sessions, quota_policy(settings))
+        settings.webscraper_api_url, TOKEN, QuotaLedger(sessions, QuotaPolicy.of(settings))
     )
     while not stop.is_set():
         try:

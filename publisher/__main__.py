@@ -24,7 +24,7 @@ def build(settings: Settings, stop) -> ConsumerLoop:
     """Wire the publisher's parts (tests build it the same way)."""
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
-    ledger = QuotaLedger(sessions, quota_policy(settings))
+    ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
     client = WebScraperClient(
         settings.webscraper_api_url,
         settings.webscraper_api_token or "",
@@ -42,15 +42,6 @@ def build(settings: Settings, stop) -> ConsumerLoop:
         ROUTES[PUBLISHER_CANDIDATES],
         handler,
         stop,
-    )
-
-
-def quota_policy(settings: Settings) -> QuotaPolicy:
-    return QuotaPolicy(
-        settings.api_quota_calls,
-        settings.api_quota_window_s,
-        settings.publish_min_interval_s,
-        settings.api_followup_calls_per_job,
     )
 
 

@@ -45,6 +45,8 @@ class Settings:
     publish_retry_base_s: float
     amqp_heartbeat_s: float
     http_timeout_s: float
+    ingest_retry_s: float
+    ingest_max_retries: int
 
     def __repr__(self) -> str:  # never print the tokens, not even in a traceback
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -77,6 +79,8 @@ DEFAULTS: dict[str, str] = {
     "PUBLISH_RETRY_BASE_S": "2",
     "AMQP_HEARTBEAT_S": "30",
     "HTTP_TIMEOUT_S": "30",
+    "INGEST_RETRY_S": "30",
+    "INGEST_MAX_RETRIES": "4",
 }
 
 SECRETS = ("WEBSCRAPER_API_TOKEN", "WEBHOOK_TOKEN")
@@ -116,6 +120,8 @@ def load_settings(
         publish_retry_base_s=env.duration("PUBLISH_RETRY_BASE_S", allow_zero=True),
         amqp_heartbeat_s=env.duration("AMQP_HEARTBEAT_S", allow_zero=True),
         http_timeout_s=env.duration("HTTP_TIMEOUT_S"),
+        ingest_retry_s=env.duration("INGEST_RETRY_S"),
+        ingest_max_retries=env.count("INGEST_MAX_RETRIES", minimum=0),
     )
     if settings.recheck_max_s < settings.recheck_base_s:
         raise SettingsError("RECHECK_MAX_S must not be smaller than RECHECK_BASE_S")

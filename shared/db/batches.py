@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import TrackingBatch, TrackingJob
+from shared.db import sync_log
+from shared.db.models import FINAL_BATCH_STATUSES, TrackingBatch, TrackingJob
 from shared.domain.urls import order_of
 from shared.tasks import TaskConfig
 
@@ -103,9 +105,10 @@ def mark_published(session: Session, job_ids: list[int]) -> None:
         )
 
 
-def recount_batch(session: Session, batch_uuid: uuid.UUID) -> None:
+def recount_batch(session: Session, batch_uuid: uuid.UUID) -> bool:
     """completed/failed counts from the jobs themselves (idempotent), and the final
-    status once every job has ended."""
+    status once every job has ended; True if the batch ended in this call, which is
+    recorded in sync_log (``tracking_number_empty_completed``) in the same transaction."""
     batch = session.execute(
         select(TrackingBatch).where(TrackingBatch.batch_uuid == batch_uuid).with_for_update()
     ).scalar_one()
@@ -118,10 +121,41 @@ def recount_batch(session: Session, batch_uuid: uuid.UUID) -> None:
     )
     batch.completed_jobs = counts.get("completed", 0)
     batch.failed_jobs = counts.get("failed", 0)
-    if batch.completed_jobs + batch.failed_jobs >= batch.total_jobs:
-        if batch.failed_jobs == 0:
-            batch.status = "completed"
-        elif batch.completed_jobs == 0:
-            batch.status = "failed"
-        else:
-            batch.status = "partial"
+    if batch.status in FINAL_BATCH_STATUSES:
+        return False
+    if batch.completed_jobs + batch.failed_jobs < batch.total_jobs:
+        return False
+    if batch.failed_jobs == 0:
+        batch.status = "completed"
+    elif batch.completed_jobs == 0:
+        batch.status = "failed"
+    else:
+        batch.status = "partial"
+    _record_end(session, batch)
+    return True
+
+
+def _record_end(session: Session, batch: TrackingBatch) -> None:
+    jobs = session.execute(
+        select(TrackingJob.custom_id, TrackingJob.status, TrackingJob.error, TrackingJob.rejected)
+        .where(TrackingJob.batch_id == batch.id)
+        .order_by(TrackingJob.index)
+    ).all()
+    rejected = Counter(rule for job in jobs for rule in (job.rejected or {}))
+    short = batch.batch_uuid.hex[:8]
+    sync_log.record(
+        session,
+        sync_log.COMPLETED,
+        batch.status == "completed",
+        f"TrackingBatch {short} {batch.status}: {batch.completed_jobs} completed, "
+        f"{batch.failed_jobs} failed of {batch.total_jobs}",
+        {
+            "batch_uuid": str(batch.batch_uuid),
+            "status": batch.status,
+            "total_jobs": batch.total_jobs,
+            "completed_jobs": batch.completed_jobs,
+            "failed_jobs": batch.failed_jobs,
+            "failed": {job.custom_id: job.error for job in jobs if job.status == "failed"},
+            "rejected_values": dict(rejected),
+        },
+    )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     or_,
@@ -38,6 +39,7 @@ NAMING_CONVENTION = {
 }
 
 BATCH_STATUSES = ("pending", "processing", "completed", "failed", "partial")
+FINAL_BATCH_STATUSES = ("completed", "failed", "partial")
 JOB_STATUSES = ("queued", "publishing", "pending", "completed", "failed")
 #: A job in one of these states has not ended: its purchase is not selected again.
 IN_FLIGHT_STATUSES = ("queued", "publishing", "pending")
@@ -138,6 +140,8 @@ class TrackingJob(Base):
     #: when its candidate.found was confirmed by RabbitMQ (NULL: publish still owed)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: scraped values that failed validation and were not written: {rule: reason}
+    rejected: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
 
 #: At most one unfinished job per purchase, whoever creates it (selector, manual request).
@@ -174,6 +178,21 @@ class SyncLog(Base):
         DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
     )
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+
+
+class ProcessedNotification(Base):
+    """A job.completed that took effect, written in the same transaction as its effect:
+    a redelivered or re-sent notification hits the unique key instead of working twice."""
+
+    __tablename__ = "processed_notification"
+    __table_args__ = (UniqueConstraint("scrapingjob_id", "custom_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    scrapingjob_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    custom_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    status: Mapped[str] = mapped_column(String(50), nullable=False)
+    outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    processed_at: Mapped[dt.datetime] = _created()
 
 
 class ApiCall(Base):

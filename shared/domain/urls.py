@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 ORDER_STATUS_URL = "https://store.apple.com/go/jp/vieworder/{order}/{email}"
 ORDER_NUMBER = re.compile(r"W[0-9]{9,10}")
@@ -60,3 +60,11 @@ def order_of(url: str) -> str:
     """The order number segment of an order-status URL ('?' if there is none)."""
     parts = url.split("/")
     return parts[parts.index("vieworder") + 1] if "vieworder" in parts[:-1] else "?"
+
+
+def url_key(url: str) -> tuple[str, str, str, str]:
+    """What two spellings of one URL share: the scraper may re-encode a start URL
+    (``%40`` for ``@``, upper-case hosts, a trailing slash), so compare these keys."""
+    parts = urlsplit(unicodedata.normalize("NFC", url.strip()))
+    path = unquote(parts.path).rstrip("/")
+    return parts.scheme.lower(), (parts.hostname or "").lower(), path, unquote(parts.query)

@@ -60,11 +60,13 @@ class Delivery:
     publisher: MessagePublisher
     wait_queue: str = ""
 
-    def park(self, delay_s: float) -> None:
+    def park(self, delay_s: float, **notes: Any) -> None:
         """Put the message in its wait queue for ``delay_s``; it comes back to ``queue``
-        then (the handler returns normally and the original is acked). Callers must park
-        with expirations that end no earlier than the ones already parked."""
+        then (the handler returns normally and the original is acked), carrying ``notes``
+        as headers. Callers must park with expirations that end no earlier than the ones
+        already parked."""
         headers = {k: v for k, v in self.headers.items() if k != "x-delivery-count"}
+        headers.update(notes)
         self.publisher.publish(
             "", self.wait_queue, self.envelope, expiration_s=max(delay_s, 0.001), headers=headers
         )

@@ -23,12 +23,16 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import ApiCall, QuotaState
 from shared.db.session import transaction
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 LEDGER_LOCK = 0x7472_6B66_696C_6C02
 CREATE = "create"
@@ -63,6 +67,16 @@ class QuotaPolicy:
     window_s: float
     min_interval_s: float
     followups_per_job: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> QuotaPolicy:
+        """The policy the settings describe (every caller of the API uses the same)."""
+        return cls(
+            settings.api_quota_calls,
+            settings.api_quota_window_s,
+            settings.publish_min_interval_s,
+            settings.api_followup_calls_per_job,
+        )
 
     @property
     def span_s(self) -> float:

@@ -1,0 +1,197 @@
+"""One job.completed: check it, confirm it with the API, download, validate, write.
+
+The webhook is a hint (WEBSCRAPER_API.md): the job's status and record count come from
+``GET scraping-job/{id}``, then ``GET scraping-job/{id}/json`` gives the data; both go
+through the shared quota ledger (the two follow-up calls the publisher leaves room for).
+Data that is not there yet is waited for parked in ``ingestor.wait`` (a constant delay,
+so parked messages never expire behind a longer one); the confirmed status travels with
+the parked message, so a retry costs one download, not two calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ingestor.jobs import ENDED, Ending, JobRow, Jobs
+from ingestor.records import read_record, record_for
+from shared.contracts import JobCompleted
+from shared.messaging.consuming import Delivery, Reject
+from shared.webscraper.client import (
+    ApiError,
+    NotFound,
+    QuotaWait,
+    Retryable,
+    WebScraperClient,
+)
+
+log = logging.getLogger("trackfill.ingestor")
+TAG = "[tracking_number_empty_worker]"
+RUNNING = ("waiting-to-be-scheduled", "scheduled", "started", "shelved")
+ATTEMPTS = "x-trackfill-attempts"
+CONFIRMED = "x-trackfill-confirmed-status"
+EXPECTED = "x-trackfill-expected-records"
+
+
+@dataclass(frozen=True)
+class IngestorConfig:
+    retry_s: float
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """What the API said about the job: its status and whether a record is expected."""
+
+    status: str
+    expects_record: bool
+    problem: str | None = None
+    created: dt.datetime | None = None
+
+
+class CompletionHandler:
+    def __init__(self, jobs: Jobs, client: WebScraperClient, config: IngestorConfig):
+        self._jobs = jobs
+        self._client = client
+        self._config = config
+
+    def __call__(self, delivery: Delivery) -> None:
+        event: JobCompleted = delivery.message
+        job = self._check(delivery, event)
+        if job is None:
+            return
+        try:
+            ending = self._ending(delivery, event, job)
+        except QuotaWait as wait:
+            delivery.park(max(wait.wait_s, self._config.retry_s))
+            return
+        except Retryable as error:
+            ending = self._retry(delivery, event, f"API unavailable: {error}")
+        except NotFound:
+            ending = Ending(failure=f"scraping job {event.scrapingjob_id} not found in the API")
+        except ApiError as error:  # refused (the token?): keep it for an operator to replay
+            raise Reject(f"{event.custom_id}: the API refused a follow-up call: {error}") from None
+        if ending is None:
+            return
+        if self._jobs.finish(job, event, ending):
+            self._log_end(job, ending)
+        else:
+            log.info("%s %s: duplicate notification, nothing changed", TAG, job.custom_id)
+
+    def _check(self, delivery: Delivery, event: JobCompleted) -> JobRow | None:
+        """The notification's job, or None when there is nothing (more) to do."""
+        job = self._jobs.find(event.custom_id)
+        if job is None:
+            raise Reject(f"no tracking_job has custom_id {event.custom_id!r}")
+        if job.job_id is None and job.status not in ENDED:
+            # the publisher may not have stored the id yet (it dies or lags between the
+            # create and the store): wait for it a few times
+            self._retry(delivery, event, f"{job.custom_id} has no scraping job id stored yet")
+            return None
+        if job.job_id != event.scrapingjob_id:
+            raise Reject(
+                f"{job.custom_id}: the notification is for scraping job {event.scrapingjob_id}, "
+                f"the tracking_job has {job.job_id}"
+            )
+        if job.status in ENDED or self._jobs.already_processed(event):
+            log.info("%s %s: already %s; duplicate notification", TAG, job.custom_id, job.status)
+            return None
+        return job
+
+    def _ending(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> Ending | None:
+        confirmed = _confirmed_from(delivery.headers) or self._confirm(event)
+        if confirmed.status in ("failed", "stopped"):
+            return Ending(failure=f"scraping job {confirmed.status}")
+        if confirmed.status in RUNNING:
+            return self._retry(delivery, event, f"the API still says {confirmed.status}")
+        if confirmed.status != "finished":
+            return Ending(failure=f"scraping job ended as {confirmed.status!r}")
+        records = self._client.download_json(event.scrapingjob_id)
+        record = record_for(records, job.target_url)
+        if record is None:
+            if confirmed.expects_record:
+                late = f"no record for its URL yet ({len(records)} records)"
+                return self._retry(delivery, event, late, confirmed)
+            return Ending(failure=f"no data: {confirmed.problem or 'empty page'}")
+        anchor = confirmed.created or dt.datetime.now(dt.UTC)
+        return Ending(scraped=read_record(record, anchor))
+
+    def _confirm(self, event: JobCompleted) -> Confirmed:
+        scraping_job = self._client.get_job(event.scrapingjob_id)
+        problems = {
+            "failed page": _count(scraping_job, "jobs_failed"),
+            "empty page": _count(scraping_job, "jobs_empty"),
+        }
+        problem = next((name for name, n in problems.items() if n), None)
+        stored = _count(scraping_job, "stored_record_count")
+        return Confirmed(
+            status=str(scraping_job.get("status") or "unknown"),
+            # records are promised, or nothing explains their absence
+            expects_record=stored > 0 or problem is None,
+            problem=problem,
+            created=_unix(scraping_job.get("time_created")),
+        )
+
+    def _retry(
+        self,
+        delivery: Delivery,
+        event: JobCompleted,
+        reason: str,
+        confirmed: Confirmed | None = None,
+    ) -> Ending | None:
+        """Park for another look; after ``max_retries`` the job ends failed with
+        ``reason`` (None: parked)."""
+        attempts = int(delivery.headers.get(ATTEMPTS) or 0)
+        if attempts >= self._config.max_retries:
+            return Ending(failure=f"{reason}; gave up after {attempts} retries")
+        log.info("%s %s: %s; again in %gs", TAG, event.custom_id, reason, self._config.retry_s)
+        notes: dict[str, Any] = {ATTEMPTS: attempts + 1}
+        if confirmed is not None:
+            notes.update({CONFIRMED: confirmed.status, EXPECTED: int(confirmed.expects_record)})
+        delivery.park(self._config.retry_s, **notes)
+        return None
+
+    def _log_end(self, job: JobRow, ending: Ending) -> None:
+        scraped = ending.scraped
+        if ending.failure:
+            log.warning("%s %s failed: %s", TAG, job.custom_id, ending.failure)
+        elif scraped is not None and scraped.tracking_number:
+            log.info(
+                "%s %s filled: tracking number %s, status %s",
+                TAG,
+                job.custom_id,
+                scraped.tracking_number,
+                scraped.delivery_status,
+            )
+        else:
+            log.info("%s %s completed: %s", TAG, job.custom_id, ending.reason())
+        if scraped is not None and scraped.rejected:
+            log.warning(
+                "%s %s rejected values: %s",
+                TAG,
+                job.custom_id,
+                "; ".join(scraped.rejected.values()),
+            )
+
+
+def _confirmed_from(headers: Any) -> Confirmed | None:
+    status = headers.get(CONFIRMED)
+    if not status:
+        return None
+    return Confirmed(str(status), bool(int(headers.get(EXPECTED) or 0)))
+
+
+def _count(scraping_job: dict[str, Any], key: str) -> int:
+    try:
+        return int(scraping_job.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _unix(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp(float(value), dt.UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None

@@ -1,0 +1,97 @@
+"""One scraped record of sitemap 1421177 → the values that may be written (pure).
+
+Every column is untrusted text (CONTRACT.md): each goes through its validator in
+``shared/domain``; a value that fails is not written, and its rule and reason are kept
+in ``rejected`` (stored on the job, counted at the batch's end).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from shared.domain import dates, statuses, tracking_numbers
+from shared.domain.invalid import Invalid, plain_text
+from shared.domain.urls import url_key
+
+START_URL = "web-scraper-start-url"
+ORDER = "web-scraper-order"
+MAX_TEXT = 200  # the purchasing columns are String(200)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Scraped:
+    """The valid values of one record, and the reasons for the ones left out."""
+
+    tracking_number: str | None = None
+    delivery_status: str | None = None
+    shipping_method: str | None = None
+    estimated_delivery_date: dt.date | None = None
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> statuses.Outcome:
+        return statuses.classify(self.delivery_status)
+
+    @property
+    def needs_recheck(self) -> bool:
+        """No number yet and the parcel's story is not over: look again later."""
+        return self.tracking_number is None and self.outcome is statuses.Outcome.KEEP_CHECKING
+
+
+def read_record(record: dict[str, Any], fallback_anchor: dt.datetime) -> Scraped:
+    """Validate every column of ``record``; the scrape time (from ``web-scraper-order``)
+    anchors the year of dates that have none."""
+    rejected: dict[str, str] = {}
+
+    def check(convert: Callable[[], T]) -> T | None:
+        try:
+            return convert()
+        except Invalid as error:
+            rejected[error.rule] = str(error)
+            return None
+
+    method = check(lambda: _plain(record, "shipping_method"))
+    status = check(lambda: _status(_plain(record, "delivery_status")))
+    number = check(lambda: tracking_numbers.validate(_text(record, "tracking_number"), method))
+    anchor = scraped_at(record) or fallback_anchor
+    estimate = check(lambda: dates.parse_estimate(_text(record, "estimated_delivery_date"), anchor))
+    return Scraped(number, status, method, estimate, rejected)
+
+
+def _status(text: str | None) -> str | None:
+    return statuses.normalize(text) if text else None
+
+
+def _plain(record: dict[str, Any], column: str) -> str | None:
+    return plain_text(_text(record, column), column, MAX_TEXT)
+
+
+def _text(record: dict[str, Any], column: str) -> str | None:
+    """A column as text; a number is accepted as its digits, anything else is Invalid."""
+    value = record.get(column)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise Invalid(f"{column}_type", f"{column} is a {type(value).__name__}, not text")
+
+
+def scraped_at(record: dict[str, Any]) -> dt.datetime | None:
+    """The unix time at the front of ``web-scraper-order`` (``"<unix-ts>-<n>"``)."""
+    stamp = str(record.get(ORDER) or "").partition("-")[0]
+    if not stamp.isdigit() or not 1_000_000_000 <= int(stamp) < 10_000_000_000:
+        return None
+    return dt.datetime.fromtimestamp(int(stamp), dt.UTC)
+
+
+def record_for(records: Iterable[dict[str, Any]], target_url: str) -> dict[str, Any] | None:
+    """The record scraped from ``target_url`` (URLs compared by :func:`url_key`); of several,
+    the one with a tracking number, else the first."""
+    wanted = url_key(target_url)
+    matches = [r for r in records if url_key(str(r.get(START_URL) or "")) == wanted]
+    with_number = [r for r in matches if r.get("tracking_number")]
+    return (with_number or matches or [None])[0]
