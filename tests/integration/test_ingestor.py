@@ -1,0 +1,398 @@
+"""The ingestor on real PostgreSQL and RabbitMQ against the simulator: scraping jobs are
+created in the simulator the way the publisher creates them, and their notifications
+arrive through the real gateway (or are published directly where a test needs to
+choose them). The simulator's last-digit scenarios decide each page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+from sqlalchemy import func, select, update
+
+from ingestor.__main__ import build as build_ingestor
+from shared.contracts import JobCompleted
+from shared.db.batches import NewJob, create_batch
+from shared.db.models import (
+    ProcessedNotification,
+    PurchaseCheck,
+    Purchasing,
+    SyncLog,
+    TrackingBatch,
+    TrackingJob,
+)
+from shared.db.session import make_session_factory
+from shared.domain.urls import order_status_url
+from shared.messaging.envelope import new_envelope
+from shared.messaging.publishing import MessagePublisher, connect
+from shared.messaging.topology import INGESTOR_COMPLETIONS, JOB_COMPLETED
+from shared.settings import load_settings
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
+from tests.conftest import SIM_TOKEN
+from tests.support import rows
+from tests.support.rabbit import payload_json
+from tests.support.waiting import wait_until
+from webhook_gateway.__main__ import build as build_gateway
+
+pytestmark = pytest.mark.integration
+WEBHOOK_TOKEN = "ingestor-test-webhook-token-0123456789"
+PATH = "/api/acquisition/webscraper/webscraper-tracking/"
+
+
+@pytest.fixture
+def env(database_url, vhost, sim) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "AMQP_URL": vhost.amqp_url,
+        "WEBSCRAPER_API_URL": sim.api_url,
+        "WEBSCRAPER_API_TOKEN": SIM_TOKEN,
+        "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "INGEST_RETRY_S": "0.2",
+        "INGEST_MAX_RETRIES": "3",
+        "RECHECK_BASE_S": "60",
+        "RECHECK_MAX_S": "600",
+        "HTTP_TIMEOUT_S": "2",
+        "AMQP_HEARTBEAT_S": "5",
+    }
+
+
+@pytest.fixture
+def ingestor(env):
+    stop = threading.Event()
+    loop = build_ingestor(load_settings(env), stop)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    assert loop.ready.wait(15)
+    yield
+    stop.set()
+    thread.join(15)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def gateway(env, sim):
+    """The real gateway on a free port; the simulator notifies it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = load_settings({**env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY_THREADS": "4"})
+    server, publishers = build_gateway(settings)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    sim.state.config.webhook_url = f"http://127.0.0.1:{port}{PATH}?token={WEBHOOK_TOKEN}"
+    yield
+    sim.state.config.webhook_url = None
+    server.close()
+    publishers.close()
+
+
+class Published:
+    """Purchases with tracking jobs whose scraping jobs exist in the simulator."""
+
+    def __init__(self, db, sim):
+        self.db, self.sim = db, sim
+        self.sessions = make_session_factory(db)
+
+    def make(self, *digits: int | str, **purchase_columns) -> list[int]:
+        """One purchase per order-number ending (0-9, or "97"/"98"), one batch for all;
+        each job created in the simulator and stored ``pending``; purchasing ids."""
+        account = rows.account(self.db, "buyer+1@example.com")
+        ids, new_jobs = [], []
+        for digit in digits:
+            order = rows.order_number(0)[:-2] + f"{digit:0>2}"
+            pid = rows.purchase(self.db, account, order, **purchase_columns)
+            ids.append(pid)
+            new_jobs.append(NewJob(pid, order, order_status_url(order, "buyer+1@example.com")))
+        with self.sessions() as session, session.begin():
+            refs = create_batch(session, TASK, new_jobs)
+        for ref, new in zip(refs, new_jobs, strict=True):
+            body = {
+                "sitemap_id": TASK.sitemap_id,
+                "driver": "fulljs",
+                "page_load_delay": 2000,
+                "request_interval": 2000,
+                "start_urls": [new.url],
+                "custom_id": ref.custom_id,
+            }
+            answer = requests.post(
+                f"{self.sim.api_url}scraping-job", params={"api_token": SIM_TOKEN}, json=body
+            )
+            with self.sessions() as session, session.begin():
+                session.execute(
+                    update(TrackingJob)
+                    .where(TrackingJob.id == ref.id)
+                    .values(job_id=answer.json()["data"]["id"], status="pending")
+                )
+        return ids
+
+    def job(self, purchasing_id: int) -> TrackingJob:
+        with self.sessions() as session:
+            return session.execute(
+                select(TrackingJob).where(TrackingJob.purchasing_id == purchasing_id)
+            ).scalar_one()
+
+    def purchase(self, purchasing_id: int) -> Purchasing:
+        with self.sessions() as session:
+            return session.get(Purchasing, purchasing_id)
+
+    def batch(self) -> TrackingBatch:
+        with self.sessions() as session:
+            return session.execute(select(TrackingBatch)).scalar_one()
+
+    def ended(self, *ids: int) -> bool:
+        return all(self.job(pid).status in ("completed", "failed") for pid in ids)
+
+    def count(self, model) -> int:
+        with self.sessions() as session:
+            return session.execute(select(func.count()).select_from(model)).scalar_one()
+
+    def calls(self, kind: str) -> list[dict]:
+        return [c for c in self.sim.state.snapshot()["calls"] if c["kind"] == kind]
+
+
+@pytest.fixture
+def published(db, sim):
+    return Published(db, sim)
+
+
+def notify(env, job: TrackingJob, status: str = "finished", job_id: int | None = None) -> None:
+    event = JobCompleted(
+        task=TASK.name,
+        scrapingjob_id=job_id or job.job_id,
+        status=status,
+        custom_id=job.custom_id,
+        sitemap_id=TASK.sitemap_id,
+    )
+    with connect(env["AMQP_URL"]) as connection:
+        MessagePublisher(connection).publish(
+            JOB_COMPLETED, TASK.name, new_envelope(JOB_COMPLETED, event.to_payload())
+        )
+
+
+def test_webhooks_fill_every_scenario_end_to_end(published, gateway, ingestor, sim):
+    ids = published.make(*range(10), "97", "98")
+    by = dict(zip([*range(10), "97", "98"], ids, strict=True))
+    assert wait_until(lambda: published.ended(*ids), timeout=30)
+    filled = {d: published.purchase(by[d]) for d in (0, 1, 2, 3, 6)}
+    for purchase in filled.values():
+        assert len(purchase.tracking_number) == 12 and purchase.tracking_number.isdigit()
+    assert filled[1].tracking_number.startswith("4")  # printed 1234-5678-9012 by the page
+    assert filled[2].latest_delivery_status == "配達中"  # full-width number normalised
+    assert filled[3].shipping_method == "JP LOGISTICS GROUP CO., LTD."
+    assert filled[3].estimated_delivery_date is not None
+    assert filled[6].latest_delivery_status == "配達完了(宅配ボックス)"
+    assert filled[0].estimated_delivery_date > dt.date.today() - dt.timedelta(days=2)
+    not_yet = published.purchase(by[4])
+    assert not_yet.tracking_number is None and not_yet.latest_delivery_status == "伝票番号未登録"
+    assert published.purchase(by[5]).latest_delivery_status == "出荷準備中"
+    garbage = published.purchase(by[9])
+    assert garbage.tracking_number is None and garbage.latest_delivery_status is None
+    assert set(published.job(by[9]).rejected) == {
+        "tracking_number_check_digit",
+        "delivery_status_markup",
+        "estimated_delivery_date_unparseable",
+    }
+    assert published.job(by[7]).error == "no data: empty page"
+    assert published.job(by[8]).error == "no data: failed page"
+    assert published.job(by["97"]).error == "scraping job stopped"
+    assert published.job(by["98"]).error == "scraping job failed"
+    failed = {d for d in by if published.job(by[d]).status == "failed"}
+    assert failed == {7, 8, "97", "98"}
+    batch = published.batch()
+    assert (batch.status, batch.completed_jobs, batch.failed_jobs) == ("partial", 8, 4)
+    # every job without a valid number waits for its re-check; the filled ones do not
+    with published.sessions() as session:
+        waiting = set(session.execute(select(PurchaseCheck.purchasing_id)).scalars())
+    assert waiting == {by[d] for d in (4, 5, 7, 8, 9, "97", "98")}
+    # two follow-up calls per finished job (status, data), one per stopped/failed job
+    assert len(published.calls("get")) == 12 and len(published.calls("json")) == 10
+    with published.sessions() as session:
+        (log,) = session.execute(
+            select(SyncLog).where(SyncLog.operation_type == "tracking_number_empty_completed")
+        ).scalars()
+    assert log.success is False and log.details["status"] == "partial"
+    assert log.details["rejected_values"]["tracking_number_check_digit"] == 1
+    assert len(log.details["failed"]) == 4
+
+
+def test_three_duplicates_out_of_order_are_counted_once(published, gateway, ingestor, sim, vhost):
+    sim.state.faults.update(
+        {"webhook_duplicates": 3, "webhook_out_of_order": True, "webhook_hold_s": 0.5}
+    )
+    ids = published.make(0, 1, 4)
+    assert wait_until(lambda: published.ended(*ids), timeout=30)
+    assert wait_until(lambda: len(sim.state.snapshot()["webhooks"]) == 9, timeout=10)
+    # all nine handled: nothing ready or unacknowledged (the management API's figures)
+    assert wait_until(lambda: vhost.queue(INGESTOR_COMPLETIONS).get("messages") == 0, timeout=15)
+    assert published.count(ProcessedNotification) == 3
+    batch = published.batch()
+    assert (batch.status, batch.completed_jobs, batch.failed_jobs) == ("completed", 3, 0)
+    with published.sessions() as session:
+        checks = session.execute(select(PurchaseCheck)).scalars().all()
+        logs = session.execute(select(func.count()).select_from(SyncLog)).scalar_one()
+    assert [(c.purchasing_id, c.attempts) for c in checks] == [(ids[2], 1)]
+    assert logs == 1
+    # the duplicates cost no API call
+    assert len(published.calls("get")) == 3 and len(published.calls("json")) == 3
+
+
+def test_a_job_id_mismatch_is_dead_lettered_with_its_reason(env, published, ingestor, vhost):
+    (pid,) = published.make(0)
+    job = published.job(pid)
+    notify(env, job, job_id=job.job_id + 1000)
+    (dead,) = vhost.management.wait_for_messages(
+        vhost.name, f"{INGESTOR_COMPLETIONS}.dead-letter", 1
+    )
+    reason = dead["properties"]["headers"]["x-trackfill-reason"]
+    assert f"scraping job {job.job_id + 1000}" in reason and f"has {job.job_id}" in reason
+    assert published.job(pid).status == "pending"
+    assert published.calls("get") == []
+
+
+def test_an_unknown_custom_id_is_dead_lettered(env, published, ingestor, vhost):
+    (pid,) = published.make(0)
+    job = published.job(pid)
+    ghost = TrackingJob(custom_id="owryt-00000000-0042", job_id=job.job_id)
+    notify(env, ghost)
+    (dead,) = vhost.management.wait_for_messages(
+        vhost.name, f"{INGESTOR_COMPLETIONS}.dead-letter", 1
+    )
+    assert (
+        "no tracking_job has custom_id 'owryt-00000000-0042'"
+        in (dead["properties"]["headers"]["x-trackfill-reason"])
+    )
+    assert payload_json(dead)["custom_id"] == "owryt-00000000-0042"
+
+
+def test_late_data_is_waited_for_parked_and_costs_one_download_per_retry(
+    env, published, ingestor, sim
+):
+    sim.state.faults.update({"data_delay_s": 0.5})
+    (pid,) = published.make(0)
+    job = published.job(pid)
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    notify(env, job)
+    assert wait_until(lambda: published.ended(pid), timeout=20)
+    assert published.job(pid).status == "completed"
+    assert published.purchase(pid).tracking_number is not None
+    assert len(published.calls("get")) == 1 and 2 <= len(published.calls("json")) <= 4
+
+
+def test_data_that_never_comes_ends_the_job_after_the_retries(env, published, ingestor, sim):
+    sim.state.faults.update({"data_delay_s": 60})
+    (pid,) = published.make(0)
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    notify(env, published.job(pid))
+    assert wait_until(lambda: published.ended(pid), timeout=20)
+    job = published.job(pid)
+    assert job.status == "failed" and "gave up after 3 retries" in job.error
+    assert len(published.calls("json")) == 4  # the first look and three retries
+    assert published.purchase(pid).tracking_number is None
+
+
+def test_an_empty_page_ends_at_once_without_retries(env, published, ingestor, sim):
+    (pid,) = published.make(7)
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    notify(env, published.job(pid))
+    assert wait_until(lambda: published.ended(pid), timeout=10)
+    assert published.job(pid).error == "no data: empty page"
+    assert len(published.calls("json")) == 1
+
+
+def test_an_existing_tracking_number_is_never_overwritten(env, published, ingestor, sim):
+    (pid,) = published.make(0)
+    with published.sessions() as session, session.begin():
+        session.execute(
+            update(Purchasing).where(Purchasing.id == pid).values(tracking_number="SET-BY-OPS")
+        )
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    notify(env, published.job(pid))
+    assert wait_until(lambda: published.ended(pid), timeout=10)
+    purchase = published.purchase(pid)
+    assert purchase.tracking_number == "SET-BY-OPS"
+    assert purchase.latest_delivery_status == "輸送中"  # the other columns are still written
+    assert "tracking_number_already_set" in published.job(pid).rejected
+
+
+def test_a_notification_before_the_job_id_is_stored_waits_for_it(env, published, ingestor, sim):
+    (pid,) = published.make(1)
+    job = published.job(pid)
+    with published.sessions() as session, session.begin():
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.id == job.id)
+            .values(job_id=None, status="publishing")
+        )
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    notify(env, job)
+    threading.Timer(0.3, lambda: _store(published, job)).start()
+    assert wait_until(lambda: published.ended(pid), timeout=10)
+    assert published.job(pid).status == "completed"
+
+
+def _store(published, job) -> None:
+    with published.sessions() as session, session.begin():
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.id == job.id)
+            .values(job_id=job.job_id, status="pending")
+        )
+
+
+@pytest.mark.parametrize(
+    "digits,status,completed,failed",
+    [((0, 1), "completed", 2, 0), ((0, 7), "partial", 1, 1), (("97", "98"), "failed", 0, 2)],
+)
+def test_the_batch_ends_completed_partial_or_failed(
+    env, published, ingestor, sim, digits, status, completed, failed
+):
+    ids = published.make(*digits)
+    assert published.batch().status == "pending"
+    assert wait_until(
+        lambda: (
+            len(sim.state.snapshot()["jobs"]) == len(ids)
+            and all(
+                j["status"] in ("finished", "failed", "stopped")
+                for j in sim.state.snapshot()["jobs"]
+            )
+        ),
+        timeout=5,
+    )
+    first = published.job(ids[0])
+    notify(env, first, status="finished")
+    assert wait_until(lambda: published.ended(ids[0]), timeout=10)
+    assert published.batch().status == "pending"  # not every job has ended
+    notify(env, published.job(ids[1]))
+    assert wait_until(lambda: published.batch().status == status, timeout=10)
+    batch = published.batch()
+    assert (batch.completed_jobs, batch.failed_jobs) == (completed, failed)
+
+
+def test_the_ingestor_process_needs_its_token_and_stops_on_sigterm(env):
+    environ = {**os.environ, **env, "WEBSCRAPER_API_TOKEN": ""}
+    missing = subprocess.run(
+        [sys.executable, "-m", "ingestor"], env=environ, capture_output=True, text=True, timeout=30
+    )
+    assert missing.returncode == 2 and "WEBSCRAPER_API_TOKEN is required" in missing.stderr
+    environ["WEBSCRAPER_API_TOKEN"] = SIM_TOKEN
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingestor"], env=environ, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "consuming ingestor.completions" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        process.kill()
+    assert SIM_TOKEN not in "".join(lines)
