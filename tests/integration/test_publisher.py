@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from publisher.__main__ import build
 from selector.service import Selector
-from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.models import ApiCall, TrackingBatch, TrackingJob
 from shared.db.session import make_session_factory
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import PUBLISHER_WAIT
@@ -114,16 +114,29 @@ def all_published(db, n: int) -> bool:
     return len(current) == n and all(j.job_id is not None for j in current)
 
 
-def assert_within_quota(sim) -> None:
+def assert_within_quota(sim, db) -> None:
+    with make_session_factory(db)() as session:
+        marked = (
+            session.execute(
+                select(ApiCall.used_at)
+                .where(ApiCall.kind == "create", ApiCall.used_at.is_not(None))
+                .order_by(ApiCall.used_at)
+            )
+            .scalars()
+            .all()
+        )
+    ledger_gaps = [(b - a).total_seconds() for a, b in zip(marked, marked[1:], strict=False)]
+    # The spacing is our own pace (the API only counts calls), so it is checked where it
+    # is decided, exactly: arrivals at the simulator differ from the marks by the HTTP hop,
+    # whose jitter (up to 35 ms seen here, in one busy process, around a failover) is half
+    # of a 0.06 s interval compressed 100x and nothing against the real 6 s.
+    assert min(ledger_gaps, default=SPACING) >= SPACING
     calls = sim.state.snapshot()["calls"]
     assert [c for c in calls if c["status"] == 429] == []
     times = sorted(c["t"] for c in calls)
     for i, start in enumerate(times):
         in_window = sum(1 for t in times[i:] if t < start + WINDOW)
         assert in_window <= CALLS, f"{in_window} calls in the window from {start}"
-    create_times = sorted(c["t"] for c in creates(sim))
-    gaps = [b - a for a, b in zip(create_times, create_times[1:], strict=False)]
-    assert min(gaps, default=SPACING) >= SPACING - 0.01
 
 
 def assert_one_job_per_candidate(sim, db) -> None:
@@ -166,7 +179,7 @@ def test_a_backlog_of_60_keeps_the_quota_and_the_spacing_with_restarts_and_a_sta
     publishers.start()  # a restart
     assert wait_until(lambda: all_published(db, 60), timeout=60)
     assert parked_seen
-    assert_within_quota(sim)
+    assert_within_quota(sim, db)
     assert_one_job_per_candidate(sim, db)
 
 
