@@ -13,14 +13,14 @@ from shared.logs import setup_logging
 from shared.messaging.publishing import connect
 from shared.settings import Settings, SettingsError, load_settings
 from webhook_gateway.app import create_app
-from webhook_gateway.broker import ThreadPublishers
+from webhook_gateway.broker import GroupPublisher
 
 log = logging.getLogger("trackfill.gateway")
 
 
 def build(settings: Settings):
     """The WSGI server with its app and broker connections (tests build it the same way)."""
-    broker = ThreadPublishers(
+    broker = GroupPublisher(
         lambda: connect(settings.amqp_url, settings.amqp_heartbeat_s, connect_timeout_s=2)
     )
     app = create_app(settings, broker)

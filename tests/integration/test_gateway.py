@@ -21,7 +21,7 @@ from tests.support.rabbit import payload_json, queue_counts
 from tests.support.waiting import wait_until
 from webhook_gateway.__main__ import build
 from webhook_gateway.app import create_app
-from webhook_gateway.broker import ThreadPublishers
+from webhook_gateway.broker import GroupPublisher
 
 pytestmark = pytest.mark.integration
 TOKEN = "webhook-secret-0123456789abcdef"
@@ -41,7 +41,7 @@ def settings_for(amqp_url: str, **extra: str):
 
 @pytest.fixture
 def broker(vhost):
-    publishers = ThreadPublishers(lambda: connect(vhost.amqp_url, 5))
+    publishers = GroupPublisher(lambda: connect(vhost.amqp_url, 5))
     yield publishers
     publishers.close()
 
@@ -147,13 +147,13 @@ def test_the_broker_unavailable_is_a_503_and_nothing_is_lost(vhost):
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there
-    down = ThreadPublishers(lambda: connect(f"amqp://guest:guest@127.0.0.1:{port}//", 5, 1))
+    down = GroupPublisher(lambda: connect(f"amqp://guest:guest@127.0.0.1:{port}//", 5, 1))
     client = create_app(settings_for(vhost.amqp_url), down).test_client()
     answer = client.post(f"{PATH}?token={TOKEN}", data=FORM)
     assert answer.status_code == 503 and answer.json["error"] == "broker_unavailable"
     assert client.get("/healthz").status_code == 503
     # the service retries the same notification later, when the broker is back
-    up = ThreadPublishers(lambda: connect(vhost.amqp_url, 5))
+    up = GroupPublisher(lambda: connect(vhost.amqp_url, 5))
     retried = create_app(settings_for(vhost.amqp_url), up).test_client()
     assert retried.post(f"{PATH}?token={TOKEN}", data=FORM).status_code == 200
     assert len(vhost.management.wait_for_messages(vhost.name, INGESTOR_COMPLETIONS, 1)) == 1

@@ -1,0 +1,216 @@
+"""The webhook gateway under load, next to a bare Flask app on the same server settings.
+
+Both run as their own processes on waitress with GATEWAY_THREADS threads on 127.0.0.1:
+the gateway (``python -m webhook_gateway``, publishing a confirmed job.completed per
+request into a scratch vhost) and a Flask app that answers 200 to the same POST. The load
+generator (separate processes, keep-alive connections, form bodies as the service sends):
+
+1. closed loop: ``--clients`` connections sending back to back for ``--seconds``:
+   requests/s of each, and the ratio gateway / bare (goal >= 0.7);
+2. open loop at ``--rate`` requests/s for ``--seconds``: p50/p99 latency (goal: the
+   gateway's p99 < 25 ms at 300 req/s).
+
+    .venv/bin/python bench/gateway.py [--rate 300] [--seconds 5] [--clients 8] [--threads 8]
+
+Bounded: at most rate x seconds requests per open-loop run; every process is stopped at
+the end; the scratch database and vhost are dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.scratch import scratch_services  # noqa: E402
+
+TOKEN = "bench-webhook-token-0123456789abcdef"
+PATH = f"/api/acquisition/webscraper/webscraper-tracking/?token={TOKEN}"
+HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def body(n: int) -> bytes:
+    return urlencode(
+        {
+            "scrapingjob_id": str(1_000_000 + n),
+            "status": "finished",
+            "sitemap_id": "1421177",
+            "sitemap_name": "apple-order-tracking",
+            "custom_id": f"owryt-bench0000-{n % 10000:04d}",
+        }
+    ).encode()
+
+
+def serve_bare(port: int, threads: int) -> None:
+    """A Flask app that answers the webhook path with 200 and does nothing else."""
+    from flask import Flask, jsonify
+    from waitress.server import create_server
+
+    app = Flask("bare")
+
+    @app.post("/api/acquisition/webscraper/webscraper-tracking/")
+    def receive():
+        return jsonify(status="queued"), 200
+
+    server = create_server(app, host="127.0.0.1", port=port, threads=threads)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def closed_loop(port: int, seconds: float, start: float, results) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    done, errors, n = 0, 0, os.getpid() * 1000
+    while time.monotonic() < start:
+        time.sleep(0.001)
+    end = start + seconds
+    while time.monotonic() < end:
+        n += 1
+        connection.request("POST", PATH, body(n), HEADERS)
+        answer = connection.getresponse()
+        answer.read()
+        done += 1
+        errors += answer.status != 200
+    results.put((done, errors))
+
+
+def open_loop(port: int, rate: float, seconds: float, start: float, results) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies, errors = [], 0
+    total = int(rate * seconds)
+    for i in range(total):
+        due = start + i / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        connection.request("POST", PATH, body(i), HEADERS)
+        answer = connection.getresponse()
+        answer.read()
+        # from when it was due: a send delayed by a slow answer counts against the server
+        latencies.append((time.monotonic() - due) * 1000)
+        errors += answer.status != 200
+    results.put((latencies, errors))
+
+
+def run_clients(target, port: int, count: int, *args) -> list:
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    start = time.monotonic() + 0.5
+    workers = [
+        multiprocessing.Process(target=target, args=(port, *args, start, results))
+        for _ in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    collected = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    return collected
+
+
+def measure(port: int, options) -> dict[str, float]:
+    closed = run_clients(closed_loop, port, options.clients, options.seconds)
+    done = sum(d for d, _ in closed)
+    # open loop: the rate spread over a few senders, each keeping its own schedule
+    senders = 4
+    opened = run_clients(open_loop, port, senders, options.rate / senders, options.seconds)
+    latencies = sorted(ms for samples, _ in opened for ms in samples)
+    return {
+        "rps": done / options.seconds,
+        "errors": sum(e for _, e in closed) + sum(e for _, e in opened),
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "sent": len(latencies),
+    }
+
+
+def start(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+    process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    wait_listening(port)
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=300)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.serve_bare:
+        serve_bare(options.serve_bare, options.threads)
+        return 0
+    with scratch_services() as (database_url, amqp_url):
+        env = {**os.environ, "AMQP_URL": amqp_url, "DATABASE_URL": database_url}
+        env.update(WEBHOOK_TOKEN=TOKEN, GATEWAY_THREADS=str(options.threads))
+        figures = {}
+        for name in ("bare Flask", "gateway"):
+            port = free_port()
+            if name == "gateway":
+                env["GATEWAY_BIND"] = f"127.0.0.1:{port}"
+                command = [sys.executable, "-m", "webhook_gateway"]
+            else:
+                command = [sys.executable, __file__, "--serve-bare", str(port)]
+                command += ["--threads", str(options.threads)]
+            process = start(command, env, port)
+            try:
+                figures[name] = measure(port, options)
+            finally:
+                stop(process)
+    print(
+        f"waitress, {options.threads} threads; closed loop: {options.clients} clients for "
+        f"{options.seconds:g}s; open loop: {options.rate:g} req/s for {options.seconds:g}s"
+    )
+    print(f"{'':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'sent':>6} {'errors':>6}")
+    for name, f in figures.items():
+        print(
+            f"{name:12} {f['rps']:8.0f} {f['p50']:8.2f} {f['p99']:8.2f} "
+            f"{f['sent']:6d} {f['errors']:6d}"
+        )
+    ratio = figures["gateway"]["rps"] / figures["bare Flask"]["rps"]
+    print(f"throughput ratio gateway / bare Flask: {ratio:.2f} (goal >= 0.7)")
+    print(f"gateway p99 at {options.rate:g} req/s: {figures['gateway']['p99']:.2f} ms (goal < 25)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
