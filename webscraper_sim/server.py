@@ -179,6 +179,9 @@ def _csv(records: list[dict[str, Any]]) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: with Nagle's algorithm on, the body
+    # waits for the client's delayed ACK (40 ms a call), which the real API does not cost
+    disable_nagle_algorithm = True
     server: SimHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: calls are in /__sim/state

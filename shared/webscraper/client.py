@@ -135,10 +135,10 @@ class WebScraperClient:
         **kwargs: Any,
     ) -> Any:
         if reservation is None:
-            reservation = self._ledger.reserve(kind)
+            reservation = self._ledger.reserve(kind, use=True)
             if not reservation.ready:
                 raise QuotaWait(reservation.wait_s)
-        if not self._ledger.mark_used(reservation, kind):
+        elif not self._ledger.mark_used(reservation, kind):
             raise QuotaWait(0.0)  # too late for its slot: reserve again
         params = {**kwargs.pop("params", {}), "api_token": self._token}
         try:
@@ -151,8 +151,11 @@ class WebScraperClient:
         except requests.RequestException as error:
             self._ledger.record_outcome(reservation, None, f"{type(error).__name__}")
             raise AnswerLost(f"{method} {path}: {type(error).__name__}") from _clean(error)
-        self._ledger.record_outcome(reservation, answer.status_code, answer.reason or "")
-        self._observe(answer)
+        remaining = _int_header(answer, "X-RateLimit-Remaining")
+        retry_after = _int_header(answer, "Retry-After") if answer.status_code == 429 else None
+        self._ledger.record_outcome(
+            reservation, answer.status_code, answer.reason or "", remaining, retry_after
+        )
         self._raise_for(method, path, answer)
         if parse is not None:
             return parse(answer.content)
@@ -164,12 +167,6 @@ class WebScraperClient:
                 )
             return body["data"]
         return body
-
-    def _observe(self, answer: requests.Response) -> None:
-        remaining = _int_header(answer, "X-RateLimit-Remaining")
-        retry_after = _int_header(answer, "Retry-After") if answer.status_code == 429 else None
-        if remaining is not None or retry_after is not None:
-            self._ledger.observe(remaining, retry_after)
 
     def _raise_for(self, method: str, path: str, answer: requests.Response) -> None:
         status = answer.status_code

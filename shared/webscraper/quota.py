@@ -104,13 +104,16 @@ class QuotaLedger:
         plan: bool = False,
         within_s: float | None = None,
         ordered: bool = True,
+        use: bool = False,
     ) -> Reservation:
         """Reserve one call of ``kind``. Without ``plan``, a call that cannot be made now
         is not reserved: the answer (``id`` None) says when to ask again. With ``plan``,
         the earliest allowed slot is reserved, possibly in the future (only if no more
         than ``within_s`` ahead, when given). Creations are ``ordered``: each slot comes
         after every planned one, so parked messages expire in the order they were parked;
-        an unordered slot may fall between them and must be waited for in place."""
+        an unordered slot may fall between them and must be waited for in place.
+        With ``use``, a call that can be made now is also marked used (one transaction
+        instead of two: the caller makes it at once, as after :meth:`mark_used`)."""
         with transaction(self._sessions) as session:
             now = self._lock(session)
             earliest = now + dt.timedelta(seconds=not_before_s)
@@ -119,9 +122,10 @@ class QuotaLedger:
             limit = 0.0 if not plan else within_s
             if limit is not None and wait_s > limit:
                 return Reservation(None, slot, wait_s)
+            used_at = now if use and wait_s <= 0 else None
             reservation_id = session.execute(
                 insert(ApiCall)
-                .values(kind=kind, at=slot, custom_id=custom_id)
+                .values(kind=kind, at=slot, custom_id=custom_id, used_at=used_at)
                 .returning(ApiCall.id)
             ).scalar_one()
             return Reservation(reservation_id, slot, wait_s)
@@ -190,13 +194,23 @@ class QuotaLedger:
             return 0.0
         return self.policy.min_interval_s - (now - last).total_seconds()
 
-    def record_outcome(self, reservation: Reservation, status: int | None, outcome: str) -> None:
+    def record_outcome(
+        self,
+        reservation: Reservation,
+        status: int | None,
+        outcome: str,
+        remaining: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """What the call got, and what the API said about the quota (see :meth:`observe`),
+        in one transaction."""
         with transaction(self._sessions) as session:
             session.execute(
                 update(ApiCall)
                 .where(ApiCall.id == reservation.id)
                 .values(status=status, outcome=outcome[:500])
             )
+            self._observe(session, remaining, retry_after_s)
 
     def record_job(self, reservation: Reservation, job_id: int) -> None:
         """A create was answered with ``job_id``: kept with the call at once."""
@@ -234,23 +248,30 @@ class QuotaLedger:
         """Tighten the ledger: the API has fewer calls left than we think (another client
         shares the account), or it told us to wait."""
         with transaction(self._sessions) as session:
-            now = self._lock(session)
-            if retry_after_s is not None:
-                until = now + dt.timedelta(seconds=retry_after_s)
-                session.execute(
-                    update(QuotaState)
-                    .where(QuotaState.id == 1)
-                    .values(blocked_until=func.greatest(QuotaState.blocked_until, until))
-                )
-            if remaining is None:
-                return
-            used = self._count_since(session, now - self._span(), now)
-            phantom = (self.policy.calls - used) - remaining
-            if phantom > 0:
-                session.execute(
-                    insert(ApiCall),
-                    [{"kind": "external", "at": now, "used_at": now}] * phantom,
-                )
+            self._observe(session, remaining, retry_after_s)
+
+    def _observe(self, session: Session, remaining: int | None, retry_after_s: float | None):
+        if retry_after_s is None and (remaining is None or not self._phantoms(session, remaining)):
+            return  # the API agrees with the ledger: no lock taken (the common case)
+        now = self._lock(session)
+        if retry_after_s is not None:
+            until = now + dt.timedelta(seconds=retry_after_s)
+            session.execute(
+                update(QuotaState)
+                .where(QuotaState.id == 1)
+                .values(blocked_until=func.greatest(QuotaState.blocked_until, until))
+            )
+        phantom = self._phantoms(session, remaining) if remaining is not None else 0
+        if phantom > 0:
+            session.execute(
+                insert(ApiCall), [{"kind": "external", "at": now, "used_at": now}] * phantom
+            )
+
+    def _phantoms(self, session: Session, remaining: int) -> int:
+        """Calls the API counts that the ledger does not (made by another client)."""
+        now = session.execute(select(func.clock_timestamp())).scalar_one()
+        used = self._count_since(session, now - self._span(), now)
+        return max(0, (self.policy.calls - used) - remaining)
 
     def used_in_window(self) -> int:
         """Calls reserved in the last window up to now (for figures and status)."""
@@ -277,13 +298,12 @@ class QuotaLedger:
         ).scalar_one_or_none()
 
     def _limits(
-        self, session: Session, kind: str, now: dt.datetime, exclude_id: int | None = None
+        self, session: Session, kind: str, now: dt.datetime
     ) -> list[tuple[list[dt.datetime], int]]:
         """(sorted reserved times, cap) for every limit a call of ``kind`` must keep."""
-        query = select(ApiCall.at, ApiCall.kind).where(ApiCall.at > now - self._span())
-        if exclude_id is not None:
-            query = query.where(ApiCall.id != exclude_id)
-        rows = session.execute(query).all()
+        rows = session.execute(
+            select(ApiCall.at, ApiCall.kind).where(ApiCall.at > now - self._span())
+        ).all()
         limits = [(sorted(at for at, _ in rows), self.policy.calls)]
         if kind == CREATE:
             creations = sorted(at for at, k in rows if k == CREATE)
@@ -291,10 +311,21 @@ class QuotaLedger:
         return limits
 
     def _fits_past(self, session: Session, kind: str, now: dt.datetime, reservation_id: int):
-        """A call now keeps every limit, counting the calls reserved up to now."""
-        limits = self._limits(session, kind, now, exclude_id=reservation_id)
-        span = self._span()
-        return all(_fits([t for t in times if t <= now], now, span, cap) for times, cap in limits)
+        """A call now keeps every limit, counting the calls reserved up to now: of the
+        windows holding ``now``, the one ending at ``now`` holds the most past calls, so
+        counting that one window is exact."""
+        limits = [(None, self.policy.calls)]
+        if kind == CREATE:
+            limits.append((CREATE, self.policy.creations_per_window))
+        for of_kind, cap in limits:
+            query = select(func.count()).where(
+                ApiCall.at > now - self._span(), ApiCall.at <= now, ApiCall.id != reservation_id
+            )
+            if of_kind is not None:
+                query = query.where(ApiCall.kind == of_kind)
+            if session.execute(query).scalar_one() + 1 > cap:
+                return False
+        return True
 
     def _earliest_slot(
         self,
@@ -306,9 +337,21 @@ class QuotaLedger:
     ) -> dt.datetime:
         blocked = self._blocked_until(session)
         earliest = max(earliest, now, blocked or earliest)
+        if kind != CREATE and self._far_from_cap(session, earliest):
+            return earliest
         if kind == CREATE and ordered:
             earliest = max(earliest, self._next_create_time(session))
         return _first_valid(self._limits(session, kind, now), earliest, self._span())
+
+    def _far_from_cap(self, session: Session, slot: dt.datetime) -> bool:
+        """Fewer than ``calls - 1`` calls reserved within a window either side of ``slot``:
+        then every window holding ``slot`` has room, without looking at each (the common
+        case, counted by the index on ``at`` instead of loading every call)."""
+        span = self._span()
+        around = session.execute(
+            select(func.count()).where(ApiCall.at > slot - span, ApiCall.at < slot + span)
+        ).scalar_one()
+        return around + 1 <= self.policy.calls
 
     def _next_create_time(self, session: Session) -> dt.datetime:
         last = session.execute(
