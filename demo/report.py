@@ -1,0 +1,149 @@
+"""What the demo shows: live progress per batch and the quota in use, then a summary
+read from the database (the same rows an operator would query)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from sqlalchemy import Engine, func, select, text
+
+from demo.data import DemoRow
+from shared.db import sync_log
+from shared.db.models import (
+    FINAL_BATCH_STATUSES,
+    PurchaseCheck,
+    Purchasing,
+    SyncLog,
+    TrackingBatch,
+    TrackingJob,
+)
+
+QUOTA_SQL = text(
+    "SELECT count(*) FILTER (WHERE kind = 'create'), count(*) FROM api_call "
+    "WHERE at > clock_timestamp() - make_interval(secs => :window) AND at <= clock_timestamp()"
+)
+
+
+def progress(engine: Engine, window_s: float = 30.0, calls: int = 200) -> Group:
+    """A bar per batch (ended jobs of all) and one for the quota used in the window."""
+    grid = Table.grid(padding=(0, 1))
+    with engine.connect() as connection:
+        batches = connection.execute(
+            select(
+                TrackingBatch.batch_uuid,
+                TrackingBatch.total_jobs,
+                TrackingBatch.status,
+                func.count(TrackingJob.id).filter(TrackingJob.status == "completed"),
+                func.count(TrackingJob.id).filter(TrackingJob.status == "failed"),
+                func.count(TrackingJob.id).filter(TrackingJob.job_id.is_not(None)),
+            )
+            .join(TrackingJob, TrackingJob.batch_id == TrackingBatch.id)
+            .group_by(TrackingBatch.id)
+            .order_by(TrackingBatch.id)
+        ).all()
+        creates, used = connection.execute(QUOTA_SQL, {"window": window_s}).one()
+    for uuid, total, status, completed, failed, published in batches:
+        grid.add_row(
+            f"batch {uuid.hex[:8]}",
+            ProgressBar(total=total, completed=completed + failed, width=40),
+            f"{completed + failed}/{total} ended ({completed} completed, {failed} failed), "
+            f"{published} scraping jobs created, {status}",
+        )
+    grid.add_row(
+        "API quota",
+        ProgressBar(total=calls, completed=used, width=40),
+        f"{used}/{calls} calls in the last {window_s:g} s ({creates} creates)",
+    )
+    return Group(grid)
+
+
+def finished(engine: Engine) -> bool:
+    """Every batch has ended (and there is at least one)."""
+    with engine.connect() as connection:
+        statuses = connection.execute(select(TrackingBatch.status)).scalars().all()
+    return bool(statuses) and all(s in FINAL_BATCH_STATUSES for s in statuses)
+
+
+def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
+    """purchasing id → (outcome, detail) after the run: filled, pending (re-check
+    scheduled), failed, skipped (by the selector, with its reason), untouched, in flight."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                Purchasing.id,
+                Purchasing.tracking_number,
+                Purchasing.latest_delivery_status,
+                TrackingJob.status,
+                TrackingJob.error,
+                PurchaseCheck.last_reason,
+            )
+            .outerjoin(TrackingJob, TrackingJob.purchasing_id == Purchasing.id)
+            .outerjoin(PurchaseCheck, PurchaseCheck.purchasing_id == Purchasing.id)
+        ).all()
+        logs = connection.execute(
+            select(SyncLog.details).where(SyncLog.operation_type == sync_log.TRIGGERED)
+        ).scalars()
+        skipped = {s["purchasing_id"]: s["reason"] for d in logs for s in d.get("skipped", [])}
+    found: dict[int, tuple[str, str]] = {}
+    for pid, number, status, job_status, error, reason in rows:
+        if job_status is None:
+            found[pid] = ("skipped", skipped[pid]) if pid in skipped else ("untouched", "")
+        elif job_status == "failed":
+            found[pid] = ("failed", error or "")
+        elif job_status != "completed":
+            found[pid] = ("in flight", job_status)
+        elif number:
+            found[pid] = ("filled", f"{number} {status or ''}".strip())
+        else:
+            found[pid] = ("pending", reason or status or "")
+    return found
+
+
+def summary(engine: Engine, rows: list[DemoRow]) -> Table:
+    """One line per outcome: how many, how many were expected, the reasons."""
+    found = outcomes(engine)
+    expected = Counter(row.expected for row in rows)
+    details: dict[str, Counter] = defaultdict(Counter)
+    for outcome, detail in found.values():
+        details[outcome][_reason(outcome, detail)] += 1
+    table = Table(title="trackfill demo: what happened to each purchase")
+    table.add_column("outcome")
+    table.add_column("purchases", justify="right")
+    table.add_column("expected", justify="right")
+    table.add_column("reasons (count)")
+    for outcome in ("filled", "pending", "failed", "skipped", "untouched", "in flight"):
+        reasons = details.get(outcome, Counter())
+        count = sum(reasons.values())
+        if not count and not expected.get(outcome):
+            continue
+        table.add_row(
+            _label(outcome),
+            str(count),
+            str(expected.get(outcome, 0)),
+            "\n".join(f"{reason} ({n})" for reason, n in reasons.most_common(6)),
+        )
+    return table
+
+
+def _reason(outcome: str, detail: str) -> str:
+    if outcome == "filled":
+        return "tracking number written"
+    return detail or "-"
+
+
+def _label(outcome: str) -> str:
+    return {
+        "pending": "still pending (re-check scheduled)",
+        "failed": "failed",
+        "skipped": "skipped by the selector",
+        "untouched": "not selected (filter)",
+    }.get(outcome, outcome)
+
+
+def as_dict(engine: Engine) -> dict[str, Any]:
+    """The outcomes counted, for tests and scripts."""
+    return dict(Counter(outcome for outcome, _ in outcomes(engine).values()))
