@@ -213,9 +213,7 @@ def main() -> int:
                 "INGEST_RETRY_S": "0.2",
             }
             workers = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "ingestor"], env=env, stderr=logs.open("a")
-                )
+                subprocess.Popen([sys.executable, "-m", "ingestor"], env=env, stderr=logs.open("a"))
                 for _ in range(options.replicas)
             ]
             time.sleep(3)  # consumers attached
