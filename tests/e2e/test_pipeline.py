@@ -1,0 +1,124 @@
+"""End to end: the simulator and the four services as separate processes, started by the
+same module as ``./run demo`` (demo.stack), on the test database and a fresh vhost, with
+time compressed 100x. Only Web Scraper Cloud is simulated."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from demo import report
+from demo.data import insert_demo_rows
+from demo.stack import Timings, select_candidates, start_stack
+from shared.db.models import Purchasing, SyncLog, TrackingBatch, TrackingJob
+from shared.db.session import make_session_factory
+from shared.domain.tracking_numbers import validate
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
+from tests.support import rows
+from tests.support.rabbit import queue_counts
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+FAST = Timings(factor=100, sim_run_s=0.4, ingest_retry_s=0.3)
+DEAD_LETTER_QUEUES = ("publisher.candidates.dead-letter", "ingestor.completions.dead-letter")
+
+
+@pytest.fixture
+def stack(database_url, vhost, db, tmp_path: Path):
+    running = start_stack(database_url, vhost.amqp_url, tmp_path / "logs", FAST)
+    yield running
+    codes = running.stop()
+    assert set(codes.values()) == {0}, codes  # every service exits 0 on SIGTERM
+
+
+def dead_letters(vhost) -> dict[str, list[str]]:
+    return {
+        queue: [m["properties"]["headers"]["x-trackfill-reason"] for m in vhost.messages(queue)]
+        for queue in DEAD_LETTER_QUEUES
+    }
+
+
+def test_a_demo_batch_runs_end_to_end_with_every_outcome(stack, db, vhost):
+    demo_rows = insert_demo_rows(db)
+    # planted bad inputs, one per exchange a service consumes
+    vhost.management.publish(vhost.name, "candidate.found", TASK.name, '{"purchasing_id": "x"}')
+    vhost.management.publish(vhost.name, "job.completed", TASK.name, "not json at all")
+    selection = select_candidates(stack)
+    assert selection.returncode == 0, selection.stderr
+    assert "51 dispatched, 2 skipped" in selection.stdout
+    assert wait_until(lambda: report.finished(db), timeout=90), report.as_dict(db)
+
+    outcomes = report.outcomes(db)
+    wrong = {
+        r.order_number: outcomes[r.purchasing_id]
+        for r in demo_rows
+        if outcomes[r.purchasing_id][0] != r.expected
+    }
+    assert wrong == {}
+    sessions = make_session_factory(db)
+    with sessions() as session:
+        purchases = {p.id: p for p in session.execute(select(Purchasing)).scalars()}
+        jobs = session.execute(select(TrackingJob)).scalars().all()
+        (batch,) = session.execute(select(TrackingBatch)).scalars()
+        logs = session.execute(select(SyncLog).order_by(SyncLog.id)).scalars().all()
+    for row in demo_rows:
+        purchase = purchases[row.purchasing_id]
+        if row.expected == "filled":
+            assert validate(purchase.tracking_number, purchase.shipping_method)
+            assert purchase.latest_delivery_status
+    assert purchases[demo_rows[-8].purchasing_id].tracking_number == "444413758703"  # kept
+    assert Counter(j.status for j in jobs) == {"completed": 41, "failed": 10}
+    assert (batch.status, batch.total_jobs, batch.completed_jobs, batch.failed_jobs) == (
+        "partial",
+        51,
+        41,
+        10,
+    )
+    assert [(log.operation_type, log.success) for log in logs] == [
+        ("tracking_number_empty_triggered", True),
+        ("tracking_number_empty_completed", False),
+    ]
+    assert logs[1].details["failed_jobs"] == 10
+
+    state = stack.sim_state()
+    creates = Counter(c["custom_id"] for c in state["calls"] if c["kind"] == "create")
+    assert set(creates.values()) == {1} and set(creates) == {j.custom_id for j in jobs}
+    assert [c for c in state["calls"] if c["status"] == 429] == []
+    # the follow-ups: a status check per ended job, a download per finished one
+    kinds = Counter(c["kind"] for c in state["calls"])
+    assert kinds["get"] == 51 and kinds["json"] == 51 - 4
+
+    assert wait_until(lambda: all(len(v) == 1 for v in dead_letters(vhost).values()), timeout=10)
+    reasons = dead_letters(vhost)
+    assert "purchasing_id must be a positive integer" in reasons[DEAD_LETTER_QUEUES[0]][0]
+    assert "body is not JSON" in reasons[DEAD_LETTER_QUEUES[1]][0]
+    assert queue_counts(vhost.amqp_url, "publisher.candidates")[0] == 0
+    logged = "".join(p.read_text() for p in stack.logs.glob("*.log"))
+    assert "buyer1@example.com" not in logged and "b***@example.com" in logged
+    assert stack.env["WEBSCRAPER_API_TOKEN"] not in logged
+    assert stack.env["WEBHOOK_TOKEN"] not in logged
+
+
+def test_a_candidate_typed_into_the_management_ui_is_processed(stack, db, vhost):
+    account = rows.account(db, "manual@example.com")
+    by_id = rows.purchase(db, account, rows.order_number(0))
+    by_order = rows.purchase(db, account, rows.order_number(3))
+    order = rows.column_of(db, Purchasing.order_number, by_order)
+    # what the UI's "Publish message" form sends: a string payload, no content type
+    vhost.management.publish(
+        vhost.name, "candidate.found", TASK.name, json.dumps({"purchasing_id": by_id})
+    )
+    vhost.management.publish(
+        vhost.name,
+        "candidate.found",
+        TASK.name,
+        json.dumps({"order_number": order.lower(), "email": "manual@example.com"}),
+    )
+    filled = lambda pid: rows.column_of(db, Purchasing.tracking_number, pid)  # noqa: E731
+    assert wait_until(lambda: filled(by_id) and filled(by_order), timeout=30)
+    assert rows.column_of(db, Purchasing.shipping_method, by_order).startswith("JP LOGISTICS")
+    assert dead_letters(vhost) == {queue: [] for queue in DEAD_LETTER_QUEUES}
