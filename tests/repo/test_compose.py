@@ -21,8 +21,19 @@ ENV_EXAMPLE = dict(
     for line in (ROOT / ".env.example").read_text().splitlines()
     if line and not line.startswith("#")
 )
-#: what each trackfill command cannot start without
-REQUIRED = {"webscraper-sim": (), "alembic": ()}
+#: what each trackfill command cannot start without (``python -m X`` by its module X)
+REQUIRED = {
+    "webscraper-sim": (),
+    "alembic": (),
+    "selector": (),
+    "publisher": ("WEBSCRAPER_API_TOKEN",),
+    "webhook_gateway": ("WEBHOOK_TOKEN",),
+    "ingestor": ("WEBSCRAPER_API_TOKEN",),
+}
+
+
+def program_of(command: list[str]) -> str:
+    return command[2] if command[0] == "python" else command[0]
 
 
 def trackfill_services():
@@ -41,7 +52,31 @@ def test_the_stack_has_the_broker_with_its_ui_the_database_and_the_migration():
     assert SERVICES["migrate"]["restart"] == "no"
 
 
-@pytest.mark.parametrize("name", ["rabbitmq", "postgres", "webscraper-sim"])
+def test_the_four_services_run_from_the_one_image():
+    commands = {program_of(s["command"]) for s in trackfill_services().values()}
+    assert {"selector", "publisher", "webhook_gateway", "ingestor"} <= commands
+    assert {s["image"] for s in trackfill_services().values()} == {"trackfill:latest"}
+
+
+@pytest.mark.parametrize("name", ["selector", "publisher", "ingestor"])
+def test_the_consumers_start_after_the_migration_and_a_healthy_broker(name):
+    depends = SERVICES[name]["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["rabbitmq"]["condition"] == "service_healthy"
+
+
+def test_the_gateway_is_published_on_its_bind_port_and_checked_on_healthz():
+    gateway = SERVICES["webhook-gateway"]
+    port = ENV_EXAMPLE["GATEWAY_BIND"].rpartition(":")[2]
+    assert f"{port}:{port}" in gateway["ports"]
+    assert f"127.0.0.1:{port}/healthz" in " ".join(gateway["healthcheck"]["test"])
+    webhook = " ".join(SERVICES["webscraper-sim"]["command"])
+    assert (
+        f"http://webhook-gateway:{port}/api/acquisition/webscraper/webscraper-tracking/" in webhook
+    )
+
+
+@pytest.mark.parametrize("name", ["rabbitmq", "postgres", "webscraper-sim", "webhook-gateway"])
 def test_long_running_services_have_healthchecks(name):
     assert SERVICES[name]["healthcheck"]["test"][0] == "CMD"
 
@@ -72,7 +107,7 @@ def test_every_trackfill_service_gets_its_settings_and_restarts(name):
     service = SERVICES[name]
     assert service["env_file"] == ".env"
     assert service["restart"] in ("unless-stopped", "no")
-    for variable in REQUIRED[service["command"][0]]:
+    for variable in REQUIRED[program_of(service["command"])]:
         assert variable in ENV_EXAMPLE
 
 
