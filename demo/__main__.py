@@ -10,6 +10,7 @@ is stopped at the end, on Ctrl-C too.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,20 +27,31 @@ from shared.db.session import make_engine
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C and SIGTERM stop everything, also when started where SIGINT is ignored
+    # (a background job of a script)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="./run demo", description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=100, help="give up after S seconds")
     parser.add_argument("--logs", type=Path, default=ROOT / "var" / "demo-logs")
+    parser.add_argument("--database", default="trackfill_demo", help="made afresh each run")
+    parser.add_argument("--vhost", default="trackfill-demo", help="made afresh each run")
     args = parser.parse_args(argv)
     console = Console()
     started = time.monotonic()
+    args.logs.mkdir(parents=True, exist_ok=True)
     for old in args.logs.glob("*.log"):
         old.unlink()
-    database_url = fresh_database("trackfill_demo")
-    amqp_url, management_url = fresh_vhost("trackfill-demo")
+    database_url = fresh_database(args.database)
+    amqp_url, management_url = fresh_vhost(args.vhost)
     engine = make_engine(database_url)
     rows = insert_demo_rows(engine)
-    console.print(f"[bold]demo data[/]: {len(rows)} purchases in database trackfill_demo")
+    console.print(f"[bold]demo data[/]: {len(rows)} purchases in database {args.database}")
     stack = start_stack(database_url, amqp_url, args.logs, Timings())
     try:
         console.print("started: webscraper-sim, webhook_gateway, publisher, ingestor")
