@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -18,6 +19,8 @@ from tests.support import rows
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
+#: the console script pip installed beside this interpreter
+SCRIPT = str(Path(sys.executable).parent / "run_tracking_number_empty")
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def env(database_url, vhost, monkeypatch) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["run_tracking_number_empty", *args],
+        [SCRIPT, *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -52,9 +55,7 @@ def counts(db) -> tuple[int, int, int]:
 
 
 def test_help_names_every_option():
-    result = subprocess.run(
-        ["run_tracking_number_empty", "--help"], capture_output=True, text=True, timeout=30
-    )
+    result = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     for option in ("--count", "--sync", "--dry-run", "--timeout"):
         assert option in result.stdout
@@ -155,9 +156,7 @@ def test_bad_settings_or_unreachable_services_exit_2_with_one_line(env, variable
 
 
 def test_a_bad_option_is_a_usage_error():
-    result = subprocess.run(
-        ["run_tracking_number_empty", "--count", "0"], capture_output=True, text=True, timeout=30
-    )
+    result = subprocess.run([SCRIPT, "--count", "0"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "at least 1" in result.stderr
 
 
