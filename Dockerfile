@@ -9,6 +9,7 @@ COPY publisher ./publisher
 COPY webhook_gateway ./webhook_gateway
 COPY ingestor ./ingestor
 COPY webscraper_sim ./webscraper_sim
+COPY ops ./ops
 COPY migrations ./migrations
 RUN pip install --no-cache-dir . && useradd --system trackfill
 USER trackfill

@@ -132,6 +132,7 @@ def test_the_image_copies_every_package():
         "webhook_gateway",
         "ingestor",
         "webscraper_sim",
+        "ops",
         "migrations",
     ):
         assert f"COPY {package} ./{package}" in dockerfile

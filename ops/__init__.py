@@ -1,0 +1,2 @@
+"""Operator commands (``trackfill status``, ``trackfill dead-letters``): they read the
+database and RabbitMQ; no service imports them."""
