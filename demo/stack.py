@@ -108,6 +108,7 @@ def start_stack(
     timings: Timings,
     api_token: str = "demo-api-token",
     webhook_token: str = "demo-webhook-token-change-me",
+    extra_env: dict[str, str] | None = None,
 ) -> Stack:
     """The simulator, the gateway, the publisher and the ingestor, each ready."""
     logs.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,7 @@ def start_stack(
         "WEBHOOK_TOKEN": webhook_token,
         "GATEWAY_BIND": f"127.0.0.1:{gateway_port}",
         **timings.settings(),
+        **(extra_env or {}),
     }
     stack = Stack(env, logs)
     webhook = f"http://127.0.0.1:{gateway_port}{GATEWAY_PATH}?token={quote(webhook_token)}"

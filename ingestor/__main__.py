@@ -46,12 +46,12 @@ def build(settings: Settings, stop: threading.Event) -> ConsumerLoop:
 
 
 def main() -> int:
-    setup_logging()
     try:
         settings = load_settings(require=["WEBSCRAPER_API_TOKEN"])
     except SettingsError as error:
         print(f"ingestor: {error}", file=sys.stderr)
         return 2
+    setup_logging(settings.log_format)
     loop = build(settings, stop_on_signals())
     log.info("ingestor started")
     loop.run()

@@ -46,12 +46,12 @@ def build(settings: Settings, stop) -> ConsumerLoop:
 
 
 def main() -> int:
-    setup_logging()
     try:
         settings = load_settings(require=["WEBSCRAPER_API_TOKEN"])
     except SettingsError as error:
         print(f"publisher: {error}", file=sys.stderr)
         return 2
+    setup_logging(settings.log_format)
     stop = stop_on_signals()
     loop = build(settings, stop)
     log.info(

@@ -20,12 +20,12 @@ OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
 
 
 def main() -> int:
-    setup_logging()
     try:
         settings = load_settings()
     except SettingsError as error:
         print(f"selector: {error}", file=sys.stderr)
         return 2
+    setup_logging(settings.log_format)
     stop = stop_on_signals()
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)

@@ -76,11 +76,11 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging()
     try:
         settings = load_settings()
     except SettingsError as error:
         return _fail(str(error))
+    setup_logging(settings.log_format)
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     try:
         return _run(args, settings, engine)

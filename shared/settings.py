@@ -47,6 +47,7 @@ class Settings:
     http_timeout_s: float
     ingest_retry_s: float
     ingest_max_retries: int
+    log_format: str
 
     def __repr__(self) -> str:  # never print the tokens, not even in a traceback
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -81,6 +82,7 @@ DEFAULTS: dict[str, str] = {
     "HTTP_TIMEOUT_S": "30",
     "INGEST_RETRY_S": "30",
     "INGEST_MAX_RETRIES": "4",
+    "LOG_FORMAT": "text",
 }
 
 SECRETS = ("WEBSCRAPER_API_TOKEN", "WEBHOOK_TOKEN")
@@ -122,6 +124,7 @@ def load_settings(
         http_timeout_s=env.duration("HTTP_TIMEOUT_S"),
         ingest_retry_s=env.duration("INGEST_RETRY_S"),
         ingest_max_retries=env.count("INGEST_MAX_RETRIES", minimum=0),
+        log_format=env.choice("LOG_FORMAT", ("text", "json")),
     )
     if settings.recheck_max_s < settings.recheck_base_s:
         raise SettingsError("RECHECK_MAX_S must not be smaller than RECHECK_BASE_S")
@@ -186,6 +189,12 @@ class _Env:
             raise SettingsError(f"{name} is not a database URL: {_redact(text)!r}") from None
         if url.get_backend_name() != "postgresql":
             raise SettingsError(f"{name} must point at PostgreSQL, got {url.get_backend_name()!r}")
+        return text
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        text = self.raw(name).lower()
+        if text not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {text!r}")
         return text
 
     def bind(self, name: str) -> str:

@@ -34,12 +34,12 @@ def _interrupt(*_: object) -> None:
 
 
 def main() -> int:
-    setup_logging()
     try:
         settings = load_settings(require=["WEBHOOK_TOKEN"])
     except SettingsError as error:
         print(f"webhook_gateway: {error}", file=sys.stderr)
         return 2
+    setup_logging(settings.log_format)
     server, broker = build(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     log.info(

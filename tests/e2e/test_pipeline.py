@@ -29,7 +29,9 @@ DEAD_LETTER_QUEUES = ("publisher.candidates.dead-letter", "ingestor.completions.
 
 @pytest.fixture
 def stack(database_url, vhost, db, tmp_path: Path):
-    running = start_stack(database_url, vhost.amqp_url, tmp_path / "logs", FAST)
+    running = start_stack(
+        database_url, vhost.amqp_url, tmp_path / "logs", FAST, extra_env={"LOG_FORMAT": "json"}
+    )
     yield running
     codes = running.stop()
     assert set(codes.values()) == {0}, codes  # every service exits 0 on SIGTERM
@@ -98,6 +100,12 @@ def test_a_demo_batch_runs_end_to_end_with_every_outcome(stack, db, vhost):
     assert "body is not JSON" in reasons[DEAD_LETTER_QUEUES[1]][0]
     assert queue_counts(vhost.amqp_url, "publisher.candidates")[0] == 0
     logged = "".join(p.read_text() for p in stack.logs.glob("*.log"))
+    for name in ("selector", "publisher", "webhook_gateway", "ingestor"):
+        text = (stack.logs / f"{name}.log").read_text().splitlines()
+        # every log line is JSON (the selector's file also holds its command's report)
+        lines = [json.loads(x) for x in text if not x.startswith("pass 1/1:")]
+        about_jobs = [x for x in lines if "owryt-" in x["message"]]
+        assert about_jobs and all(x["custom_id"] in x["message"] for x in about_jobs), name
     assert "buyer1@example.com" not in logged and "b***@example.com" in logged
     assert stack.env["WEBSCRAPER_API_TOKEN"] not in logged
     assert stack.env["WEBHOOK_TOKEN"] not in logged
