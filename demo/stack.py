@@ -57,6 +57,8 @@ class Stack:
     env: dict[str, str]
     logs: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: where each process serves its Prometheus metrics
+    metrics_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -66,10 +68,17 @@ class Stack:
         base = self.api_url.removesuffix("api/v1/")
         return requests.get(f"{base}__sim/state", timeout=5).json()
 
-    def start(self, name: str, command: list[str], ready: str | None = None) -> None:
+    def start(
+        self, name: str, command: list[str], ready: str | None = None, metrics: bool = False
+    ) -> None:
         log = (self.logs / f"{name}.log").open("a")
+        env = dict(self.env)
+        if metrics:
+            port = free_port()
+            env["METRICS_PORT"] = str(port)
+            self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
         self.processes[name] = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         if ready:
             self.wait_for_line(name, ready)
@@ -143,8 +152,9 @@ def start_stack(
             ready="listening on",
         )  # fmt: skip
         stack.start("webhook_gateway", [python, "-m", "webhook_gateway"], "listening on")
-        stack.start("publisher", [python, "-m", "publisher"], "consuming")
-        stack.start("ingestor", [python, "-m", "ingestor"], "consuming")
+        stack.metrics_urls["webhook_gateway"] = f"http://127.0.0.1:{gateway_port}/metrics"
+        stack.start("publisher", [python, "-m", "publisher"], "consuming", metrics=True)
+        stack.start("ingestor", [python, "-m", "ingestor"], "consuming", metrics=True)
     except BaseException:
         stack.stop()
         raise

@@ -8,6 +8,7 @@ import threading
 
 from ingestor.handler import CompletionHandler, IngestorConfig
 from ingestor.jobs import Jobs, Recheck
+from shared import metrics
 from shared.db.session import make_engine, make_session_factory
 from shared.lifecycle import stop_on_signals
 from shared.logs import setup_logging
@@ -26,6 +27,7 @@ def build(settings: Settings, stop: threading.Event) -> ConsumerLoop:
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
     ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
+    metrics.register_database(sessions, ledger)
     client = WebScraperClient(
         settings.webscraper_api_url,
         settings.webscraper_api_token or "",
@@ -53,6 +55,7 @@ def main() -> int:
         return 2
     setup_logging(settings.log_format)
     loop = build(settings, stop_on_signals())
+    metrics.serve(settings.metrics_port)
     log.info("ingestor started")
     loop.run()
     log.info("ingestor stopped")

@@ -19,6 +19,7 @@ from ingestor.jobs import ENDED, Ending, JobRow, Jobs
 from ingestor.records import read_record, record_for
 from shared.contracts import JobCompleted
 from shared.messaging.consuming import Delivery, Reject
+from shared.metrics import FILL_LATENCY, JOBS_ENDED, VALIDATION_FAILURES
 from shared.webscraper.client import (
     ApiError,
     NotFound,
@@ -75,10 +76,17 @@ class CompletionHandler:
             raise Reject(f"{event.custom_id}: the API refused a follow-up call: {error}") from None
         if ending is None:
             return
-        if self._jobs.finish(job, event, ending):
-            self._log_end(job, ending)
-        else:
+        age_s = self._jobs.finish(job, event, ending)
+        if age_s is None:
             log.info("%s %s: duplicate notification, nothing changed", TAG, job.custom_id)
+            return
+        self._log_end(job, ending)
+        JOBS_ENDED.labels("failed" if ending.failure else "completed").inc()
+        if ending.scraped is not None:
+            for rule in ending.scraped.rejected:
+                VALIDATION_FAILURES.labels(rule).inc()
+            if ending.scraped.tracking_number:
+                FILL_LATENCY.observe(age_s)
 
     def _check(self, delivery: Delivery, event: JobCompleted) -> JobRow | None:
         """The notification's job, or None when there is nothing (more) to do."""

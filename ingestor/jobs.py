@@ -83,9 +83,10 @@ class Jobs:
         with self._sessions() as session:
             return session.execute(_processed(event)).first() is not None
 
-    def finish(self, job: JobRow, event: JobCompleted, ending: Ending) -> bool:
-        """End ``job`` as ``ending`` says; False (and nothing changed) if this
-        notification was processed before or the job had already ended."""
+    def finish(self, job: JobRow, event: JobCompleted, ending: Ending) -> float | None:
+        """End ``job`` as ``ending`` says; the seconds since the job was created (its
+        selection), or None (and nothing changed) if this notification was processed
+        before or the job had already ended."""
         with transaction(self._sessions) as session:
             marked = session.execute(
                 insert(ProcessedNotification)
@@ -98,11 +99,13 @@ class Jobs:
                 .on_conflict_do_nothing()
                 .returning(ProcessedNotification.id)
             ).first()
-            current = session.execute(
-                select(TrackingJob.status).where(TrackingJob.id == job.id).with_for_update()
-            ).scalar_one()
+            current, age = session.execute(
+                select(TrackingJob.status, func.now() - TrackingJob.created_at)
+                .where(TrackingJob.id == job.id)
+                .with_for_update()
+            ).one()
             if marked is None or current in ENDED:
-                return False
+                return None
             rejected = ending.scraped.rejected if ending.scraped else {}
             if ending.scraped is not None and job.purchasing_id is not None:
                 rejected = {**rejected, **_fill(session, job.purchasing_id, ending.scraped)}
@@ -125,7 +128,7 @@ class Jobs:
                     self._recheck.max_s,
                 )
             recount_batch(session, uuid.UUID(job.batch_uuid))
-            return True
+            return age.total_seconds()
 
 
 def _processed(event: JobCompleted):

@@ -7,6 +7,7 @@ import sys
 
 from publisher.handler import CandidateHandler, PublisherConfig
 from publisher.jobs import Jobs
+from shared import metrics
 from shared.db.session import make_engine, make_session_factory
 from shared.lifecycle import stop_on_signals
 from shared.logs import setup_logging
@@ -25,6 +26,7 @@ def build(settings: Settings, stop) -> ConsumerLoop:
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
     ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
+    metrics.register_database(sessions, ledger)
     client = WebScraperClient(
         settings.webscraper_api_url,
         settings.webscraper_api_token or "",
@@ -54,6 +56,7 @@ def main() -> int:
     setup_logging(settings.log_format)
     stop = stop_on_signals()
     loop = build(settings, stop)
+    metrics.serve(settings.metrics_port)
     log.info(
         "publisher started (%d calls per %gs, creations at least %gs apart)",
         settings.api_quota_calls,

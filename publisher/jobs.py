@@ -22,6 +22,7 @@ from shared.db.models import (
 from shared.db.session import transaction
 from shared.domain.urls import UnsafeValue, normalize_order_number, order_status_url
 from shared.messaging.consuming import Reject
+from shared.metrics import JOBS_ENDED
 from shared.tasks import TaskConfig
 
 #: Manual requests get batches named after their message id, so a redelivered request
@@ -166,6 +167,7 @@ class Jobs:
                 .values(status="failed", error=reason[:2000], completed_at=func.now())
             )
             recount_batch(session, uuid.UUID(job.batch_uuid))
+        JOBS_ENDED.labels("failed").inc()
 
 
 def _view():

@@ -8,12 +8,14 @@ import sys
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from selector.service import Selector
+from shared import metrics
 from shared.db.session import make_engine, make_session_factory
 from shared.lifecycle import stop_on_signals
 from shared.logs import setup_logging
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
 from shared.settings import SettingsError, load_settings
+from shared.webscraper.quota import QuotaLedger, QuotaPolicy
 
 log = logging.getLogger("trackfill.selector")
 OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
@@ -29,6 +31,8 @@ def main() -> int:
     stop = stop_on_signals()
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
+    metrics.register_database(sessions, QuotaLedger(sessions, QuotaPolicy.of(settings)))
+    metrics.serve(settings.metrics_port)
     log.info("selector started: a pass every %gs", settings.selector_interval_s)
     retry_s = min(settings.selector_interval_s, 5.0)
     while not stop.is_set():

@@ -40,6 +40,7 @@ class Candidate:
 class Skipped:
     match: Match
     reason: str
+    rule: str = "unsafe"
 
 
 @functools.cache  # built once: constructing it costs about a millisecond of Python
@@ -96,7 +97,7 @@ def choose(matches: Iterable[Match], limit: int) -> tuple[list[Candidate], list[
         try:
             candidates.append(Candidate(match, order_status_url(match.order_number, match.email)))
         except UnsafeValue as error:
-            skipped.append(Skipped(match, str(error)))
+            skipped.append(Skipped(match, str(error), error.rule))
         if len(candidates) >= limit:
             break
     return candidates, skipped

@@ -20,6 +20,7 @@ from shared.domain.urls import order_of
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, Outgoing, PublishError
 from shared.messaging.topology import CANDIDATE_FOUND
+from shared.metrics import CANDIDATES_SELECTED, CANDIDATES_SKIPPED
 from shared.settings import Settings
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
 
@@ -100,6 +101,9 @@ class Selector:
         if result.error is None:
             result.dispatched, result.error = self._publish(jobs, "Dispatched")
         log.info("%s Execution complete: dispatched %d tasks", TAG, result.dispatched)
+        CANDIDATES_SELECTED.inc(result.dispatched)
+        for skipped in result.skipped:
+            CANDIDATES_SKIPPED.labels(skipped.rule).inc()
         confirmed = owed[: result.republished] + jobs[: result.dispatched]
         self._record(result, source, [job.id for job in confirmed])
         if result.error is not None:

@@ -48,6 +48,7 @@ class Settings:
     ingest_retry_s: float
     ingest_max_retries: int
     log_format: str
+    metrics_port: int
 
     def __repr__(self) -> str:  # never print the tokens, not even in a traceback
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -83,6 +84,7 @@ DEFAULTS: dict[str, str] = {
     "INGEST_RETRY_S": "30",
     "INGEST_MAX_RETRIES": "4",
     "LOG_FORMAT": "text",
+    "METRICS_PORT": "0",
 }
 
 SECRETS = ("WEBSCRAPER_API_TOKEN", "WEBHOOK_TOKEN")
@@ -125,6 +127,7 @@ def load_settings(
         ingest_retry_s=env.duration("INGEST_RETRY_S"),
         ingest_max_retries=env.count("INGEST_MAX_RETRIES", minimum=0),
         log_format=env.choice("LOG_FORMAT", ("text", "json")),
+        metrics_port=env.count("METRICS_PORT", minimum=0),
     )
     if settings.recheck_max_s < settings.recheck_base_s:
         raise SettingsError("RECHECK_MAX_S must not be smaller than RECHECK_BASE_S")

@@ -10,10 +10,12 @@ import logging
 from typing import Any, Protocol
 
 from flask import Flask, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from shared.contracts import JobCompleted
 from shared.messaging.envelope import MessageDecodeError, new_envelope
 from shared.messaging.topology import JOB_COMPLETED
+from shared.metrics import WEBHOOKS
 from shared.settings import Settings
 from shared.tasks import TRACKING_TASK_CONFIGS, task_for_custom_id
 from webhook_gateway import errors
@@ -29,7 +31,7 @@ class Broker(Protocol):
     def check(self) -> None: ...
 
 
-def create_app(settings: Settings, broker: Broker) -> Flask:
+def create_app(settings: Settings, broker: Broker, registry: CollectorRegistry = REGISTRY) -> Flask:
     """The gateway's Flask app: the webhook path of every registered task, and /healthz."""
     if not settings.webhook_token:
         raise ValueError("WEBHOOK_TOKEN must be set")
@@ -47,6 +49,7 @@ def create_app(settings: Settings, broker: Broker) -> Flask:
             log.info(
                 "[webhook] ignored: custom_id %r is not a %s job", str(custom_id)[:100], task_name
             )
+            WEBHOOKS.labels("ignored").inc()
             return jsonify(status="ignored", reason="custom_id of no known task"), 200
         event = JobCompleted.parse({**fields, "task": task.name})
         envelope = new_envelope(JOB_COMPLETED, event.to_payload())
@@ -57,6 +60,7 @@ def create_app(settings: Settings, broker: Broker) -> Flask:
             event.scrapingjob_id,
             event.status,
         )
+        WEBHOOKS.labels("queued").inc()
         return jsonify(status="queued", id=envelope.id), 200
 
     for task in TRACKING_TASK_CONFIGS.values():
@@ -67,6 +71,10 @@ def create_app(settings: Settings, broker: Broker) -> Flask:
             methods=["POST"],
             defaults={"task_name": task.name},
         )
+
+    @app.get("/metrics")
+    def metrics():
+        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
     @app.get("/healthz")
     def healthz():

@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared.messaging.envelope import MessageDecodeError
 from shared.messaging.publishing import PublishError
+from shared.metrics import WEBHOOKS
 
 log = logging.getLogger("trackfill.gateway")
 
@@ -36,6 +37,8 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def answer(error: Exception):
         status, code, message = describe(error)
+        if request.path.startswith("/api/"):
+            WEBHOOKS.labels(code).inc()
         if status >= 500:
             # the path only: the query string carries the token
             log.warning("%s %s -> %d %s: %s", request.method, request.path, status, code, message)

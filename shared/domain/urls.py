@@ -6,6 +6,8 @@ import re
 import unicodedata
 from urllib.parse import quote, unquote, urlsplit
 
+from shared.domain.invalid import Invalid
+
 ORDER_STATUS_URL = "https://store.apple.com/go/jp/vieworder/{order}/{email}"
 ORDER_NUMBER = re.compile(r"W[0-9]{9,10}")
 MAX_EMAIL = 254
@@ -14,8 +16,8 @@ MAX_EMAIL = 254
 _FORBIDDEN = re.compile(r"[/?#\\\s]")
 
 
-class UnsafeValue(ValueError):
-    """The value cannot go into the URL; ``str(error)`` is the reason."""
+class UnsafeValue(Invalid):
+    """The value cannot go into the URL; ``str(error)`` is the reason, ``rule`` its kind."""
 
 
 def normalize_order_number(raw: str | None) -> str:
@@ -23,7 +25,9 @@ def normalize_order_number(raw: str | None) -> str:
     ASCII), upper-cased and stripped, or :class:`UnsafeValue`."""
     order = unicodedata.normalize("NFKC", raw or "").strip().upper()
     if not ORDER_NUMBER.fullmatch(order):
-        raise UnsafeValue(f"order number {_show(raw)} is not W followed by 9 or 10 digits")
+        raise UnsafeValue(
+            "order_number_shape", f"order number {_show(raw)} is not W followed by 9 or 10 digits"
+        )
     return order
 
 
@@ -31,17 +35,19 @@ def check_email(raw: str | None) -> str:
     """The e-mail, stripped, if it is safe as one path segment; else :class:`UnsafeValue`."""
     email = (raw or "").strip()
     if not email:
-        raise UnsafeValue("e-mail is empty")
+        raise UnsafeValue("email_empty", "e-mail is empty")
     if len(email) > MAX_EMAIL:
-        raise UnsafeValue(f"e-mail is longer than {MAX_EMAIL} characters")
+        raise UnsafeValue("email_too_long", f"e-mail is longer than {MAX_EMAIL} characters")
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in email):
-        raise UnsafeValue("e-mail contains control characters")
+        raise UnsafeValue("email_control", "e-mail contains control characters")
     found = _FORBIDDEN.search(email)
     if found:
-        raise UnsafeValue(f"e-mail contains {found.group()!r}, which would change the URL")
+        raise UnsafeValue(
+            "email_reshapes_url", f"e-mail contains {found.group()!r}, which would change the URL"
+        )
     local, at, domain = email.rpartition("@")
     if not at or not local or "@" in local or "." not in domain or ".." in email:
-        raise UnsafeValue("e-mail is not of the form name@domain.tld")
+        raise UnsafeValue("email_shape", "e-mail is not of the form name@domain.tld")
     return email
 
 

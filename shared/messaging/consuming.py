@@ -35,6 +35,7 @@ from shared.contracts import CONTRACTS
 from shared.messaging.envelope import Envelope, MessageDecodeError, decode
 from shared.messaging.publishing import MessagePublisher, PublishError
 from shared.messaging.topology import ConsumerRoute, consumer_queues, declare_topology
+from shared.metrics import PARKINGS
 
 log = logging.getLogger("trackfill.consumer")
 TICK_S = 0.02
@@ -67,6 +68,7 @@ class Delivery:
         already parked."""
         headers = {k: v for k, v in self.headers.items() if k != "x-delivery-count"}
         headers.update(notes)
+        PARKINGS.labels(self.wait_queue).inc()
         self.publisher.publish(
             "", self.wait_queue, self.envelope, expiration_s=max(delay_s, 0.001), headers=headers
         )

@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from shared.metrics import API_CALLS
 from shared.webscraper.quota import CREATE, QuotaLedger, Reservation
 
 log = logging.getLogger("trackfill.webscraper")
@@ -146,11 +147,14 @@ class WebScraperClient:
                 method, urljoin(self._base, path), params=params, timeout=self._timeout, **kwargs
             )
         except requests.Timeout as error:
+            API_CALLS.labels(kind, "timeout").inc()
             self._ledger.record_outcome(reservation, None, "timeout")
             raise AnswerLost(f"{method} {path}: no answer within the timeout") from _clean(error)
         except requests.RequestException as error:
+            API_CALLS.labels(kind, "error").inc()
             self._ledger.record_outcome(reservation, None, f"{type(error).__name__}")
             raise AnswerLost(f"{method} {path}: {type(error).__name__}") from _clean(error)
+        API_CALLS.labels(kind, str(answer.status_code)).inc()
         remaining = _int_header(answer, "X-RateLimit-Remaining")
         retry_after = _int_header(answer, "Retry-After") if answer.status_code == 429 else None
         self._ledger.record_outcome(

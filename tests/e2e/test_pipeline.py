@@ -9,7 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
 from demo import report
 from demo.data import insert_demo_rows
@@ -130,3 +132,50 @@ def test_a_candidate_typed_into_the_management_ui_is_processed(stack, db, vhost)
     assert wait_until(lambda: filled(by_id) and filled(by_order), timeout=30)
     assert rows.column_of(db, Purchasing.shipping_method, by_order).startswith("JP LOGISTICS")
     assert dead_letters(vhost) == {queue: [] for queue in DEAD_LETTER_QUEUES}
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """A /metrics page as {(name, sorted labels): value}."""
+    text = requests.get(url, timeout=5).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def test_metrics_after_a_run_agree_with_the_rows(stack, db, vhost):
+    demo_rows = insert_demo_rows(db)
+    assert select_candidates(stack).returncode == 0
+    assert wait_until(lambda: report.finished(db), timeout=90)
+    sessions = make_session_factory(db)
+    with sessions() as session:
+        jobs = session.execute(select(TrackingJob)).scalars().all()
+        filled = session.execute(
+            select(func.count()).where(Purchasing.tracking_number.is_not(None))
+        ).scalar_one()
+    publisher = scrape(stack.metrics_urls["publisher"])
+    ingestor = scrape(stack.metrics_urls["ingestor"])
+    gateway = scrape(stack.metrics_urls["webhook_gateway"])
+    assert publisher[("trackfill_api_calls_total", (("kind", "create"), ("outcome", "200")))] == 51
+    assert ingestor[("trackfill_api_calls_total", (("kind", "get"), ("outcome", "200")))] == 51
+    assert ingestor[("trackfill_api_calls_total", (("kind", "json"), ("outcome", "200")))] == 47
+    statuses = Counter(j.status for j in jobs)
+    for scraped in (publisher, ingestor):  # read from the database by every process
+        for status in ("completed", "failed", "pending"):
+            assert scraped[("trackfill_jobs", (("status", status),))] == statuses.get(status, 0)
+        assert (
+            scraped[("trackfill_quota_used_calls", ())]
+            + scraped[("trackfill_quota_left_calls", ())]
+            == 200
+        )
+    ended = {s: ingestor[("trackfill_jobs_ended_total", (("status", s),))] for s in statuses}
+    assert ended == {"completed": 41, "failed": 10}
+    rejected = Counter(rule for j in jobs for rule in (j.rejected or {}))
+    for rule, count in rejected.items():
+        assert ingestor[("trackfill_validation_failures_total", (("rule", rule),))] == count
+    # one observation per purchase trackfill filled (one demo row had its number before)
+    expected_filled = sum(1 for r in demo_rows if r.expected == "filled")
+    assert ingestor[("trackfill_fill_latency_seconds_count", ())] == expected_filled
+    assert filled == expected_filled + 1
+    assert gateway[("trackfill_webhooks_total", (("outcome", "queued"),))] == 51

@@ -1,0 +1,95 @@
+"""Prometheus metrics of every service (prometheus_client), one definition each.
+
+Counters count what a process did since it started; the figures that live in the
+database (jobs by status, the quota used in the current window) are read at scrape time
+by :class:`DatabaseCollector`, so every replica reports the same truth. The gateway
+serves them on ``/metrics``; the other services on ``METRICS_PORT`` (0: off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.models import JOB_STATUSES, TrackingJob
+from shared.webscraper.quota import QuotaLedger
+
+API_CALLS = Counter(
+    "trackfill_api_calls_total",
+    "Calls to the Web Scraper API by kind and outcome (HTTP status, timeout, error)",
+    ["kind", "outcome"],
+)
+PARKINGS = Counter(
+    "trackfill_parkings_total", "Messages parked in a wait queue (per-message TTL)", ["queue"]
+)
+CANDIDATES_SELECTED = Counter(
+    "trackfill_candidates_selected_total", "Purchases selected and published as candidates"
+)
+CANDIDATES_SKIPPED = Counter(
+    "trackfill_candidates_skipped_total", "Matching purchases skipped, by reason", ["reason"]
+)
+WEBHOOKS = Counter("trackfill_webhooks_total", "Webhook requests by outcome", ["outcome"])
+VALIDATION_FAILURES = Counter(
+    "trackfill_validation_failures_total", "Scraped values refused, by rule", ["rule"]
+)
+JOBS_ENDED = Counter("trackfill_jobs_ended_total", "Tracking jobs ended, by status", ["status"])
+FILL_LATENCY = Histogram(
+    "trackfill_fill_latency_seconds",
+    "From selection (the job's creation) to the tracking number written",
+    buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400),
+)
+
+
+class DatabaseCollector(Collector):
+    """Jobs by status and the quota of the current window, read when scraped."""
+
+    def __init__(self, sessions: sessionmaker[Session], ledger: QuotaLedger):
+        self._sessions = sessions
+        self._ledger = ledger
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily("trackfill_jobs", "Tracking jobs by status", labels=["status"])
+        with self._sessions() as session:
+            counts = dict(
+                session.execute(
+                    select(TrackingJob.status, func.count()).group_by(TrackingJob.status)
+                ).all()
+            )
+        for status in JOB_STATUSES:
+            jobs.add_metric([status], counts.get(status, 0))
+        yield jobs
+        used = self._ledger.used_in_window()
+        yield GaugeMetricFamily(
+            "trackfill_quota_used_calls", "API calls in the current quota window", value=used
+        )
+        yield GaugeMetricFamily(
+            "trackfill_quota_left_calls",
+            "API calls left in the current quota window",
+            value=max(0, self._ledger.policy.calls - used),
+        )
+
+
+_registered: dict[int, DatabaseCollector] = {}
+
+
+def register_database(
+    sessions: sessionmaker[Session], ledger: QuotaLedger, registry: CollectorRegistry = REGISTRY
+) -> None:
+    """Report the database's figures from ``sessions`` (replacing any earlier ones: a
+    process reports one database; tests build services more than once)."""
+    earlier = _registered.pop(id(registry), None)
+    if earlier is not None:
+        registry.unregister(earlier)
+    _registered[id(registry)] = collector = DatabaseCollector(sessions, ledger)
+    registry.register(collector)
+
+
+def serve(port: int) -> None:
+    """Serve the metrics on ``port`` in a background thread (0: not at all)."""
+    if port:
+        start_http_server(port)
