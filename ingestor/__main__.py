@@ -9,34 +9,22 @@ import threading
 from ingestor.handler import CompletionHandler, IngestorConfig
 from ingestor.jobs import Jobs, Recheck
 from shared import metrics
-from shared.db.session import make_engine, make_session_factory
-from shared.lifecycle import stop_on_signals
-from shared.logs import setup_logging
+from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
 from shared.messaging.publishing import connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS, ROUTES
-from shared.settings import Settings, SettingsError, load_settings
-from shared.webscraper.client import WebScraperClient
-from shared.webscraper.quota import QuotaLedger, QuotaPolicy
+from shared.settings import Settings
+from shared.webscraper.access import api_access
 
 log = logging.getLogger("trackfill.ingestor")
 
 
 def build(settings: Settings, stop: threading.Event) -> ConsumerLoop:
     """Wire the ingestor's parts (tests build it the same way)."""
-    engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
-    sessions = make_session_factory(engine)
-    ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
-    metrics.register_database(sessions, ledger)
-    client = WebScraperClient(
-        settings.webscraper_api_url,
-        settings.webscraper_api_token or "",
-        ledger,
-        settings.http_timeout_s,
-    )
+    api = api_access(settings)
     handler = CompletionHandler(
-        Jobs(sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
-        client,
+        Jobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
+        api.client,
         IngestorConfig(settings.ingest_retry_s, settings.ingest_max_retries),
     )
     return ConsumerLoop(
@@ -48,12 +36,7 @@ def build(settings: Settings, stop: threading.Event) -> ConsumerLoop:
 
 
 def main() -> int:
-    try:
-        settings = load_settings(require=["WEBSCRAPER_API_TOKEN"])
-    except SettingsError as error:
-        print(f"ingestor: {error}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_format)
+    settings = service_settings("ingestor", require=("WEBSCRAPER_API_TOKEN",))
     loop = build(settings, stop_on_signals())
     metrics.serve(settings.metrics_port)
     log.info("ingestor started")

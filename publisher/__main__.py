@@ -8,35 +8,23 @@ import sys
 from publisher.handler import CandidateHandler, PublisherConfig
 from publisher.jobs import Jobs
 from shared import metrics
-from shared.db.session import make_engine, make_session_factory
-from shared.lifecycle import stop_on_signals
-from shared.logs import setup_logging
+from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
 from shared.messaging.publishing import connect
 from shared.messaging.topology import PUBLISHER_CANDIDATES, ROUTES
-from shared.settings import Settings, SettingsError, load_settings
-from shared.webscraper.client import WebScraperClient
-from shared.webscraper.quota import QuotaLedger, QuotaPolicy
+from shared.settings import Settings
+from shared.webscraper.access import api_access
 
 log = logging.getLogger("trackfill.publisher")
 
 
 def build(settings: Settings, stop) -> ConsumerLoop:
     """Wire the publisher's parts (tests build it the same way)."""
-    engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
-    sessions = make_session_factory(engine)
-    ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
-    metrics.register_database(sessions, ledger)
-    client = WebScraperClient(
-        settings.webscraper_api_url,
-        settings.webscraper_api_token or "",
-        ledger,
-        settings.http_timeout_s,
-    )
+    api = api_access(settings)
     handler = CandidateHandler(
-        Jobs(sessions),
-        ledger,
-        client,
+        Jobs(api.sessions),
+        api.ledger,
+        api.client,
         PublisherConfig(settings.publish_max_attempts, settings.publish_retry_base_s),
     )
     return ConsumerLoop(
@@ -48,12 +36,7 @@ def build(settings: Settings, stop) -> ConsumerLoop:
 
 
 def main() -> int:
-    try:
-        settings = load_settings(require=["WEBSCRAPER_API_TOKEN"])
-    except SettingsError as error:
-        print(f"publisher: {error}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_format)
+    settings = service_settings("publisher", require=("WEBSCRAPER_API_TOKEN",))
     stop = stop_on_signals()
     loop = build(settings, stop)
     metrics.serve(settings.metrics_port)

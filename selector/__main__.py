@@ -10,11 +10,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from selector.service import Selector
 from shared import metrics
 from shared.db.session import make_engine, make_session_factory
-from shared.lifecycle import stop_on_signals
-from shared.logs import setup_logging
+from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
-from shared.settings import SettingsError, load_settings
 from shared.webscraper.quota import QuotaLedger, QuotaPolicy
 
 log = logging.getLogger("trackfill.selector")
@@ -22,12 +20,7 @@ OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(f"selector: {error}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_format)
+    settings = service_settings("selector")
     stop = stop_on_signals()
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)

@@ -9,9 +9,9 @@ import sys
 
 from waitress.server import create_server
 
-from shared.logs import setup_logging
+from shared.lifecycle import service_settings
 from shared.messaging.publishing import connect
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings
 from webhook_gateway.app import create_app
 from webhook_gateway.broker import GroupPublisher
 
@@ -34,12 +34,7 @@ def _interrupt(*_: object) -> None:
 
 
 def main() -> int:
-    try:
-        settings = load_settings(require=["WEBHOOK_TOKEN"])
-    except SettingsError as error:
-        print(f"webhook_gateway: {error}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_format)
+    settings = service_settings("webhook_gateway", require=("WEBHOOK_TOKEN",))
     server, broker = build(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     log.info(
