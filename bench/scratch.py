@@ -28,7 +28,8 @@ def scratch_services() -> Iterator[tuple[str, str]]:
     """(database URL, AMQP URL) of a fresh migrated database and vhost; both dropped after."""
     name = f"trackfill_bench_{uuid.uuid4().hex[:8]}"
     vhost = f"trackfill-bench-{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: a fault run may restart PostgreSQL under this engine
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     management = Management(MANAGEMENT_URL)
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))

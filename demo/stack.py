@@ -59,6 +59,8 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     #: where each process serves its Prometheus metrics
     metrics_urls: dict[str, str] = field(default_factory=dict)
+    #: how each process was started (for restarts)
+    launches: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -71,17 +73,31 @@ class Stack:
     def start(
         self, name: str, command: list[str], ready: str | None = None, metrics: bool = False
     ) -> None:
-        log = (self.logs / f"{name}.log").open("a")
         env = dict(self.env)
         if metrics:
             port = free_port()
             env["METRICS_PORT"] = str(port)
             self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
+        self.launches[name] = (command, env)
+        self._launch(name)
+        if ready:
+            self.wait_for_line(name, ready)
+
+    def _launch(self, name: str) -> None:
+        command, env = self.launches[name]
+        log = (self.logs / f"{name}.log").open("a")
         self.processes[name] = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        if ready:
-            self.wait_for_line(name, ready)
+
+    def kill(self, name: str) -> None:
+        """``kill -9``: no chance to finish anything."""
+        os.killpg(self.processes[name].pid, signal.SIGKILL)
+        self.processes[name].wait(10)
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again as it was started, as a supervisor would."""
+        self._launch(name)
 
     def wait_for_line(self, name: str, text: str, timeout: float = 30) -> None:
         path = self.logs / f"{name}.log"
@@ -118,6 +134,7 @@ def start_stack(
     api_token: str = "demo-api-token",
     webhook_token: str = "demo-webhook-token-change-me",
     extra_env: dict[str, str] | None = None,
+    webhook_retry_delays: str = "0.5,1",
 ) -> Stack:
     """The simulator, the gateway, the publisher and the ingestor, each ready."""
     logs.mkdir(parents=True, exist_ok=True)
@@ -147,7 +164,7 @@ def start_stack(
                 "--schedule-delay-s", f"{timings.sim_run_s / 4:g}",
                 "--start-delay-s", f"{timings.sim_run_s / 4:g}",
                 "--run-s", f"{timings.sim_run_s / 2:g}",
-                "--webhook-timeout-s", "2", "--webhook-retry-delays", "0.5,1",
+                "--webhook-timeout-s", "2", "--webhook-retry-delays", webhook_retry_delays,
             ],
             ready="listening on",
         )  # fmt: skip
