@@ -51,6 +51,9 @@ def test_a_demo_batch_runs_end_to_end_with_every_outcome(stack, db, vhost):
     # planted bad inputs, one per exchange a service consumes
     vhost.management.publish(vhost.name, "candidate.found", TASK.name, '{"purchasing_id": "x"}')
     vhost.management.publish(vhost.name, "job.completed", TASK.name, "not json at all")
+    oversized = json.dumps({"purchasing_id": 1, "padding": "x" * 70_000})
+    for exchange in ("candidate.found", "job.completed"):
+        vhost.management.publish(vhost.name, exchange, TASK.name, oversized)
     selection = select_candidates(stack)
     assert selection.returncode == 0, selection.stderr
     assert "51 dispatched, 2 skipped" in selection.stdout
@@ -96,10 +99,14 @@ def test_a_demo_batch_runs_end_to_end_with_every_outcome(stack, db, vhost):
     kinds = Counter(c["kind"] for c in state["calls"])
     assert kinds["get"] == 51 and kinds["json"] == 51 - 4
 
-    assert wait_until(lambda: all(len(v) == 1 for v in dead_letters(vhost).values()), timeout=10)
+    assert wait_until(lambda: all(len(v) == 2 for v in dead_letters(vhost).values()), timeout=10)
     reasons = dead_letters(vhost)
-    assert "purchasing_id must be a positive integer" in reasons[DEAD_LETTER_QUEUES[0]][0]
-    assert "body is not JSON" in reasons[DEAD_LETTER_QUEUES[1]][0]
+    assert any(
+        "purchasing_id must be a positive integer" in r for r in reasons[DEAD_LETTER_QUEUES[0]]
+    )
+    assert any("body is not JSON" in r for r in reasons[DEAD_LETTER_QUEUES[1]])
+    for queue in DEAD_LETTER_QUEUES:  # the oversized ones, on both exchanges
+        assert any("more than 65536" in r for r in reasons[queue]), reasons[queue]
     assert queue_counts(vhost.amqp_url, "publisher.candidates")[0] == 0
     logged = "".join(p.read_text() for p in stack.logs.glob("*.log"))
     for name in ("selector", "publisher", "webhook_gateway", "ingestor"):

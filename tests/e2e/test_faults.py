@@ -1,0 +1,36 @@
+"""One fault of each kind from bench/faults.py, in the normal suite: a service killed
+with kill -9 and restarted, the scraper's faults, two publishers. Nothing lost, no second
+scraping job, no 429 and no secret in any log line. (The broker and database restarts
+run in bench/faults.py only: they would pull the services from under the rest of the
+suite's fixtures.)"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.faults import PURCHASES, one_run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "kill-publisher",
+        "kill-ingestor",
+        "create-answer-lost",
+        "api-5xx-burst",
+        "webhooks-x3",
+        "two-publishers",
+    ],
+)
+def test_a_fault_loses_duplicates_and_leaks_nothing(
+    scenario, postgres_admin_url, rabbitmq, tmp_path
+):
+    outcome = one_run(scenario, random.Random(scenario), tmp_path)
+    assert (outcome.candidates, outcome.filled, outcome.lost) == (PURCHASES, PURCHASES, 0)
+    assert (outcome.duplicates, outcome.rate_limited, outcome.leaks) == (0, 0, 0)
+    assert outcome.dead_letters == 0
+    assert outcome.notes  # the fault was applied
