@@ -238,6 +238,13 @@ def leaks(logs: Path, stack: Stack) -> int:
     return found
 
 
+def runs_of(name: str, quick: bool) -> int:
+    """20 kills per service and 3 runs of the rest; --quick: 2 and 1."""
+    if name.startswith("kill"):
+        return 2 if quick else 20
+    return 1 if quick else 3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs per kill, 1 of the rest")
@@ -254,11 +261,7 @@ def main() -> int:
           f"{'429*':>4} {'dead':>4} {'leaks':>5} {'max s':>6}")  # fmt: skip
     failures = 0
     for name in names:
-        runs = (
-            args.runs or (2 if args.quick else 20)
-            if name.startswith("kill")
-            else args.runs or (1 if args.quick else 3)
-        )
+        runs = args.runs or runs_of(name, args.quick)
         totals, slowest = Outcome(), 0.0
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix="trackfill-faults-") as logs:
