@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.scratch import scratch_services  # noqa: E402
-from demo.stack import Stack, Timings, select_candidates, start_stack  # noqa: E402
+from demo.stack import Stack, Timings, free_port, select_candidates, start_stack  # noqa: E402
 from shared.db.models import OfficialAccount, Purchasing, TrackingJob  # noqa: E402
 from shared.db.session import make_engine, make_session_factory  # noqa: E402
 from shared.messaging.publishing import connect  # noqa: E402
@@ -50,7 +50,7 @@ from shared.messaging.topology import ROUTES  # noqa: E402
 PURCHASES = 12
 EMAIL = "fault.buyer@example.com"
 TIMINGS = Timings(factor=100, sim_run_s=0.4, ingest_retry_s=0.3)
-SERVICES = ("publisher", "ingestor", "webhook_gateway")
+
 RUN_TIMEOUT_S = 90
 
 
@@ -134,11 +134,17 @@ def sim_fault(values: dict) -> Callable[[Stack, random.Random], str]:
     return fault
 
 
-def second_publisher(stack: Stack, rng: random.Random) -> str:
+def standby_publisher(stack: Stack) -> None:
+    """A second publisher, ready before the batch: a hot standby (single active consumer)."""
     command, env = stack.launches["publisher"]
-    stack.launches["publisher-2"] = (command, env)
+    # a replica of its own: its metrics on another port (the same one would stop it at start)
+    stack.launches["publisher-2"] = (command, {**env, "METRICS_PORT": str(free_port())})
     stack.restart("publisher-2")
-    time.sleep(rng.uniform(0.5, 2.0))
+    stack.wait_for_line("publisher-2", "consuming")
+
+
+def second_publisher(stack: Stack, rng: random.Random) -> str:
+    time.sleep(rng.uniform(0.0, 0.4))  # while the batch's jobs are being created
     stack.kill("publisher")  # the standby must take over
     return "two publishers; the active one killed"
 
@@ -193,6 +199,8 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
         try:
             if before:
                 outcome.notes.append(fault(stack, rng))
+            if name == "two-publishers":
+                standby_publisher(stack)
             if name == "kill-selector":
                 selector_daemon(stack)
             else:
