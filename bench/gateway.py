@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.scratch import scratch_services  # noqa: E402
+from demo.stack import free_port  # noqa: E402
 
 TOKEN = "bench-webhook-token-0123456789abcdef"
 PATH = f"/api/acquisition/webscraper/webscraper-tracking/?token={TOKEN}"
@@ -72,12 +73,6 @@ def serve_bare(port: int, threads: int) -> None:
         server.run()
     except KeyboardInterrupt:
         server.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, timeout: float = 20) -> None:

@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select, update  # noqa: E402
 
-from bench.gateway import free_port, stop, wait_listening  # noqa: E402
+from bench.gateway import stop, wait_listening  # noqa: E402
 from bench.scratch import scratch_services  # noqa: E402
+from demo.stack import free_port  # noqa: E402
 from shared.contracts import JobCompleted  # noqa: E402
 from shared.db.batches import NewJob, create_batch  # noqa: E402
 from shared.db.models import OfficialAccount, Purchasing, TrackingJob  # noqa: E402

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import threading
 import pytest
 import requests
 
+from demo.stack import free_port
 from shared.messaging.publishing import connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS
 from shared.settings import load_settings
@@ -143,10 +143,7 @@ def test_other_methods_and_paths_answer_from_the_error_table(client):
 
 
 def test_the_broker_unavailable_is_a_503_and_nothing_is_lost(vhost):
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there
+    port = free_port()  # nothing listens there
     down = GroupPublisher(lambda: connect(f"amqp://guest:guest@127.0.0.1:{port}//", 5, 1))
     client = create_app(settings_for(vhost.amqp_url), down).test_client()
     answer = client.post(f"{PATH}?token={TOKEN}", data=FORM)
@@ -181,12 +178,6 @@ def test_threads_publish_side_by_side_without_losing_a_message(vhost, broker):
     assert answers == [200] * 40
     ids = {m["scrapingjob_id"] for m in queued(vhost)}
     assert ids == {1000 + k for k in range(40)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_simulators_own_webhooks_reach_the_queue_through_the_real_server(vhost, sim):

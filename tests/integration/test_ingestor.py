@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import threading
 import pytest
 from sqlalchemy import func, select, update
 
+from demo.stack import free_port
 from ingestor.__main__ import build as build_ingestor
 from shared.contracts import JobCompleted
 from shared.db.models import (
@@ -74,9 +74,7 @@ def ingestor(env):
 @pytest.fixture
 def gateway(env, sim):
     """The real gateway on a free port; the simulator notifies it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     settings = load_settings({**env, "GATEWAY_BIND": f"127.0.0.1:{port}", "GATEWAY_THREADS": "4"})
     server, publishers = build_gateway(settings)
     thread = threading.Thread(target=server.run, daemon=True)
