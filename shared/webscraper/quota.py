@@ -212,6 +212,9 @@ class QuotaLedger:
                 .where(
                     ApiCall.at > now - self._span(),
                     ApiCall.at <= now,
+                    # made, not merely planned: a planned slot whose message is late has
+                    # not been used, and is checked here itself when it is
+                    ApiCall.used_at.is_not(None),
                     ApiCall.id != reservation_id,
                 )
                 .order_by(ApiCall.at)

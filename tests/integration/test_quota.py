@@ -175,3 +175,20 @@ def test_a_call_made_late_moves_its_slot_or_is_refused(sessions, db):
     assert not quota.mark_used(stale, "get")  # now holds two calls already: refused
     with db.connect() as connection:
         assert connection.execute(select(func.count()).select_from(ApiCall)).scalar_one() == 2
+
+
+def test_a_planned_slot_whose_message_is_late_does_not_block_the_call_made_first(sessions, db):
+    quota = ledger(sessions, calls=1, window_s=1.0)
+    late = quota.reserve(CREATE, "owryt-g-0000", plan=True)
+    prompt = quota.reserve(CREATE, "owryt-g-0001", plan=True)
+    with db.begin() as connection:  # both due; the first one's message has not come back
+        for reservation, ago in ((late, "0.3"), (prompt, "0.2")):
+            connection.execute(
+                update(ApiCall)
+                .where(ApiCall.id == reservation.id)
+                .values(at=func.now() - text(f"interval '{ago} seconds'"))
+            )
+    due = quota.claim("owryt-g-0001")
+    assert due is not None and due.ready
+    assert quota.mark_used(due, CREATE)  # a slot planned but never used is no call made
+    assert not quota.mark_used(quota.claim("owryt-g-0000"), CREATE)  # now the window is full
