@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Select, exists, func, literal, select, tuple_
+from sqlalchemy import BigInteger, DateTime, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from shared.db.models import (
@@ -18,6 +18,7 @@ from shared.db.models import (
     Purchasing,
     TrackingJob,
 )
+from shared.db.prepared import Prepared, parameter
 from shared.domain.statuses import not_done_sql
 from shared.domain.urls import UnsafeValue, order_status_url
 
@@ -68,24 +69,30 @@ def matching_query() -> Select:
     )
 
 
+@functools.cache
+def matching_page(size: int) -> Prepared:
+    """A page of :func:`matching_query`: the next ``size`` matches after ``($1, $2)``, a
+    ``(created_at, id)`` key; prepared, as every pass runs it. ``size`` is a constant of
+    the statement: with the limit a parameter, PostgreSQL would plan every execution."""
+    after = tuple_(Purchasing.created_at, Purchasing.id) > tuple_(
+        parameter(1, DateTime(timezone=True)), parameter(2, BigInteger())
+    )
+    page = matching_query().where(after).limit(size)
+    return Prepared(f"trackfill_matching_page_{size}", page, ("timestamptz", "bigint"))
+
+
 def iter_matches(session: Session, page_size: int = 50) -> Iterator[Match]:
     """The matches in order, a page at a time (keyset on ``(created_at, id)``): the usual
     pass reads one page; callers stop reading once they have enough."""
-    query = matching_query().limit(page_size)
-    after: Match | None = None
+    after: tuple[object, int] = ("-infinity", 0)
     while True:
-        page = query
-        if after is not None:
-            page = page.where(
-                tuple_(Purchasing.created_at, Purchasing.id)
-                > tuple_(literal(after.created_at), literal(after.purchasing_id))
-            )
-        # Core execution on the session's connection: the ORM layer adds a millisecond here
-        rows = [Match(*row) for row in session.connection().execute(page)]
+        rows = [
+            Match(*row) for row in matching_page(page_size).execute(session.connection(), *after)
+        ]
         yield from rows
         if len(rows) < page_size:
             return
-        after = rows[-1]
+        after = (rows[-1].created_at, rows[-1].purchasing_id)
 
 
 def choose(matches: Iterable[Match], limit: int) -> tuple[list[Candidate], list[Skipped]]:
