@@ -8,7 +8,9 @@ generator (separate processes, keep-alive connections, form bodies as the servic
 1. open loop at ``--rate`` requests/s for ``--seconds``: p50/p99 latency, measured from
    when each request was due (goal: the gateway's p99 < 25 ms at 300 req/s);
 2. closed loop: ``--clients`` connections sending back to back for ``--seconds``:
-   requests/s of each, and the ratio gateway / bare (goal >= 0.7).
+   requests/s of each, and the ratio gateway / bare (goal >= 0.7); and the CPU time
+   per request of the server process and of RabbitMQ (which shares the machine's cores
+   with the load generator).
 The queue the gateway fills is purged after each phase.
 
     .venv/bin/python bench/gateway.py [--rate 300] [--seconds 5] [--clients 8] [--threads 8]
@@ -135,12 +137,29 @@ def run_clients(target, port: int, count: int, *args) -> list:
     return collected
 
 
-def measure(port: int, options, reset) -> dict[str, float]:
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """RabbitMQ's Erlang VM on this machine, if it can be found."""
+    found = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True)
+    return int(found.stdout.split()[0]) if found.stdout.strip() else None
+
+
+def measure(port: int, options, reset, server_pid: int) -> dict[str, float]:
     # open loop first: the rate spread over a few senders, each keeping its own schedule
     senders = 4
     opened = run_clients(open_loop, port, senders, options.rate / senders, options.seconds)
     reset()  # each phase starts from an empty queue
+    broker = broker_pid()
+    before = cpu_s(server_pid), cpu_s(broker)
     closed = run_clients(closed_loop, port, options.clients, options.seconds)
+    server_cpu, broker_cpu = cpu_s(server_pid) - before[0], cpu_s(broker) - before[1]
     reset()
     done = sum(d for d, _ in closed)
     latencies = sorted(ms for samples, _ in opened for ms in samples)
@@ -150,6 +169,9 @@ def measure(port: int, options, reset) -> dict[str, float]:
         "p50": statistics.median(latencies),
         "p99": latencies[int(len(latencies) * 0.99) - 1],
         "sent": len(latencies),
+        # CPU per request in the closed loop: where the machine's cores go
+        "server_ms": server_cpu / done * 1000,
+        "broker_ms": broker_cpu / done * 1000,
     }
 
 
@@ -206,18 +228,21 @@ def main() -> int:
                 command += ["--threads", str(options.threads)]
             process = start(command, env, port)
             try:
-                figures[name] = measure(port, options, lambda: purge(amqp_url))
+                figures[name] = measure(port, options, lambda: purge(amqp_url), process.pid)
             finally:
                 stop(process)
     print(
         f"waitress, {options.threads} threads; closed loop: {options.clients} clients for "
         f"{options.seconds:g}s; open loop: {options.rate:g} req/s for {options.seconds:g}s"
     )
-    print(f"{'':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'sent':>6} {'errors':>6}")
+    print(
+        f"{'':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'sent':>6} {'errors':>6}"
+        f" {'CPU ms/req: server':>19} {'RabbitMQ':>8}"
+    )
     for name, f in figures.items():
         print(
             f"{name:12} {f['rps']:8.0f} {f['p50']:8.2f} {f['p99']:8.2f} "
-            f"{f['sent']:6d} {f['errors']:6d}"
+            f"{f['sent']:6d} {f['errors']:6d} {f['server_ms']:19.3f} {f['broker_ms']:8.3f}"
         )
     ratio = figures["gateway"]["rps"] / figures["bare Flask"]["rps"]
     print(f"throughput ratio gateway / bare Flask: {ratio:.2f} (goal >= 0.7)")
