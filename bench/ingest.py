@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select, update  # noqa: E402
 
-from bench.gateway import stop, wait_listening  # noqa: E402
+from bench.gateway import broker_pid, cpu_s, stop, wait_listening  # noqa: E402
 from bench.scratch import scratch_services  # noqa: E402
 from demo.stack import free_port  # noqa: E402
 from shared.contracts import JobCompleted  # noqa: E402
@@ -164,6 +164,22 @@ def baseline(amqp_url: str, n: int) -> dict[str, float]:
     return figures(started, ended, n)
 
 
+def cpu_by_part(parts: dict[str, list[int | None]]) -> dict[str, float]:
+    """CPU seconds used so far by each part, and by PostgreSQL's processes (its
+    server and every backend, whoever's connection it serves)."""
+    used = {name: sum(cpu_s(pid) for pid in pids) for name, pids in parts.items()}
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True)
+    used["PostgreSQL"] = sum(_cpu_or_gone(int(pid)) for pid in found.stdout.split())
+    return used
+
+
+def _cpu_or_gone(pid: int) -> float:
+    try:
+        return cpu_s(pid)
+    except OSError:  # a backend that ended meanwhile
+        return 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=400)
@@ -218,8 +234,15 @@ def main() -> int:
                 for _ in range(options.replicas)
             ]
             time.sleep(3)  # consumers attached
+            parts = {
+                "ingestors": [w.pid for w in workers],
+                "simulator": [sim.pid],
+                "RabbitMQ": [broker_pid()],
+            }
+            before = cpu_by_part(parts)
             started = publish(amqp_url, jobs)
             result = figures(started, wait_ended(sessions, n, timeout=300), n)
+            used = {k: v - before.get(k, 0.0) for k, v in cpu_by_part(parts).items()}
             with sessions() as session:
                 filled = session.execute(
                     select(func.count()).where(Purchasing.tracking_number.is_not(None))
@@ -234,6 +257,10 @@ def main() -> int:
         print(f"{name:24} {f['rate']:8.0f} {f['p50']:8.0f} {f['p95']:8.0f} {f['done']:6d}")
     print(f"purchases filled: {filled} of {n}; the ingestors' logs: {logs}")
     print(f"ingestor / baseline throughput: {result['rate'] / floor['rate']:.2f}")
+    print(
+        "CPU ms per job (the machine's cores are shared by all of these): "
+        + ", ".join(f"{k} {v / n * 1000:.1f}" for k, v in used.items())
+    )
     print(f"ingestor: {result['rate']:.0f} jobs/s (goal >= 200)")
     return 0
 
