@@ -46,10 +46,8 @@ class Prepared:
             # no_parameters: the body holds quoted constants such as 'w%', not placeholders
             connection.exec_driver_sql(self.sql(connection), execution_options=_AS_IS)
             prepared.add(self.name)
-        if not args:
-            return connection.exec_driver_sql(f"EXECUTE {self.name}").all()
-        marks = ", ".join(["%s"] * len(args))
-        return connection.exec_driver_sql(f"EXECUTE {self.name}({marks})", tuple(args)).all()
+        marks = f"({', '.join(['%s'] * len(args))})" if args else ""
+        return connection.exec_driver_sql(f"EXECUTE {self.name}{marks}", tuple(args)).all()
 
     def sql(self, connection: Connection) -> str:
         """The ``PREPARE`` command, constants quoted by the driver."""
