@@ -138,10 +138,15 @@ def run_clients(target, port: int, count: int, *args) -> list:
 
 
 def cpu_s(pid: int | None) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far (0 if unknown)."""
+    """CPU seconds (user + system) process ``pid`` has used so far (0 if unknown or
+    already ended)."""
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # it ended meanwhile (a database backend, say)
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -169,15 +169,8 @@ def cpu_by_part(parts: dict[str, list[int | None]]) -> dict[str, float]:
     server and every backend, whoever's connection it serves)."""
     used = {name: sum(cpu_s(pid) for pid in pids) for name, pids in parts.items()}
     found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True)
-    used["PostgreSQL"] = sum(_cpu_or_gone(int(pid)) for pid in found.stdout.split())
+    used["PostgreSQL"] = sum(cpu_s(int(pid)) for pid in found.stdout.split())
     return used
-
-
-def _cpu_or_gone(pid: int) -> float:
-    try:
-        return cpu_s(pid)
-    except OSError:  # a backend that ended meanwhile
-        return 0.0
 
 
 def main() -> int:
