@@ -111,6 +111,19 @@ def publish(amqp_url: str, jobs: list[tuple[str, int]]) -> dt.datetime:
     return started
 
 
+def wait_consumers(amqp_url: str, n: int, timeout: float = 60) -> None:
+    """Until ``n`` consumers are attached to the ingestor's queue (started and imported:
+    the measurement starts with every process ready)."""
+    deadline = time.monotonic() + timeout
+    with connect(amqp_url) as connection, connection.channel() as channel:
+        while time.monotonic() < deadline:
+            declared = channel.queue_declare(INGESTOR_COMPLETIONS, passive=True)
+            if declared.consumer_count >= n:
+                return
+            time.sleep(0.1)
+    raise RuntimeError(f"fewer than {n} consumers on {INGESTOR_COMPLETIONS} after {timeout}s")
+
+
 def wait_ended(sessions, n: int, timeout: float) -> list[dt.datetime]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -226,7 +239,7 @@ def main() -> int:
                 subprocess.Popen([sys.executable, "-m", "ingestor"], env=env, stderr=logs.open("a"))
                 for _ in range(options.replicas)
             ]
-            time.sleep(3)  # consumers attached
+            wait_consumers(amqp_url, options.replicas)
             parts = {
                 "ingestors": [w.pid for w in workers],
                 "simulator": [sim.pid],

@@ -90,7 +90,7 @@ class CompletionHandler:
 
     def _check(self, delivery: Delivery, event: JobCompleted) -> JobRow | None:
         """The notification's job, or None when there is nothing (more) to do."""
-        job = self._jobs.find(event.custom_id)
+        job = self._jobs.find(event)
         if job is None:
             raise Reject(f"no tracking_job has custom_id {event.custom_id!r}")
         if job.job_id is None and job.status not in ENDED:
@@ -103,7 +103,7 @@ class CompletionHandler:
                 f"{job.custom_id}: the notification is for scraping job {event.scrapingjob_id}, "
                 f"the tracking_job has {job.job_id}"
             )
-        if job.status in ENDED or self._jobs.already_processed(event):
+        if job.status in ENDED or job.processed:
             log.info("%s %s: already %s; duplicate notification", TAG, job.custom_id, job.status)
             return None
         return job

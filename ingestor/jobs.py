@@ -29,6 +29,8 @@ class JobRow:
     target_url: str
     purchasing_id: int | None
     batch_uuid: str
+    #: this very notification (job id and custom_id) was processed before
+    processed: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ class Jobs:
         self._sessions = sessions
         self._recheck = recheck
 
-    def find(self, custom_id: str) -> JobRow | None:
+    def find(self, event: JobCompleted) -> JobRow | None:
+        """The notification's job (by custom_id), and whether it was processed before."""
         with self._sessions() as session:
             row = session.execute(
                 select(
@@ -73,15 +76,12 @@ class Jobs:
                     TrackingJob.target_url,
                     TrackingJob.purchasing_id,
                     TrackingBatch.batch_uuid.cast(String()),
+                    _processed(event).exists(),
                 )
                 .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
-                .where(TrackingJob.custom_id == custom_id)
+                .where(TrackingJob.custom_id == event.custom_id)
             ).first()
         return JobRow(*row) if row else None
-
-    def already_processed(self, event: JobCompleted) -> bool:
-        with self._sessions() as session:
-            return session.execute(_processed(event)).first() is not None
 
     def finish(self, job: JobRow, event: JobCompleted, ending: Ending) -> float | None:
         """End ``job`` as ``ending`` says; the seconds since the job was created (its

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -30,3 +30,13 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A connection on which every statement commits by itself, with no ``BEGIN`` and
+    ``COMMIT`` round trips around it. A string of several statements sent in one execute
+    runs as one transaction (PostgreSQL's implicit transaction of a simple query), each
+    statement with a fresh snapshot: a short locked write in a single round trip."""
+    with factory() as session:
+        yield session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -29,12 +29,13 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import ApiCall, QuotaState
-from shared.db.session import transaction
+from shared.db.session import autocommit, transaction
+from shared.webscraper import fast_path
+from shared.webscraper.fast_path import LEDGER_LOCK
 
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-LEDGER_LOCK = 0x7472_6B66_696C_6C02
 CREATE = "create"
 MARGIN = 0.01  # of the window: calls arrive a little after they are reserved
 #: ...and at least this long: the time from reservation to arrival is a network's, not a
@@ -117,6 +118,13 @@ class QuotaLedger:
         an unordered slot may fall between them and must be waited for in place.
         With ``use``, a call that can be made now is also marked used (one transaction
         instead of two: the caller makes it at once, as after :meth:`mark_used`)."""
+        if kind != CREATE and not plan and not_before_s <= 0:
+            with autocommit(self._sessions) as connection:
+                made = fast_path.reserve_now(
+                    connection, kind, custom_id, use, self.policy.span_s, self.policy.calls
+                )
+            if made is not None:
+                return Reservation(made[0], made[1], 0.0)
         with transaction(self._sessions) as session:
             now = self._lock(session)
             earliest = now + dt.timedelta(seconds=not_before_s)
@@ -246,6 +254,13 @@ class QuotaLedger:
     ) -> None:
         """What the call got, and what the API said about the quota (see :meth:`observe`),
         in one transaction."""
+        if retry_after_s is None:
+            with autocommit(self._sessions) as connection:
+                used = fast_path.record_outcome(
+                    connection, reservation.id, status, outcome[:500], self.policy.span_s
+                )
+            if remaining is None or (used is not None and self.policy.calls - used <= remaining):
+                return  # the API agrees with the ledger (the common case)
         with transaction(self._sessions) as session:
             session.execute(
                 update(ApiCall)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from shared.db.models import ApiCall
 from shared.db.session import make_session_factory
-from shared.webscraper.quota import CREATE, QuotaLedger, QuotaPolicy
+from shared.webscraper.quota import CREATE, LEDGER_LOCK, QuotaLedger, QuotaPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +192,63 @@ def test_a_planned_slot_whose_message_is_late_does_not_block_the_call_made_first
     assert due is not None and due.ready
     assert quota.mark_used(due, CREATE)  # a slot planned but never used is no call made
     assert not quota.mark_used(quota.claim("owryt-g-0000"), CREATE)  # now the window is full
+
+
+def test_a_call_reserved_at_once_sees_every_call_committed_before_it_got_the_lock(sessions, db):
+    """The one-round-trip reservation takes the lock in a statement of its own, so its
+    count is not of a snapshot older than the lock (which would let it overbook)."""
+    quota = ledger(sessions, calls=3, window_s=5.0)
+    quota.reserve("get")
+    granted: list = []
+    with db.connect() as holder:
+        holder.execute(select(func.pg_advisory_xact_lock(LEDGER_LOCK)))
+        waiter = threading.Thread(target=lambda: granted.append(quota.reserve("get")))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # it waits for the lock
+        # while it waits, another caller fills the window and commits (releasing the lock)
+        now = holder.execute(select(func.clock_timestamp())).scalar_one()
+        holder.execute(insert(ApiCall), [{"kind": "get", "at": now}] * 2)
+        holder.commit()
+    waiter.join(10)
+    assert len(granted) == 1 and not granted[0].ready and granted[0].id is None
+    assert quota.used_in_window() == 3
+
+
+def test_calls_at_once_and_the_general_path_agree_at_the_cap(sessions, db):
+    quota = ledger(sessions, calls=4, window_s=5.0)
+    now = quota.reserve("json", "owryt-h-0000", use=True)
+    assert now.ready and now.wait_s == 0
+    with db.connect() as connection:
+        row = connection.execute(
+            select(ApiCall.kind, ApiCall.custom_id, ApiCall.used_at, ApiCall.at).where(
+                ApiCall.id == now.id
+            )
+        ).one()
+    assert row.kind == "json" and row.custom_id == "owryt-h-0000" and row.used_at == row.at
+    unused = quota.reserve("get")
+    assert unused.ready
+    with db.connect() as connection:
+        assert (
+            connection.execute(select(ApiCall.used_at).where(ApiCall.id == unused.id)).scalar_one()
+            is None
+        )
+    # a planned creation ahead counts too: the fourth call of the window is the last
+    quota.reserve("get", not_before_s=1.0, plan=True)
+    assert quota.reserve("get").ready
+    refused = quota.reserve("get")
+    assert refused.id is None and refused.wait_s > 4.0
+
+
+def test_an_outcome_that_agrees_with_the_api_is_written_and_changes_nothing_else(sessions, db):
+    quota = ledger(sessions, calls=10)
+    call = quota.reserve("get", use=True)
+    quota.record_outcome(call, 200, "OK", remaining=9)
+    quota.record_outcome(quota.reserve("get", use=True), 429, "Too Many", 0, retry_after_s=1)
+    with db.connect() as connection:
+        assert connection.execute(
+            select(ApiCall.status, ApiCall.outcome).where(ApiCall.id == call.id)
+        ).one() == (200, "OK")
+        kinds = connection.execute(select(ApiCall.kind)).scalars().all()
+    assert sorted(kinds) == ["external"] * 8 + ["get", "get"]  # 0 left: 8 more made
+    assert not quota.reserve("get").ready  # and the 429 blocks

@@ -1,0 +1,69 @@
+"""The quota ledger's common cases, each in one round trip to PostgreSQL.
+
+Most calls are follow-ups (status check, download) made at once, far from the cap, and
+most answers agree with the ledger. The general path in :mod:`shared.webscraper.quota`
+spends a transaction of about six statements on each; here each is one string sent in
+autocommit mode (see :func:`shared.db.session.autocommit`). Anything that is not the
+common case (the window nearly full, a block in force, the API counting more calls than
+the ledger) returns None, and the caller takes the general path, which decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Connection
+
+#: The advisory lock every change to the ledger takes (the general path's too).
+LEDGER_LOCK = 0x7472_6B66_696C_6C02
+
+# The lock is taken by a statement of its own: the INSERT's snapshot is taken after it,
+# so it sees every call the previous holder of the lock committed.
+_RESERVE_NOW = f"""
+SELECT pg_advisory_xact_lock({LEDGER_LOCK});
+INSERT INTO api_call (kind, at, custom_id, used_at)
+SELECT %(kind)s, now_.t, %(custom_id)s, CASE WHEN %(use)s THEN now_.t END
+FROM (SELECT clock_timestamp() AS t) AS now_
+WHERE NOT EXISTS (
+        SELECT 1 FROM api_quota_state WHERE id = 1 AND blocked_until > now_.t)
+  AND (SELECT count(*) FROM api_call
+       WHERE at > now_.t - make_interval(secs => %(span_s)s)
+         AND at < now_.t + make_interval(secs => %(span_s)s)) + 1 <= %(calls)s
+RETURNING id, at
+"""
+
+_RECORD_OUTCOME = """
+UPDATE api_call SET status = %(status)s, outcome = %(outcome)s WHERE id = %(id)s
+RETURNING (
+    SELECT count(*) FROM api_call, (SELECT clock_timestamp() AS t) AS now_
+    WHERE at > now_.t - make_interval(secs => %(span_s)s) AND at <= now_.t)
+"""
+
+
+def reserve_now(
+    connection: Connection,
+    kind: str,
+    custom_id: str | None,
+    use: bool,
+    span_s: float,
+    calls: int,
+) -> tuple[int, dt.datetime] | None:
+    """Reserve a call of ``kind`` for now (``use``: marked used too) if no block is in
+    force and fewer than ``calls - 1`` calls are reserved within ``span_s`` either side
+    of now, so that every window holding now has room; else None, and nothing written."""
+    row = connection.exec_driver_sql(
+        _RESERVE_NOW,
+        {"kind": kind, "custom_id": custom_id, "use": use, "span_s": span_s, "calls": calls},
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def record_outcome(
+    connection: Connection, call_id: int, status: int | None, outcome: str, span_s: float
+) -> int | None:
+    """Write the call's answer; the number of calls in the window ending now (to compare
+    with what the API says is left), or None if the call is not in the ledger."""
+    return connection.exec_driver_sql(
+        _RECORD_OUTCOME,
+        {"status": status, "outcome": outcome, "id": call_id, "span_s": span_s},
+    ).scalar()
