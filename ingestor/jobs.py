@@ -6,14 +6,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import String, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from ingestor import statements as sql
 from ingestor.records import Scraped
 from shared.contracts import JobCompleted
 from shared.db.batches import recount_batch
-from shared.db.models import ProcessedNotification, Purchasing, TrackingBatch, TrackingJob
 from shared.db.rechecks import schedule_recheck
 from shared.db.session import transaction
 
@@ -68,18 +66,8 @@ class Jobs:
         """The notification's job (by custom_id), and whether it was processed before."""
         with self._sessions() as session:
             row = session.execute(
-                select(
-                    TrackingJob.id,
-                    TrackingJob.custom_id,
-                    TrackingJob.job_id,
-                    TrackingJob.status,
-                    TrackingJob.target_url,
-                    TrackingJob.purchasing_id,
-                    TrackingBatch.batch_uuid.cast(String()),
-                    _processed(event).exists(),
-                )
-                .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
-                .where(TrackingJob.custom_id == event.custom_id)
+                sql.FIND_JOB,
+                {"p_custom_id": event.custom_id, "p_scrapingjob_id": event.scrapingjob_id},
             ).first()
         return JobRow(*row) if row else None
 
@@ -89,35 +77,28 @@ class Jobs:
         before or the job had already ended."""
         with transaction(self._sessions) as session:
             marked = session.execute(
-                insert(ProcessedNotification)
-                .values(
-                    scrapingjob_id=event.scrapingjob_id,
-                    custom_id=event.custom_id,
-                    status=event.status,
-                    outcome=ending.reason()[:1000] if ending.needs_recheck else "filled",
-                )
-                .on_conflict_do_nothing()
-                .returning(ProcessedNotification.id)
+                sql.MARK_PROCESSED,
+                {
+                    "p_scrapingjob_id": event.scrapingjob_id,
+                    "p_custom_id": event.custom_id,
+                    "p_status": event.status,
+                    "p_outcome": ending.reason()[:1000] if ending.needs_recheck else "filled",
+                },
             ).first()
-            current, age = session.execute(
-                select(TrackingJob.status, func.now() - TrackingJob.created_at)
-                .where(TrackingJob.id == job.id)
-                .with_for_update()
-            ).one()
+            current, age = session.execute(sql.LOCK_JOB, {"p_job_id": job.id}).one()
             if marked is None or current in ENDED:
                 return None
             rejected = ending.scraped.rejected if ending.scraped else {}
             if ending.scraped is not None and job.purchasing_id is not None:
                 rejected = {**rejected, **_fill(session, job.purchasing_id, ending.scraped)}
             session.execute(
-                update(TrackingJob)
-                .where(TrackingJob.id == job.id)
-                .values(
-                    status="failed" if ending.failure else "completed",
-                    error=ending.failure[:2000] if ending.failure else None,
-                    rejected=rejected or None,
-                    completed_at=func.now(),
-                )
+                sql.END_JOB,
+                {
+                    "p_job_id": job.id,
+                    "p_status": "failed" if ending.failure else "completed",
+                    "p_error": ending.failure[:2000] if ending.failure else None,
+                    "p_rejected": rejected or None,
+                },
             )
             if ending.needs_recheck and job.purchasing_id is not None:
                 schedule_recheck(
@@ -131,36 +112,23 @@ class Jobs:
             return age.total_seconds()
 
 
-def _processed(event: JobCompleted):
-    return select(ProcessedNotification.id).where(
-        ProcessedNotification.scrapingjob_id == event.scrapingjob_id,
-        ProcessedNotification.custom_id == event.custom_id,
-    )
-
-
 def _fill(session: Session, purchasing_id: int, scraped: Scraped) -> dict[str, str]:
-    """Write the valid values; the tracking number only where none is set (never overwrite
-    a number someone else wrote). What was kept back is returned as rejections."""
-    kept: dict[str, str] = {}
-    if scraped.tracking_number is not None:
-        written = session.execute(
-            update(Purchasing)
-            .where(
-                Purchasing.id == purchasing_id,
-                or_(Purchasing.tracking_number.is_(None), Purchasing.tracking_number == ""),
-            )
-            .values(tracking_number=scraped.tracking_number)
-        ).rowcount
-        if not written:
-            kept["tracking_number_already_set"] = (
-                f"{scraped.tracking_number} not written: the purchase already has a number"
-            )
+    """Write the valid values in one statement; a tracking number is kept back (and
+    returned as a rejection) where the purchase already has another."""
+    number = scraped.tracking_number
     values = {
-        "latest_delivery_status": scraped.delivery_status,
-        "shipping_method": scraped.shipping_method,
-        "estimated_delivery_date": scraped.estimated_delivery_date,
+        "p_tracking_number": number,
+        "p_delivery_status": scraped.delivery_status,
+        "p_shipping_method": scraped.shipping_method,
+        "p_estimated_delivery_date": scraped.estimated_delivery_date,
     }
-    values = {column: value for column, value in values.items() if value is not None}
-    if values:
-        session.execute(update(Purchasing).where(Purchasing.id == purchasing_id).values(**values))
-    return kept
+    if all(value is None for value in values.values()):
+        return {}
+    kept = session.execute(sql.FILL_PURCHASE, {"p_purchasing_id": purchasing_id, **values}).scalar()
+    if number is not None and kept != number:
+        return {
+            "tracking_number_already_set": (
+                f"{number} not written: the purchase already has a number"
+            )
+        }
+    return {}

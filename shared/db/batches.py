@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Executable, Row, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import sync_log
@@ -105,37 +106,62 @@ def mark_published(session: Session, job_ids: list[int]) -> None:
         )
 
 
+def _recount_statements() -> tuple[Executable, Executable]:
+    """Built once: building and keying a statement costs more Python than running it,
+    and a batch is recounted each time one of its jobs ends."""
+    batches, jobs = TrackingBatch.__table__, TrackingJob.__table__
+    lock = (
+        select(batches.c.id, batches.c.status)
+        .where(batches.c.batch_uuid == bindparam("batch_uuid"))
+        .with_for_update()
+    )
+    counts = (
+        select(
+            jobs.c.batch_id,
+            func.count().filter(jobs.c.status == "completed").label("completed"),
+            func.count().filter(jobs.c.status == "failed").label("failed"),
+        )
+        .where(jobs.c.batch_id == bindparam("batch_id"))
+        .group_by(jobs.c.batch_id)
+        .subquery()
+    )
+    ended = case(
+        (counts.c.failed == 0, "completed"), (counts.c.completed == 0, "failed"), else_="partial"
+    )
+    recount = (
+        update(batches)
+        .where(batches.c.id == counts.c.batch_id)  # the recount's job is one of its jobs
+        .values(
+            completed_jobs=counts.c.completed,
+            failed_jobs=counts.c.failed,
+            status=case(
+                (batches.c.status.in_(FINAL_BATCH_STATUSES), batches.c.status),
+                (counts.c.completed + counts.c.failed < batches.c.total_jobs, batches.c.status),
+                else_=ended,
+            ),
+        )
+        .returning(*batches.c)
+    )
+    return lock, recount
+
+
+_LOCK_BATCH, _RECOUNT_BATCH = _recount_statements()
+
+
 def recount_batch(session: Session, batch_uuid: uuid.UUID) -> bool:
     """completed/failed counts from the jobs themselves (idempotent), and the final
     status once every job has ended; True if the batch ended in this call, which is
     recorded in sync_log (``tracking_number_empty_completed``) in the same transaction."""
-    batch = session.execute(
-        select(TrackingBatch).where(TrackingBatch.batch_uuid == batch_uuid).with_for_update()
-    ).scalar_one()
-    counts = dict(
-        session.execute(
-            select(TrackingJob.status, func.count())
-            .where(TrackingJob.batch_id == batch.id)
-            .group_by(TrackingJob.status)
-        ).all()
-    )
-    batch.completed_jobs = counts.get("completed", 0)
-    batch.failed_jobs = counts.get("failed", 0)
-    if batch.status in FINAL_BATCH_STATUSES:
+    batch_id, before = session.execute(_LOCK_BATCH, {"batch_uuid": batch_uuid}).one()
+    # a statement of its own after the lock: its snapshot holds every job ended before
+    batch = session.execute(_RECOUNT_BATCH, {"batch_id": batch_id}).one()
+    if before in FINAL_BATCH_STATUSES or batch.status not in FINAL_BATCH_STATUSES:
         return False
-    if batch.completed_jobs + batch.failed_jobs < batch.total_jobs:
-        return False
-    if batch.failed_jobs == 0:
-        batch.status = "completed"
-    elif batch.completed_jobs == 0:
-        batch.status = "failed"
-    else:
-        batch.status = "partial"
     _record_end(session, batch)
     return True
 
 
-def _record_end(session: Session, batch: TrackingBatch) -> None:
+def _record_end(session: Session, batch: Row[Any]) -> None:
     jobs = session.execute(
         select(TrackingJob.custom_id, TrackingJob.status, TrackingJob.error, TrackingJob.rejected)
         .where(TrackingJob.batch_id == batch.id)

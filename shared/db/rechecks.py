@@ -4,36 +4,52 @@ further attempt, at most ``RECHECK_MAX_S``; measured on the database's clock."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, literal
+from sqlalchemy import Float, bindparam, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import PurchaseCheck
 
 
-def schedule_recheck(
-    session: Session, purchasing_id: int, reason: str, base_s: float, max_s: float
-) -> None:
-    """Count one more attempt without a number and push the next check out."""
+def _schedule_statement():
+    """Built once (it runs for every job that ends without a number)."""
     table = PurchaseCheck.__table__
+    base, most = bindparam("p_base_s", type_=Float), bindparam("p_max_s", type_=Float)
 
-    def wait(attempts_before):  # seconds to wait after attempt number attempts_before + 1
-        return func.least(literal(base_s) * func.power(2, attempts_before), literal(max_s))
+    def next_check(attempts_before):  # now + the wait after attempt attempts_before + 1
+        wait = func.least(base * func.power(2, attempts_before), most)
+        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, wait)
 
     statement = insert(table).values(
-        purchasing_id=purchasing_id,
+        purchasing_id=bindparam("p_purchasing_id"),
         attempts=1,
-        next_check_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, wait(0)),
-        last_reason=reason[:1000],
+        next_check_at=next_check(0),
+        last_reason=bindparam("p_reason"),
     )
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[table.c.purchasing_id],
         set_={
             "attempts": table.c.attempts + 1,
-            "next_check_at": func.now()
-            + func.make_interval(0, 0, 0, 0, 0, 0, wait(table.c.attempts)),
+            "next_check_at": next_check(table.c.attempts),
             "last_reason": statement.excluded.last_reason,
             "updated_at": func.now(),
         },
     )
-    session.execute(statement)
+
+
+_SCHEDULE = _schedule_statement()
+
+
+def schedule_recheck(
+    session: Session, purchasing_id: int, reason: str, base_s: float, max_s: float
+) -> None:
+    """Count one more attempt without a number and push the next check out."""
+    session.execute(
+        _SCHEDULE,
+        {
+            "p_purchasing_id": purchasing_id,
+            "p_reason": reason[:1000],
+            "p_base_s": base_s,
+            "p_max_s": max_s,
+        },
+    )

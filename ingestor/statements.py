@@ -1,0 +1,97 @@
+"""The ingestor's statements, built once with named parameters.
+
+Each job runs these; building a SQLAlchemy statement and computing its cache key costs
+more Python than PostgreSQL spends running it, so they are built at import and only
+executed per job (bench/ingest.py measures the difference). Parameters are named
+``p_<name>``: SQLAlchemy reserves a column's own name in an INSERT or UPDATE.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import String, bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from shared.db.models import ProcessedNotification, Purchasing, TrackingBatch, TrackingJob
+
+jobs = TrackingJob.__table__
+batches = TrackingBatch.__table__
+processed = ProcessedNotification.__table__
+purchases = Purchasing.__table__
+
+_this_notification = (processed.c.scrapingjob_id == bindparam("p_scrapingjob_id")) & (
+    processed.c.custom_id == bindparam("p_custom_id")
+)
+
+#: the notification's job by custom_id, and whether this notification was processed
+FIND_JOB = (
+    select(
+        jobs.c.id,
+        jobs.c.custom_id,
+        jobs.c.job_id,
+        jobs.c.status,
+        jobs.c.target_url,
+        jobs.c.purchasing_id,
+        batches.c.batch_uuid.cast(String()),
+        select(processed.c.id).where(_this_notification).exists(),
+    )
+    .join(batches, batches.c.id == jobs.c.batch_id)
+    .where(jobs.c.custom_id == bindparam("p_custom_id"))
+)
+
+#: the processed mark (unique per job id and custom_id): a row only the first time
+MARK_PROCESSED = (
+    insert(processed)
+    .values(
+        scrapingjob_id=bindparam("p_scrapingjob_id"),
+        custom_id=bindparam("p_custom_id"),
+        status=bindparam("p_status"),
+        outcome=bindparam("p_outcome"),
+    )
+    .on_conflict_do_nothing()
+    .returning(processed.c.id)
+)
+
+#: the job's status under its row lock, and its age
+LOCK_JOB = (
+    select(jobs.c.status, func.now() - jobs.c.created_at)
+    .where(jobs.c.id == bindparam("p_job_id"))
+    .with_for_update()
+)
+
+END_JOB = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("p_job_id"))
+    .values(
+        status=bindparam("p_status"),
+        error=bindparam("p_error"),
+        rejected=bindparam("p_rejected", type_=jobs.c.rejected.type),
+        completed_at=func.now(),
+    )
+)
+
+
+def _keep_or(column, name):
+    return func.coalesce(bindparam(f"p_{name}", type_=column.type), column)
+
+
+_empty = func.coalesce(purchases.c.tracking_number, "") == ""
+
+#: the scraped values that are valid (None keeps a column as it is); the tracking number
+#: only where none is set: never overwrite a number someone else wrote. Returns the
+#: number the purchase has afterwards.
+FILL_PURCHASE = (
+    update(purchases)
+    .where(purchases.c.id == bindparam("p_purchasing_id"))
+    .values(
+        tracking_number=case(
+            (_empty, _keep_or(purchases.c.tracking_number, "tracking_number")),
+            else_=purchases.c.tracking_number,
+        ),
+        latest_delivery_status=_keep_or(purchases.c.latest_delivery_status, "delivery_status"),
+        shipping_method=_keep_or(purchases.c.shipping_method, "shipping_method"),
+        estimated_delivery_date=_keep_or(
+            purchases.c.estimated_delivery_date, "estimated_delivery_date"
+        ),
+    )
+    .returning(purchases.c.tracking_number)
+)
