@@ -19,5 +19,7 @@ def mask_email(email: str | None) -> str:
 
 def mask_emails_in(text: str) -> str:
     """Every e-mail-like run in ``text`` masked (also inside URLs, percent-encoded or not)."""
+    if "@" not in text and "%40" not in text:
+        return text  # nothing to mask (most log lines): no regex runs
     text = re.sub(r"%40", "@", text, flags=re.I)
     return _EMAIL.sub(lambda m: f"{m.group(1)[:1]}***@{m.group(2)}", text)
