@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import amqp
-from kombu import Connection, Producer
+from kombu import Connection, Exchange, Producer
 from kombu.transport.pyamqp import Transport as AmqpTransport
 
 from shared.messaging.envelope import Envelope
@@ -147,21 +146,18 @@ class MessagePublisher:
         confirms.returned.clear()
         confirms.nacked = 0
         for message in messages:
-            # straight to the channel: kombu's Producer.publish adds serialisation and
-            # declaration steps these bytes do not need (returns still reach on_return)
-            producer.channel.basic_publish(
-                amqp.Message(
-                    message.body,
-                    content_type=message.content_type,
-                    content_encoding="utf-8",
-                    application_headers=dict(message.headers),
-                    delivery_mode=2,
-                    message_id=message.message_id,
-                    **_expiration(message.expiration_s),
-                ),
-                exchange=message.exchange,
+            producer.publish(
+                message.body,
+                exchange=Exchange(message.exchange) if message.exchange else "",
                 routing_key=message.routing_key,
+                content_type=message.content_type,
+                content_encoding="utf-8",
+                delivery_mode=2,
                 mandatory=message.mandatory,
+                expiration=message.expiration_s,
+                headers=dict(message.headers),
+                message_id=message.message_id,
+                declare=[],
             )
             confirms.sent += 1
             confirms.pending.add(confirms.sent)
@@ -202,8 +198,3 @@ class MessagePublisher:
         self._producer = None
         with contextlib.suppress(Exception):  # already broken: nothing left to close
             self._connection.close()
-
-
-def _expiration(seconds: float | None) -> dict[str, str]:
-    """The per-message TTL property: whole milliseconds, as a string (AMQP's form)."""
-    return {} if seconds is None else {"expiration": str(int(seconds * 1000))}
