@@ -82,3 +82,10 @@ def test_mask_emails_in_text_and_urls():
     masked = mask_emails_in(text)
     assert "user@" not in masked and "u***@example.com" in masked
     assert "first" not in masked and "f***@ex.co.jp" in masked
+
+
+def test_an_address_only_percent_encoded_is_masked_and_text_without_one_is_kept():
+    encoded = "GET /go/jp/vieworder/W1/first%2Btag%40ex.co.jp failed"
+    assert "first" not in mask_emails_in(encoded) and "f***@ex.co.jp" in mask_emails_in(encoded)
+    plain = "[webhook] queued job.completed: custom_id=owryt-0a1b2c3d-0001 job_id=7"
+    assert mask_emails_in(plain) == plain
