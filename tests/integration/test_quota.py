@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, insert, select, text, update
 
 from shared.db.models import ApiCall
-from shared.db.session import make_session_factory
+from shared.db.session import make_engine, make_session_factory
 from shared.webscraper.quota import CREATE, LEDGER_LOCK, QuotaLedger, QuotaPolicy
 
 pytestmark = pytest.mark.integration
@@ -252,3 +252,18 @@ def test_an_outcome_that_agrees_with_the_api_is_written_and_changes_nothing_else
         kinds = connection.execute(select(ApiCall.kind)).scalars().all()
     assert sorted(kinds) == ["external"] * 8 + ["get", "get"]  # 0 left: 8 more made
     assert not quota.reserve("get").ready  # and the 429 blocks
+
+
+def test_a_connection_used_for_a_call_at_once_is_transactional_again_afterwards(db):
+    engine = make_engine(db.url, pool_size=1, max_overflow=0)  # one connection: the same one
+    sessions = make_session_factory(engine)
+    try:
+        quota = ledger(sessions, calls=10)
+        assert quota.reserve("get").ready  # the one-round-trip path, in autocommit
+        with sessions() as session:
+            assert session.connection().connection.driver_connection.autocommit is False
+            session.execute(insert(ApiCall).values(kind="get", at=func.now()))
+            session.rollback()
+        assert quota.used_in_window() == 1
+    finally:
+        engine.dispose()
