@@ -1,8 +1,10 @@
 """The consumer loop every service runs: manual acks, heartbeats, dead letters, SIGTERM.
 
-One message at a time (prefetch 1). The handler runs in a worker thread while this
-thread keeps the connection serviced (heartbeats in and out), so a slow API call never
-costs the connection. Outcomes:
+One message at a time (prefetch 1), or, with ``group_size`` N, up to N messages handed
+to a group handler at once (prefetch N: what arrived while the previous group was being
+handled), so that their database work can share transactions. The handler runs in a
+worker thread while this thread keeps the connection serviced (heartbeats in and out), so
+a slow API call never costs the connection. Outcomes, per message:
 
 - the handler returns: the message is acked;
 - it raises :class:`Reject` (or the body does not decode): a copy goes to the
@@ -11,6 +13,10 @@ costs the connection. Outcomes:
   retried in place with back-off, the message staying unacked for at most
   ``transient_budget_s`` (well under RabbitMQ's 30-minute ack timeout), then requeued;
 - any other exception is a bug for that message: it is dead-lettered with the error.
+
+A group handler returns one outcome per message (None, or the exception it would have
+raised); the messages whose outcome is transient are handled again, alone as a group,
+after the back-off, while the others are settled at once.
 
 ``stop`` (set by SIGTERM in each service's ``__main__``) ends the loop between messages;
 a message in hand gets ``shutdown_grace_s`` to finish, or is left unacked and comes back.
@@ -21,79 +27,40 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from kombu import Connection, Consumer
-from kombu.transport.pyamqp import Transport as AmqpTransport
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared.contracts import CONTRACTS
-from shared.messaging.envelope import Envelope, MessageDecodeError, decode
-from shared.messaging.publishing import MessagePublisher, PublishError
+from shared.messaging.delivery import (
+    CONNECTION_ERRORS,
+    Delivery,
+    GroupHandler,
+    Handler,
+    Reject,
+    Transient,
+    is_transient,
+)
+from shared.messaging.envelope import MessageDecodeError, decode
+from shared.messaging.publishing import MessagePublisher
 from shared.messaging.topology import ConsumerRoute, consumer_queues, declare_topology
-from shared.metrics import PARKINGS
 
+__all__ = [
+    "CONNECTION_ERRORS",
+    "ConsumerLoop",
+    "Delivery",
+    "GroupHandler",
+    "Handler",
+    "Reject",
+    "Transient",
+    "is_transient",
+]
 log = logging.getLogger("trackfill.consumer")
 TICK_S = 0.02
-
-
-class Reject(Exception):
-    """The message can never be handled; ``str(error)`` is the reason kept with it."""
-
-
-class Transient(Exception):
-    """The message cannot be handled now (an outage); try again later."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One received message, decoded and validated against its contract."""
-
-    envelope: Envelope
-    message: Any
-    headers: Mapping[str, Any]
-    queue: str
-    redelivered: bool
-    publisher: MessagePublisher
-    wait_queue: str = ""
-
-    def park(self, delay_s: float, **notes: Any) -> None:
-        """Put the message in its wait queue for ``delay_s``; it comes back to ``queue``
-        then (the handler returns normally and the original is acked), carrying ``notes``
-        as headers. Callers must park with expirations that end no earlier than the ones
-        already parked."""
-        headers = {k: v for k, v in self.headers.items() if k != "x-delivery-count"}
-        headers.update(notes)
-        PARKINGS.labels(self.wait_queue).inc()
-        self.publisher.publish(
-            "", self.wait_queue, self.envelope, expiration_s=max(delay_s, 0.001), headers=headers
-        )
-
-    def deaths(self, queue: str, reason: str = "expired") -> int:
-        """How often this message was dead-lettered from ``queue`` for ``reason``
-        (for a wait queue: how often it was parked)."""
-        return sum(
-            int(death.get("count", 0))
-            for death in self.headers.get("x-death") or []
-            if death.get("queue") == queue and death.get("reason") == reason
-        )
-
-
-Handler = Callable[[Delivery], None]
-
-
-#: Errors of a lost or refused broker connection.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, *AmqpTransport.connection_errors)
-_TRANSIENT = (Transient, PublishError, OperationalError, InterfaceError, *CONNECTION_ERRORS)
-
-
-def is_transient(error: BaseException) -> bool:
-    """An outage of a dependency (database, broker) rather than a problem of the message."""
-    return isinstance(error, _TRANSIENT)
 
 
 @dataclass
@@ -117,9 +84,10 @@ class ConsumerLoop:
         self,
         connect: Callable[[], Connection],
         route: ConsumerRoute,
-        handler: Handler,
+        handler: Handler | GroupHandler,
         stop: threading.Event,
         *,
+        group_size: int | None = None,
         poll_s: float = 0.5,
         transient_budget_s: float = 20 * 60,
         shutdown_grace_s: float = 8.0,
@@ -127,6 +95,8 @@ class ConsumerLoop:
         self._connect = connect
         self._route = route
         self._handler = handler
+        #: None: ``handler`` takes one delivery; N: it takes a list of up to N
+        self._group_size = group_size
         self._stop = stop
         self._poll_s = poll_s
         self._transient_budget_s = transient_budget_s
@@ -160,7 +130,7 @@ class ConsumerLoop:
 
     def _serve(self, connection: Connection) -> None:
         channel = connection.channel()
-        channel.basic_qos(0, 1, False)
+        channel.basic_qos(0, self._group_size or 1, False)
         control = MessagePublisher(connection, declare=False)
         consumer = Consumer(
             channel,
@@ -174,7 +144,13 @@ class ConsumerLoop:
             while not self._stop.is_set():
                 self._service(connection)
                 while self._received and not self._stop.is_set():
-                    self._handle(connection, control, self._received.pop(0))
+                    if self._group_size is None:
+                        self._handle(connection, control, self._received.pop(0))
+                    else:
+                        self._fill_group(connection)
+                        group = self._received[: self._group_size]
+                        del self._received[: self._group_size]
+                        self._handle_group(connection, control, group)
         self._received.clear()  # unacked: RabbitMQ redelivers them when the channel closes
 
     def _service(self, connection: Connection, timeout: float | None = None) -> None:
@@ -193,12 +169,7 @@ class ConsumerLoop:
         outcome = self._run_handler(connection, delivery)
         if outcome is None:
             return  # shutting down with the handler still busy: leave it unacked
-        if outcome == "ack":
-            message.ack()
-        elif outcome == "requeue":
-            message.requeue()
-        else:
-            self._dead_letter(control, message, outcome)
+        self._settle(control, message, outcome)
 
     def _decode(self, message: Any) -> Delivery:
         properties = message.properties or {}
@@ -220,6 +191,70 @@ class ConsumerLoop:
             self._work_publisher = MessagePublisher(self._work_connection)
         return self._work_publisher
 
+    def _handle_group(self, connection: Connection, control: MessagePublisher, group: list) -> None:
+        pending: list[tuple[Any, Delivery]] = []
+        for message in group:
+            try:
+                pending.append((message, self._decode(message)))
+            except MessageDecodeError as error:
+                self._dead_letter(control, message, f"undecodable: {error}")
+        started = time.monotonic()
+        backoff = _Backoff(first_s=1.0)
+        while pending:
+            deliveries = [delivery for _, delivery in pending]
+            future = self._executor.submit(self._handler, deliveries)
+            if not self._wait_for(connection, future):
+                return  # shutting down with the handler still busy: leave them unacked
+            outcomes = self._outcomes(future, len(pending))
+            retry = []
+            for (message, delivery), outcome in zip(pending, outcomes, strict=True):
+                if outcome is not None and is_transient(outcome):
+                    retry.append((message, delivery))
+                else:
+                    self._settle(control, message, self._verdict(delivery, outcome))
+            pending = retry
+            if not pending:
+                return
+            cause = next(o for o in outcomes if o is not None and is_transient(o))
+            if time.monotonic() - started > self._transient_budget_s:
+                log.warning("giving %d messages back to the queue after %s", len(pending), cause)
+                for message, _ in pending:
+                    message.requeue()
+                return
+            delay = backoff.next()
+            log.warning(
+                "transient failure on %d messages (%s); again in %.1fs", len(pending), cause, delay
+            )
+            if not self._wait_for(connection, None, delay):
+                return
+
+    @staticmethod
+    def _outcomes(future: Future, count: int) -> list[BaseException | None]:
+        error = future.exception()
+        if error is None:
+            outcomes = future.result()
+            if isinstance(outcomes, list) and len(outcomes) == count:
+                return outcomes
+            error = TypeError(f"the group handler did not give {count} outcomes: {outcomes!r}")
+        return [error] * count
+
+    def _fill_group(self, connection: Connection) -> None:
+        """Take in the messages that have already arrived, up to a group (each read of
+        the connection brings one)."""
+        while len(self._received) < (self._group_size or 1):
+            before = len(self._received)
+            self._service(connection, timeout=0.001)
+            if len(self._received) == before:
+                return
+
+    def _settle(self, control: MessagePublisher, message: Any, outcome: str) -> None:
+        if outcome == "ack":
+            message.ack()
+        elif outcome == "requeue":
+            message.requeue()
+        else:
+            self._dead_letter(control, message, outcome)
+
     def _run_handler(self, connection: Connection, delivery: Delivery) -> str | None:
         """'ack', 'requeue', a dead-letter reason, or None if stopping mid-handler."""
         started = time.monotonic()
@@ -229,13 +264,8 @@ class ConsumerLoop:
             if not self._wait_for(connection, future):
                 return None
             error = future.exception()
-            if error is None:
-                return "ack"
-            if isinstance(error, Reject):
-                return str(error)
-            if not is_transient(error):
-                log.error("handler failed on %s", delivery.envelope.id, exc_info=error)
-                return f"handler error: {type(error).__name__}: {error}"
+            if error is None or not is_transient(error):
+                return self._verdict(delivery, error)
             if time.monotonic() - started > self._transient_budget_s:
                 log.warning("giving %s back to the queue after %s", delivery.envelope.id, error)
                 return "requeue"
@@ -248,6 +278,16 @@ class ConsumerLoop:
             )
             if not self._wait_for(connection, None, delay):
                 return None
+
+    @staticmethod
+    def _verdict(delivery: Delivery, error: BaseException | None) -> str:
+        """'ack', or the reason a message that ended with ``error`` is dead-lettered."""
+        if error is None:
+            return "ack"
+        if isinstance(error, Reject):
+            return str(error)
+        log.error("handler failed on %s", delivery.envelope.id, exc_info=error)
+        return f"handler error: {type(error).__name__}: {error}"
 
     def _wait_for(self, connection: Connection, future: Future | None, delay: float = 0) -> bool:
         """Service the connection until ``future`` is done (or ``delay`` passed).

@@ -12,7 +12,13 @@ import pytest
 from shared.contracts import CandidateFound
 from shared.messaging.consuming import ConsumerLoop, Delivery, Reject, Transient
 from shared.messaging.envelope import new_envelope
-from shared.messaging.publishing import REASON_HEADER, MessagePublisher, PublishError, connect
+from shared.messaging.publishing import (
+    REASON_HEADER,
+    MessagePublisher,
+    Outgoing,
+    PublishError,
+    connect,
+)
 from shared.messaging.topology import (
     DELIVERY_LIMIT,
     PUBLISHER_CANDIDATES,
@@ -386,3 +392,60 @@ def test_a_connection_closed_by_the_broker_is_reopened_for_the_next_publish(publ
         management.http.delete(management._url("connections", connection["name"]), timeout=5)
     time.sleep(0.5)
     publisher.publish("candidate.found", "task", candidate(2))  # no error: reconnected
+
+
+def test_a_group_handler_gets_what_has_arrived_and_each_outcome_settles_its_message(
+    publisher, run_loop, vhost, ready_count
+):
+    for purchasing_id in range(1, 6):
+        publisher.publish("candidate.found", "task", candidate(purchasing_id))
+    groups: list[list[int]] = []
+
+    def handler(deliveries):
+        ids = [d.message.purchasing_id for d in deliveries]
+        groups.append(ids)
+        time.sleep(0.3)  # the rest of the prefetch arrives meanwhile
+        outcomes = {3: Reject("purchase 3 is gone"), 4: KeyError("boom")}
+        return [outcomes.get(i) for i in ids]
+
+    loop, stop, thread = run_loop(handler, group_size=4)
+    assert wait_until(lambda: sum(map(len, groups)) == 5)
+    assert [i for group in groups for i in group] == [1, 2, 3, 4, 5]
+    assert 3 <= max(map(len, groups)) <= 4  # grouped, and never more than 4 in hand
+    dead = vhost.management.wait_for_messages(vhost.name, DLQ, 2)
+    reasons = sorted(m["properties"]["headers"][REASON_HEADER] for m in dead)
+    assert reasons == ["handler error: KeyError: 'boom'", "purchase 3 is gone"]
+    stop.set()
+    thread.join(10)
+    assert ready_count(PUBLISHER_CANDIDATES) == 0  # the others were acked
+
+
+def test_only_the_messages_of_a_group_that_failed_transiently_are_handled_again(
+    publisher, run_loop, vhost, ready_count
+):
+    for purchasing_id in (1, 2, 3):
+        publisher.publish("candidate.found", "task", candidate(purchasing_id))
+    groups: list[list[int]] = []
+
+    def handler(deliveries):
+        ids = [d.message.purchasing_id for d in deliveries]
+        groups.append(ids)
+        first = len(groups) == 1
+        return [Transient("database restarting") if first and i == 2 else None for i in ids]
+
+    loop, stop, thread = run_loop(handler, group_size=10)
+    assert wait_until(lambda: len(groups) == 2, timeout=15)
+    assert groups == [[1, 2, 3], [2]]
+    stop.set()
+    thread.join(10)
+    assert ready_count(PUBLISHER_CANDIDATES) == 0
+    assert vhost.management.get_messages(vhost.name, DLQ) == []
+
+
+def test_a_group_handler_that_breaks_its_promise_dead_letters_instead_of_stopping(
+    publisher, run_loop, vhost
+):
+    run_loop(lambda deliveries: [], group_size=10)  # no outcome, whatever the group
+    publisher.publish_many([Outgoing.of("candidate.found", "task", candidate(i)) for i in (1, 2)])
+    dead = vhost.management.wait_for_messages(vhost.name, DLQ, 2)
+    assert all("did not give" in m["properties"]["headers"][REASON_HEADER] for m in dead)
