@@ -32,6 +32,7 @@ def build(settings: Settings, stop: threading.Event) -> ConsumerLoop:
         ROUTES[INGESTOR_COMPLETIONS],
         handler,
         stop,
+        group_size=settings.ingest_group_size,
     )
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ingestor.jobs import ENDED, Ending, JobRow, Jobs
 from ingestor.records import read_record, record_for
 from shared.contracts import JobCompleted
-from shared.messaging.consuming import Delivery, Reject
+from shared.messaging.consuming import Delivery, Reject, is_transient
 from shared.metrics import FILL_LATENCY, JOBS_ENDED, VALIDATION_FAILURES
 from shared.webscraper.client import (
     ApiError,
@@ -34,6 +35,18 @@ RUNNING = ("waiting-to-be-scheduled", "scheduled", "started", "shelved")
 ATTEMPTS = "x-trackfill-attempts"
 CONFIRMED = "x-trackfill-confirmed-status"
 EXPECTED = "x-trackfill-expected-records"
+MAX_PENDING = 1000
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A notification whose job ends now: what to write, and whose outcome it is."""
+
+    index: int
+    envelope_id: str
+    job: JobRow
+    event: JobCompleted
+    ending: Ending
 
 
 @dataclass(frozen=True)
@@ -57,40 +70,82 @@ class CompletionHandler:
         self._jobs = jobs
         self._client = client
         self._config = config
+        #: endings not written because of an outage, by envelope id (see _keep_for_retry)
+        self._pending: dict[str, Ending] = {}
 
-    def __call__(self, delivery: Delivery) -> None:
-        event: JobCompleted = delivery.message
-        job = self._check(delivery, event)
-        if job is None:
-            return
+    def __call__(self, deliveries: list[Delivery]) -> list[BaseException | None]:
+        """Handle a group of notifications: each is checked and confirmed with the API on
+        its own, then every job that ends is written in one transaction. One outcome per
+        delivery (see :data:`shared.messaging.consuming.GroupHandler`)."""
+        outcomes: list[BaseException | None] = [None] * len(deliveries)
+        jobs = self._jobs.find_many([d.message for d in deliveries])
+        ended: list[_Ended] = []
+        seen: set[tuple[str, int]] = set()
+        for i, delivery in enumerate(deliveries):
+            event: JobCompleted = delivery.message
+            try:
+                if (event.custom_id, event.scrapingjob_id) in seen:
+                    log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
+                    continue
+                seen.add((event.custom_id, event.scrapingjob_id))
+                job = self._check(delivery, event, jobs.get(event.custom_id))
+                ending = self._settled(delivery, event, job) if job else None
+            except Exception as error:  # noqa: BLE001 - each delivery's own outcome
+                outcomes[i] = error
+                continue
+            if job is not None and ending is not None:
+                ended.append(_Ended(i, delivery.envelope.id, job, event, ending))
+        for i, outcome in self._finish(ended):
+            outcomes[i] = outcome
+        return outcomes
+
+    def _settled(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> Ending | None:
+        """How the job ends, after the API calls; None when the message was parked."""
+        ending = self._pending.pop(delivery.envelope.id, None)
+        if ending is not None:
+            return ending  # confirmed and downloaded before an outage stopped the write
         try:
-            ending = self._ending(delivery, event, job)
+            return self._ending(delivery, event, job)
         except QuotaWait as wait:
             delivery.park(max(wait.wait_s, self._config.retry_s))
-            return
+            return None
         except Retryable as error:
-            ending = self._retry(delivery, event, f"API unavailable: {error}")
+            return self._retry(delivery, event, f"API unavailable: {error}")
         except NotFound:
-            ending = Ending(failure=f"scraping job {event.scrapingjob_id} not found in the API")
+            return Ending(failure=f"scraping job {event.scrapingjob_id} not found in the API")
         except ApiError as error:  # refused (the token?): keep it for an operator to replay
             raise Reject(f"{event.custom_id}: the API refused a follow-up call: {error}") from None
-        if ending is None:
-            return
-        age_s = self._jobs.finish(job, event, ending)
-        if age_s is None:
-            log.info("%s %s: duplicate notification, nothing changed", TAG, job.custom_id)
-            return
-        self._log_end(job, ending)
-        JOBS_ENDED.labels("failed" if ending.failure else "completed").inc()
-        if ending.scraped is not None:
-            for rule in ending.scraped.rejected:
-                VALIDATION_FAILURES.labels(rule).inc()
-            if ending.scraped.tracking_number:
-                FILL_LATENCY.observe(age_s)
 
-    def _check(self, delivery: Delivery, event: JobCompleted) -> JobRow | None:
+    def _finish(self, ended: list[_Ended]) -> Iterator[tuple[int, BaseException]]:
+        """Write the endings, all in one transaction; if that fails for a reason other
+        than an outage, one at a time, so that one bad job does not hold back the rest.
+        Yields the index and error of each that could not be written."""
+        if not ended:
+            return
+        try:
+            ages = self._jobs.finish_many([(e.job, e.event, e.ending) for e in ended])
+        except Exception as error:
+            if is_transient(error):
+                self._keep_for_retry(ended)
+                yield from ((e.index, error) for e in ended)
+            elif len(ended) == 1:
+                yield ended[0].index, error
+            else:
+                for one in ended:
+                    yield from self._finish([one])
+            return
+        for e, age_s in zip(ended, ages, strict=True):
+            self._log_end(e.job, e.ending, age_s)
+
+    def _keep_for_retry(self, ended: list[_Ended]) -> None:
+        """The API's answers, so that the retry after an outage writes them without
+        calling the API again (bounded: a lost retry must not keep memory forever)."""
+        if len(self._pending) > MAX_PENDING:
+            self._pending.clear()
+        self._pending.update((e.envelope_id, e.ending) for e in ended)
+
+    def _check(self, delivery: Delivery, event: JobCompleted, job: JobRow | None) -> JobRow | None:
         """The notification's job, or None when there is nothing (more) to do."""
-        job = self._jobs.find(event)
         if job is None:
             raise Reject(f"no tracking_job has custom_id {event.custom_id!r}")
         if job.job_id is None and job.status not in ENDED:
@@ -161,8 +216,17 @@ class CompletionHandler:
         delivery.park(self._config.retry_s, **notes)
         return None
 
-    def _log_end(self, job: JobRow, ending: Ending) -> None:
+    def _log_end(self, job: JobRow, ending: Ending, age_s: float | None) -> None:
+        if age_s is None:
+            log.info("%s %s: duplicate notification, nothing changed", TAG, job.custom_id)
+            return
         scraped = ending.scraped
+        JOBS_ENDED.labels("failed" if ending.failure else "completed").inc()
+        if scraped is not None:
+            for rule in scraped.rejected:
+                VALIDATION_FAILURES.labels(rule).inc()
+            if scraped.tracking_number:
+                FILL_LATENCY.observe(age_s)
         if ending.failure:
             log.warning("%s %s failed: %s", TAG, job.custom_id, ending.failure)
         elif scraped is not None and scraped.tracking_number:

@@ -1,5 +1,6 @@
-"""The ingestor's database work: find a notification's job, and end it in one transaction
-with everything that follows (purchase, re-check, batch counts, the processed mark)."""
+"""The ingestor's database work: find the notifications' jobs, and end them in one
+transaction with everything that follows (purchase, re-check, batch counts, the processed
+mark)."""
 
 from __future__ import annotations
 
@@ -62,54 +63,66 @@ class Jobs:
         self._sessions = sessions
         self._recheck = recheck
 
-    def find(self, event: JobCompleted) -> JobRow | None:
-        """The notification's job (by custom_id), and whether it was processed before."""
+    def find_many(self, events: list[JobCompleted]) -> dict[str, JobRow]:
+        """The notifications' jobs by custom_id, each with whether the notification for
+        its stored scraping job id was processed before."""
         with self._sessions() as session:
-            row = session.execute(
-                sql.FIND_JOB,
-                {"p_custom_id": event.custom_id, "p_scrapingjob_id": event.scrapingjob_id},
-            ).first()
-        return JobRow(*row) if row else None
+            rows = session.execute(
+                sql.FIND_JOBS, {"p_custom_ids": sorted({e.custom_id for e in events})}
+            ).all()
+        return {row.custom_id: JobRow(*row) for row in rows}
 
-    def finish(self, job: JobRow, event: JobCompleted, ending: Ending) -> float | None:
-        """End ``job`` as ``ending`` says; the seconds since the job was created (its
-        selection), or None (and nothing changed) if this notification was processed
-        before or the job had already ended."""
+    def finish_many(self, endings: list[tuple[JobRow, JobCompleted, Ending]]) -> list[float | None]:
+        """End each job as its ending says, all in one transaction; for each, the seconds
+        since the job was created (its selection), or None (and nothing changed) if its
+        notification was processed before or the job had already ended. Rows are locked
+        in one order (jobs by id, then batches), so concurrent groups cannot deadlock."""
+        ages: list[float | None] = [None] * len(endings)
+        order = sorted(range(len(endings)), key=lambda i: endings[i][0].id)
         with transaction(self._sessions) as session:
-            marked = session.execute(
-                sql.MARK_PROCESSED,
-                {
-                    "p_scrapingjob_id": event.scrapingjob_id,
-                    "p_custom_id": event.custom_id,
-                    "p_status": event.status,
-                    "p_outcome": ending.reason()[:1000] if ending.needs_recheck else "filled",
-                },
-            ).first()
-            current, age = session.execute(sql.LOCK_JOB, {"p_job_id": job.id}).one()
-            if marked is None or current in ENDED:
-                return None
-            rejected = ending.scraped.rejected if ending.scraped else {}
-            if ending.scraped is not None and job.purchasing_id is not None:
-                rejected = {**rejected, **_fill(session, job.purchasing_id, ending.scraped)}
-            session.execute(
-                sql.END_JOB,
-                {
-                    "p_job_id": job.id,
-                    "p_status": "failed" if ending.failure else "completed",
-                    "p_error": ending.failure[:2000] if ending.failure else None,
-                    "p_rejected": rejected or None,
-                },
+            for i in order:
+                ages[i] = self._end(session, *endings[i])
+            changed = {endings[i][0].batch_uuid for i in order if ages[i] is not None}
+            for batch_uuid in sorted(changed):
+                recount_batch(session, uuid.UUID(batch_uuid))
+        return ages
+
+    def _end(
+        self, session: Session, job: JobRow, event: JobCompleted, ending: Ending
+    ) -> float | None:
+        marked = session.execute(
+            sql.MARK_PROCESSED,
+            {
+                "p_scrapingjob_id": event.scrapingjob_id,
+                "p_custom_id": event.custom_id,
+                "p_status": event.status,
+                "p_outcome": ending.reason()[:1000] if ending.needs_recheck else "filled",
+            },
+        ).first()
+        current, age = session.execute(sql.LOCK_JOB, {"p_job_id": job.id}).one()
+        if marked is None or current in ENDED:
+            return None
+        rejected = ending.scraped.rejected if ending.scraped else {}
+        if ending.scraped is not None and job.purchasing_id is not None:
+            rejected = {**rejected, **_fill(session, job.purchasing_id, ending.scraped)}
+        session.execute(
+            sql.END_JOB,
+            {
+                "p_job_id": job.id,
+                "p_status": "failed" if ending.failure else "completed",
+                "p_error": ending.failure[:2000] if ending.failure else None,
+                "p_rejected": rejected or None,
+            },
+        )
+        if ending.needs_recheck and job.purchasing_id is not None:
+            schedule_recheck(
+                session,
+                job.purchasing_id,
+                ending.reason(),
+                self._recheck.base_s,
+                self._recheck.max_s,
             )
-            if ending.needs_recheck and job.purchasing_id is not None:
-                schedule_recheck(
-                    session,
-                    job.purchasing_id,
-                    ending.reason(),
-                    self._recheck.base_s,
-                    self._recheck.max_s,
-                )
-            recount_batch(session, uuid.UUID(job.batch_uuid))
-            return age.total_seconds()
+        return age.total_seconds()
 
 
 def _fill(session: Session, purchasing_id: int, scraped: Scraped) -> dict[str, str]:

@@ -8,8 +8,8 @@ executed per job (bench/ingest.py measures the difference). Parameters are named
 
 from __future__ import annotations
 
-from sqlalchemy import String, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, any_, bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from shared.db.models import ProcessedNotification, Purchasing, TrackingBatch, TrackingJob
 
@@ -18,12 +18,9 @@ batches = TrackingBatch.__table__
 processed = ProcessedNotification.__table__
 purchases = Purchasing.__table__
 
-_this_notification = (processed.c.scrapingjob_id == bindparam("p_scrapingjob_id")) & (
-    processed.c.custom_id == bindparam("p_custom_id")
-)
-
-#: the notification's job by custom_id, and whether this notification was processed
-FIND_JOB = (
+#: the notifications' jobs by custom_id, each with whether the notification for its
+#: stored scraping job id was processed (any other id is refused before it matters)
+FIND_JOBS = (
     select(
         jobs.c.id,
         jobs.c.custom_id,
@@ -32,10 +29,13 @@ FIND_JOB = (
         jobs.c.target_url,
         jobs.c.purchasing_id,
         batches.c.batch_uuid.cast(String()),
-        select(processed.c.id).where(_this_notification).exists(),
+        select(processed.c.id)
+        .where(processed.c.custom_id == jobs.c.custom_id)
+        .where(processed.c.scrapingjob_id == jobs.c.job_id)
+        .exists(),
     )
     .join(batches, batches.c.id == jobs.c.batch_id)
-    .where(jobs.c.custom_id == bindparam("p_custom_id"))
+    .where(jobs.c.custom_id == any_(bindparam("p_custom_ids", type_=ARRAY(String()))))
 )
 
 #: the processed mark (unique per job id and custom_id): a row only the first time

@@ -47,6 +47,7 @@ class Settings:
     http_timeout_s: float
     ingest_retry_s: float
     ingest_max_retries: int
+    ingest_group_size: int
     log_format: str
     metrics_port: int
 
@@ -83,11 +84,14 @@ DEFAULTS: dict[str, str] = {
     "HTTP_TIMEOUT_S": "30",
     "INGEST_RETRY_S": "30",
     "INGEST_MAX_RETRIES": "4",
+    "INGEST_GROUP_SIZE": "10",
     "LOG_FORMAT": "text",
     "METRICS_PORT": "0",
 }
 
 SECRETS = ("WEBSCRAPER_API_TOKEN", "WEBHOOK_TOKEN")
+#: the ingestor's prefetch and one transaction's jobs: a bound on what a failed group redoes
+MAX_GROUP_SIZE = 100
 
 
 def load_settings(
@@ -126,6 +130,7 @@ def load_settings(
         http_timeout_s=env.duration("HTTP_TIMEOUT_S"),
         ingest_retry_s=env.duration("INGEST_RETRY_S"),
         ingest_max_retries=env.count("INGEST_MAX_RETRIES", minimum=0),
+        ingest_group_size=env.count("INGEST_GROUP_SIZE", minimum=1, maximum=MAX_GROUP_SIZE),
         log_format=env.choice("LOG_FORMAT", ("text", "json")),
         metrics_port=env.count("METRICS_PORT", minimum=0),
     )
@@ -156,12 +161,14 @@ class _Env:
             raise SettingsError(f"{name} is required but not set")
         return value
 
-    def count(self, name: str, minimum: int = 1) -> int:
+    def count(self, name: str, minimum: int = 1, maximum: int | None = None) -> int:
         text = self.raw(name)
         if not re.fullmatch(r"[0-9]+", text) or int(text) < minimum:
             raise SettingsError(
                 f"{name} must be a whole number of at least {minimum}, got {text!r}"
             )
+        if maximum is not None and int(text) > maximum:
+            raise SettingsError(f"{name} must be at most {maximum}, got {text!r}")
         return int(text)
 
     def duration(self, name: str, allow_zero: bool = False) -> float:

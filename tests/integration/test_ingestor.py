@@ -5,6 +5,7 @@ choose them). The simulator's last-digit scenarios decide each page."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -13,7 +14,7 @@ import sys
 import threading
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from demo.stack import free_port
 from ingestor.__main__ import build as build_ingestor
@@ -58,8 +59,8 @@ def env(database_url, vhost, sim) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def ingestor(env):
+@contextlib.contextmanager
+def running_ingestor(env):
     stop = threading.Event()
     loop = build_ingestor(load_settings(env), stop)
     thread = threading.Thread(target=loop.run, daemon=True)
@@ -69,6 +70,46 @@ def ingestor(env):
     stop.set()
     thread.join(15)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def ingestor(env):
+    with running_ingestor(env):
+        yield
+
+
+@pytest.fixture
+def failing_fill(db):
+    """Make the fill of one purchase fail with a given SQLSTATE: ``once`` (a sequence,
+    which no rollback undoes) or every time."""
+
+    def install(purchasing_id: int, sqlstate: str, once: bool) -> None:
+        condition = "nextval('test_fill_failures') = 1" if once else "true"
+        with db.begin() as connection:
+            connection.execute(text("CREATE SEQUENCE test_fill_failures"))
+            connection.execute(
+                text(
+                    f"""CREATE FUNCTION test_fail_fill() RETURNS trigger AS $$
+                    BEGIN
+                      IF NEW.id = {int(purchasing_id)} AND {condition} THEN
+                        RAISE EXCEPTION 'the test refuses this fill' USING ERRCODE = '{sqlstate}';
+                      END IF;
+                      RETURN NEW;
+                    END $$ LANGUAGE plpgsql"""
+                )
+            )
+            connection.execute(
+                text(
+                    "CREATE TRIGGER test_fail_fill BEFORE UPDATE ON purchasing "
+                    "FOR EACH ROW EXECUTE FUNCTION test_fail_fill()"
+                )
+            )
+
+    yield install
+    with db.begin() as connection:
+        connection.execute(text("DROP TRIGGER IF EXISTS test_fail_fill ON purchasing"))
+        connection.execute(text("DROP FUNCTION IF EXISTS test_fail_fill()"))
+        connection.execute(text("DROP SEQUENCE IF EXISTS test_fill_failures"))
 
 
 @pytest.fixture
@@ -170,6 +211,68 @@ def test_three_duplicates_out_of_order_are_counted_once(published, gateway, inge
     assert logs == 1
     # the duplicates cost no API call
     assert len(published.calls("get")) == 3 and len(published.calls("json")) == 3
+
+
+def finished(sim, count: int) -> bool:
+    jobs = sim.state.snapshot()["jobs"]
+    return len(jobs) == count and all(j["status"] == "finished" for j in jobs)
+
+
+def test_notifications_that_arrive_together_are_written_together_and_once(
+    env, published, sim, vhost
+):
+    ids = published.make(0, 1, 2, 3, 4)
+    assert wait_until(lambda: finished(sim, 5), timeout=5)
+    jobs = [published.job(pid) for pid in ids]
+    for job in [*jobs, jobs[0], jobs[0]]:  # the first one three times
+        notify(env, job)
+    with running_ingestor(env):
+        assert wait_until(lambda: published.ended(*ids), timeout=20)
+        assert wait_until(
+            lambda: vhost.queue(INGESTOR_COMPLETIONS).get("messages") == 0, timeout=15
+        )
+    ended_at = {published.job(pid).completed_at for pid in ids}
+    assert len(ended_at) < len(ids)  # now() is the transaction's: some shared one
+    assert published.count(ProcessedNotification) == 5
+    assert len(published.calls("get")) == 5 and len(published.calls("json")) == 5
+    batch = published.batch()
+    assert (batch.status, batch.completed_jobs, batch.failed_jobs) == ("completed", 5, 0)
+
+
+def test_a_job_that_cannot_be_written_does_not_hold_back_its_group(
+    env, published, sim, vhost, failing_fill
+):
+    ids = published.make(0, 1, 2)
+    assert wait_until(lambda: finished(sim, 3), timeout=5)
+    failing_fill(ids[1], "P0001", once=False)  # not an outage: a bug for that job
+    for pid in ids:
+        notify(env, published.job(pid))
+    with running_ingestor(env):
+        (dead,) = vhost.management.wait_for_messages(
+            vhost.name, f"{INGESTOR_COMPLETIONS}.dead-letter", 1
+        )
+        assert wait_until(lambda: published.ended(ids[0], ids[2]), timeout=10)
+    reason = dead["properties"]["headers"]["x-trackfill-reason"]
+    assert "the test refuses this fill" in reason
+    assert payload_json(dead)["custom_id"] == published.job(ids[1]).custom_id
+    assert published.job(ids[1]).status == "pending"  # nothing of it was written
+    assert published.purchase(ids[0]).tracking_number is not None
+    assert published.purchase(ids[2]).tracking_number is not None
+
+
+def test_a_write_that_an_outage_stopped_is_retried_without_calling_the_api_again(
+    env, published, sim, failing_fill
+):
+    ids = published.make(0, 1)
+    assert wait_until(lambda: finished(sim, 2), timeout=5)
+    failing_fill(ids[1], "40001", once=True)  # a serialization failure: try again
+    for pid in ids:
+        notify(env, published.job(pid))
+    with running_ingestor(env):
+        assert wait_until(lambda: published.ended(*ids), timeout=15)
+    assert [published.job(pid).status for pid in ids] == ["completed", "completed"]
+    assert all(published.purchase(pid).tracking_number for pid in ids)
+    assert len(published.calls("get")) == 2 and len(published.calls("json")) == 2
 
 
 def test_a_job_id_mismatch_is_dead_lettered_with_its_reason(env, published, ingestor, vhost):

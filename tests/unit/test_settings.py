@@ -63,11 +63,18 @@ def test_durations_accept_fractions_so_tests_can_compress_time():
         ("WEBSCRAPER_API_URL", "api.webscraper.io"),
         ("DATABASE_URL", "sqlite:///x.db"),
         ("DATABASE_URL", "not a url"),
+        ("INGEST_GROUP_SIZE", "0"),
+        ("INGEST_GROUP_SIZE", "101"),
     ],
 )
 def test_a_malformed_setting_is_named_with_its_value(name, value):
     with pytest.raises(SettingsError, match=f"^{name} "):
         load_settings({name: value})
+
+
+def test_the_ingestor_groups_up_to_a_hundred_notifications():
+    assert load_settings({}).ingest_group_size == 10
+    assert load_settings({"INGEST_GROUP_SIZE": "100"}).ingest_group_size == 100
 
 
 def test_zero_publish_interval_is_allowed():
