@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ class WebScraperClient:
         self._token = token
         self._ledger = ledger
         self._timeout = (min(5.0, timeout_s), timeout_s)
-        self._http = session or requests.Session()
+        self._http = session or _session_for(self._base)
 
     # -- the endpoints ---------------------------------------------------------------------
     def create_job(self, body: dict[str, Any], reservation: Reservation) -> dict[str, Any]:
@@ -191,6 +192,20 @@ class WebScraperClient:
         raise ValidationFailed(
             f"{where}: refused ({status}) {_excerpt(errors or body)}", status, errors
         )
+
+
+def _session_for(base_url: str) -> requests.Session:
+    """A session that reads the environment (proxies, a CA bundle) once, for the one host
+    it talks to, instead of on every call: requests does that per request by default,
+    and it was a fifth of the ingestor's time. The same settings apply (``NO_PROXY``
+    included); only ``~/.netrc`` is not read (the API authenticates by its token)."""
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
 
 
 def _json_lines(raw: bytes) -> list[dict[str, Any]]:
