@@ -81,23 +81,31 @@ class CompletionHandler:
         jobs = self._jobs.find_many([d.message for d in deliveries])
         ended: list[_Ended] = []
         seen: set[tuple[str, int]] = set()
-        for i, delivery in enumerate(deliveries):
-            event: JobCompleted = delivery.message
-            try:
-                if (event.custom_id, event.scrapingjob_id) in seen:
-                    log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
+        with self._client.outcomes_together():
+            for i, delivery in enumerate(deliveries):
+                try:
+                    job, ending = self._look_at(delivery, jobs, seen)
+                except Exception as error:  # noqa: BLE001 - each delivery's own outcome
+                    outcomes[i] = error
                     continue
-                seen.add((event.custom_id, event.scrapingjob_id))
-                job = self._check(delivery, event, jobs.get(event.custom_id))
-                ending = self._settled(delivery, event, job) if job else None
-            except Exception as error:  # noqa: BLE001 - each delivery's own outcome
-                outcomes[i] = error
-                continue
-            if job is not None and ending is not None:
-                ended.append(_Ended(i, delivery.envelope.id, job, event, ending))
+                if job is not None and ending is not None:
+                    ended.append(_Ended(i, delivery.envelope.id, job, delivery.message, ending))
         for i, outcome in self._finish(ended):
             outcomes[i] = outcome
         return outcomes
+
+    def _look_at(
+        self, delivery: Delivery, jobs: dict[str, JobRow], seen: set[tuple[str, int]]
+    ) -> tuple[JobRow | None, Ending | None]:
+        """The notification's job and how it ends (None: nothing to write now)."""
+        event: JobCompleted = delivery.message
+        key = (event.custom_id, event.scrapingjob_id)
+        if key in seen:
+            log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
+            return None, None
+        seen.add(key)
+        job = self._check(delivery, event, jobs.get(event.custom_id))
+        return job, self._settled(delivery, event, job) if job else None
 
     def _settled(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> Ending | None:
         """How the job ends, after the API calls; None when the message was parked."""

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -95,6 +96,11 @@ class WebScraperClient:
         self._ledger = ledger
         self._timeout = (min(5.0, timeout_s), timeout_s)
         self._http = session or _session_for(self._base)
+
+    def outcomes_together(self) -> AbstractContextManager[None]:
+        """Calls made within it record their answers together at its end (see
+        :meth:`QuotaLedger.outcomes_together`)."""
+        return self._ledger.outcomes_together()
 
     # -- the endpoints ---------------------------------------------------------------------
     def create_job(self, body: dict[str, Any], reservation: Reservation) -> dict[str, Any]:

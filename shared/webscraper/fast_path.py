@@ -40,6 +40,17 @@ RETURNING (
 """
 
 
+# the outcomes of several calls, then the window's count once (the result is the last
+# statement's)
+_RECORD_OUTCOMES = """
+UPDATE api_call SET status = v.status, outcome = v.outcome
+FROM unnest(%(ids)s::bigint[], %(statuses)s::int[], %(outcomes)s::text[]) AS v(id, status, outcome)
+WHERE api_call.id = v.id;
+SELECT count(*) FROM api_call, (SELECT clock_timestamp() AS t) AS now_
+WHERE at > now_.t - make_interval(secs => %(span_s)s) AND at <= now_.t
+"""
+
+
 def reserve_now(
     connection: Connection,
     kind: str,
@@ -67,3 +78,17 @@ def record_outcome(
         _RECORD_OUTCOME,
         {"status": status, "outcome": outcome, "id": call_id, "span_s": span_s},
     ).scalar()
+
+
+def record_outcomes(
+    connection: Connection,
+    outcomes: list[tuple[int, int | None, str]],
+    span_s: float,
+) -> int:
+    """Write several calls' answers (id, status, outcome) in one round trip; the number
+    of calls in the window ending now."""
+    ids, statuses, texts = zip(*outcomes, strict=True)
+    return connection.exec_driver_sql(
+        _RECORD_OUTCOMES,
+        {"ids": list(ids), "statuses": list(statuses), "outcomes": list(texts), "span_s": span_s},
+    ).scalar_one()

@@ -21,11 +21,15 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import ApiCall, QuotaState
@@ -98,6 +102,7 @@ class QuotaLedger:
     def __init__(self, sessions: sessionmaker[Session], policy: QuotaPolicy):
         self._sessions = sessions
         self.policy = policy
+        self._held = threading.local()
 
     # -- reservations ------------------------------------------------------------------
     def reserve(
@@ -253,7 +258,11 @@ class QuotaLedger:
         retry_after_s: float | None = None,
     ) -> None:
         """What the call got, and what the API said about the quota (see :meth:`observe`),
-        in one transaction."""
+        in one transaction (or with the others at the end of :meth:`outcomes_together`)."""
+        held = getattr(self._held, "outcomes", None)
+        if held is not None and retry_after_s is None and reservation.id is not None:
+            held.append((reservation.id, status, outcome[:500], remaining))
+            return
         if retry_after_s is None:
             with autocommit(self._sessions) as connection:
                 used = fast_path.record_outcome(
@@ -268,6 +277,36 @@ class QuotaLedger:
                 .values(status=status, outcome=outcome[:500])
             )
             self._observe(session, remaining, retry_after_s)
+
+    @contextmanager
+    def outcomes_together(self) -> Iterator[None]:
+        """Within it (in this thread), the answers of calls that carry no Retry-After are
+        written together when it ends, in one round trip instead of one each. The calls
+        themselves are in the ledger already (reserved and marked used before they were
+        made), so the count is never behind; only their answers wait, and what those
+        said about the quota (the lowest remaining) is compared with the ledger then.
+        If the database cannot take them, the answers are lost and the calls stay
+        counted: a warning, not an error, so the work they fetched is not lost too."""
+        held: list[tuple[int, int | None, str, int | None]] = []
+        self._held.outcomes = held
+        try:
+            yield
+        finally:
+            self._held.outcomes = None
+            if held:
+                self._record_held(held)
+
+    def _record_held(self, held: list[tuple[int, int | None, str, int | None]]) -> None:
+        try:
+            with autocommit(self._sessions) as connection:
+                used = fast_path.record_outcomes(
+                    connection, [call[:3] for call in held], self.policy.span_s
+                )
+            remaining = min((r for *_, r in held if r is not None), default=None)
+            if remaining is not None and self.policy.calls - used > remaining:
+                self.observe(remaining)
+        except (OperationalError, InterfaceError) as error:
+            log.warning("the answers of %d API calls were not recorded: %s", len(held), error)
 
     def record_job(self, reservation: Reservation, job_id: int) -> None:
         """A create was answered with ``job_id``: kept with the call at once."""

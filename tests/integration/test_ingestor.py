@@ -20,6 +20,7 @@ from demo.stack import free_port
 from ingestor.__main__ import build as build_ingestor
 from shared.contracts import JobCompleted
 from shared.db.models import (
+    ApiCall,
     ProcessedNotification,
     PurchaseCheck,
     Purchasing,
@@ -235,6 +236,11 @@ def test_notifications_that_arrive_together_are_written_together_and_once(
     assert len(ended_at) < len(ids)  # now() is the transaction's: some shared one
     assert published.count(ProcessedNotification) == 5
     assert len(published.calls("get")) == 5 and len(published.calls("json")) == 5
+    with published.sessions() as session:  # the ledger has every answer, written together
+        answers = session.execute(
+            select(ApiCall.kind, ApiCall.status).where(ApiCall.kind.in_(("get", "json")))
+        ).all()
+    assert sorted(answers) == [("get", 200)] * 5 + [("json", 200)] * 5
     batch = published.batch()
     assert (batch.status, batch.completed_jobs, batch.failed_jobs) == ("completed", 5, 0)
 

@@ -6,9 +6,11 @@ import threading
 
 import pytest
 from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from shared.db.models import ApiCall
 from shared.db.session import make_engine, make_session_factory
+from shared.webscraper import fast_path
 from shared.webscraper.quota import CREATE, LEDGER_LOCK, QuotaLedger, QuotaPolicy
 
 pytestmark = pytest.mark.integration
@@ -267,3 +269,53 @@ def test_a_connection_used_for_a_call_at_once_is_transactional_again_afterwards(
         assert quota.used_in_window() == 1
     finally:
         engine.dispose()
+
+
+def outcomes(db) -> dict[int, tuple]:
+    with db.connect() as connection:
+        rows = connection.execute(select(ApiCall.id, ApiCall.status, ApiCall.outcome)).all()
+    return {row.id: (row.status, row.outcome) for row in rows}
+
+
+def test_answers_held_together_are_written_at_the_end_in_one_go(sessions, db):
+    quota = ledger(sessions, calls=10)
+    with quota.outcomes_together():
+        first, second = quota.reserve("get", use=True), quota.reserve("json", use=True)
+        quota.record_outcome(first, 200, "OK", remaining=9)
+        quota.record_outcome(second, 404, "Not Found", remaining=8)
+        assert outcomes(db) == {first.id: (None, None), second.id: (None, None)}
+        assert quota.used_in_window() == 2  # the calls count at once; only answers wait
+    assert outcomes(db) == {first.id: (200, "OK"), second.id: (404, "Not Found")}
+    assert quota.used_in_window() == 2  # the API agreed: nothing else written
+
+
+def test_held_answers_that_report_less_room_tighten_the_ledger_at_the_end(sessions, db):
+    quota = ledger(sessions, calls=10)
+    with quota.outcomes_together():
+        call = quota.reserve("get", use=True)
+        quota.record_outcome(call, 200, "OK", remaining=7)  # two calls we did not make
+        quota.record_outcome(quota.reserve("get", use=True), 200, "OK", remaining=6)
+    assert quota.used_in_window() == 4  # the lowest remaining (6) decides: 2 external
+
+
+def test_a_retry_after_within_held_answers_blocks_at_once(sessions):
+    quota = ledger(sessions, calls=10)
+    with quota.outcomes_together():
+        quota.record_outcome(quota.reserve("get", use=True), 429, "Too Many", 0, retry_after_s=5)
+        assert not quota.reserve("get").ready  # not held back: the block is in force now
+
+
+def test_held_answers_the_database_cannot_take_are_dropped_with_a_warning(
+    sessions, db, monkeypatch, caplog
+):
+    quota = ledger(sessions, calls=10)
+
+    def down(*args, **kwargs):
+        raise OperationalError("UPDATE", {}, Exception("the database is restarting"))
+
+    monkeypatch.setattr(fast_path, "record_outcomes", down)
+    with quota.outcomes_together():
+        call = quota.reserve("get", use=True)
+        quota.record_outcome(call, 200, "OK", remaining=9)
+    assert outcomes(db) == {call.id: (None, None)}  # the call itself stays counted
+    assert "the answers of 1 API calls were not recorded" in caplog.text
