@@ -9,8 +9,9 @@ generator (separate processes, keep-alive connections, form bodies as the servic
    when each request was due (goal: the gateway's p99 < 25 ms at 300 req/s);
 2. closed loop: ``--clients`` connections sending back to back for ``--seconds``:
    requests/s of each, and the ratio gateway / bare (goal >= 0.7); and the CPU time
-   per request of the server process and of RabbitMQ (which shares the machine's cores
-   with the load generator).
+   per request of the server process, of RabbitMQ and of the load generator (which
+   share the machine's cores), and what the ratio would be if the gateway cost only
+   bare Flask's CPU plus RabbitMQ's.
 The queue the gateway fills is purged after each phase.
 
     .venv/bin/python bench/gateway.py [--rate 300] [--seconds 5] [--clients 8] [--threads 8]
@@ -94,6 +95,7 @@ def closed_loop(port: int, seconds: float, start: float, results) -> None:
     while time.monotonic() < start:
         time.sleep(0.001)
     end = start + seconds
+    cpu = time.process_time()
     while time.monotonic() < end:
         n += 1
         connection.request("POST", PATH, body(n), HEADERS)
@@ -101,7 +103,7 @@ def closed_loop(port: int, seconds: float, start: float, results) -> None:
         answer.read()
         done += 1
         errors += answer.status != 200
-    results.put((done, errors))
+    results.put((done, errors, time.process_time() - cpu))
 
 
 def open_loop(port: int, rate: float, seconds: float, start: float, results) -> None:
@@ -166,17 +168,18 @@ def measure(port: int, options, reset, server_pid: int) -> dict[str, float]:
     closed = run_clients(closed_loop, port, options.clients, options.seconds)
     server_cpu, broker_cpu = cpu_s(server_pid) - before[0], cpu_s(broker) - before[1]
     reset()
-    done = sum(d for d, _ in closed)
+    done = sum(d for d, _, _ in closed)
     latencies = sorted(ms for samples, _ in opened for ms in samples)
     return {
         "rps": done / options.seconds,
-        "errors": sum(e for _, e in closed) + sum(e for _, e in opened),
+        "errors": sum(e for _, e, _ in closed) + sum(e for _, e in opened),
         "p50": statistics.median(latencies),
         "p99": latencies[int(len(latencies) * 0.99) - 1],
         "sent": len(latencies),
         # CPU per request in the closed loop: where the machine's cores go
         "server_ms": server_cpu / done * 1000,
         "broker_ms": broker_cpu / done * 1000,
+        "client_ms": sum(c for _, _, c in closed) / done * 1000,
     }
 
 
@@ -242,15 +245,30 @@ def main() -> int:
     )
     print(
         f"{'':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'sent':>6} {'errors':>6}"
-        f" {'CPU ms/req: server':>19} {'RabbitMQ':>8}"
+        f" {'CPU ms/req: server':>19} {'RabbitMQ':>8} {'load gen.':>9}"
     )
     for name, f in figures.items():
         print(
             f"{name:12} {f['rps']:8.0f} {f['p50']:8.2f} {f['p99']:8.2f} "
             f"{f['sent']:6d} {f['errors']:6d} {f['server_ms']:19.3f} {f['broker_ms']:8.3f}"
+            f" {f['client_ms']:9.3f}"
         )
-    ratio = figures["gateway"]["rps"] / figures["bare Flask"]["rps"]
+    bare, gateway = figures["bare Flask"], figures["gateway"]
+    ratio = gateway["rps"] / bare["rps"]
     print(f"throughput ratio gateway / bare Flask: {ratio:.2f} (goal >= 0.7)")
+    # where the cores are the limit, requests/s go as 1 / (CPU per request of all parts)
+    per_request = {
+        name: f["server_ms"] + f["broker_ms"] + f["client_ms"] for name, f in figures.items()
+    }
+    bound = (bare["server_ms"] + bare["client_ms"]) / (
+        bare["server_ms"] + bare["client_ms"] + gateway["broker_ms"]
+    )
+    print(
+        "CPU per request, server + RabbitMQ + load generator: "
+        f"bare {per_request['bare Flask']:.3f} ms, gateway {per_request['gateway']:.3f} ms "
+        f"(their ratio {per_request['bare Flask'] / per_request['gateway']:.2f}); bare Flask "
+        f"with only RabbitMQ's share added: {bound:.2f}"
+    )
     print(f"gateway p99 at {options.rate:g} req/s: {figures['gateway']['p99']:.2f} ms (goal < 25)")
     return 0
 
