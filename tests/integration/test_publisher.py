@@ -116,26 +116,25 @@ def all_published(db, n: int) -> bool:
 
 def assert_within_quota(sim, db) -> None:
     with make_session_factory(db)() as session:
-        marked = (
-            session.execute(
-                select(ApiCall.used_at)
-                .where(ApiCall.kind == "create", ApiCall.used_at.is_not(None))
-                .order_by(ApiCall.used_at)
-            )
-            .scalars()
-            .all()
-        )
+        made = session.execute(
+            select(ApiCall.kind, ApiCall.used_at)
+            .where(ApiCall.used_at.is_not(None))
+            .order_by(ApiCall.used_at)
+        ).all()
+    # The quota and the spacing are checked where they are decided, on the ledger's marks,
+    # exactly: arrivals at the in-process simulator differ from the marks by the HTTP hop,
+    # whose jitter (up to 35 ms seen here, in one busy process, around a failover; more
+    # than the ledger's 0.1 s margin once in the full suite) is nothing against the real
+    # 15-minute window. The simulator's own count of the quota is its 429s.
+    marked = [at for kind, at in made if kind == "create"]
     ledger_gaps = [(b - a).total_seconds() for a, b in zip(marked, marked[1:], strict=False)]
-    # The spacing is our own pace (the API only counts calls), so it is checked where it
-    # is decided, exactly: arrivals at the simulator differ from the marks by the HTTP hop,
-    # whose jitter (up to 35 ms seen here, in one busy process, around a failover) is half
-    # of a 0.06 s interval compressed 100x and nothing against the real 6 s.
     assert min(ledger_gaps, default=SPACING) >= SPACING
     calls = sim.state.snapshot()["calls"]
     assert [c for c in calls if c["status"] == 429] == []
-    times = sorted(c["t"] for c in calls)
+    assert len(calls) == len(made)  # every call made is in the ledger
+    times = [at for _, at in made]
     for i, start in enumerate(times):
-        in_window = sum(1 for t in times[i:] if t < start + WINDOW)
+        in_window = sum(1 for t in times[i:] if (t - start).total_seconds() < WINDOW)
         assert in_window <= CALLS, f"{in_window} calls in the window from {start}"
 
 
