@@ -18,7 +18,6 @@ ingestor is never starved (follow-ups may use the whole window). What the API it
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import logging
 import threading
@@ -36,6 +35,7 @@ from shared.db.models import ApiCall, QuotaState
 from shared.db.session import autocommit, transaction
 from shared.webscraper import fast_path
 from shared.webscraper.fast_path import LEDGER_LOCK
+from shared.webscraper.windows import first_valid
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -420,7 +420,7 @@ class QuotaLedger:
             return earliest
         if kind == CREATE and ordered:
             earliest = max(earliest, self._next_create_time(session))
-        return _first_valid(self._limits(session, kind, now), earliest, self._span())
+        return first_valid(self._limits(session, kind, now), earliest, self._span())
 
     def _far_from_cap(self, session: Session, slot: dt.datetime) -> bool:
         """Fewer than ``calls - 1`` calls reserved within a window either side of ``slot``:
@@ -439,30 +439,3 @@ class QuotaLedger:
         if last is None:
             return dt.datetime.min.replace(tzinfo=dt.UTC)
         return last + dt.timedelta(seconds=self.policy.min_interval_s)
-
-
-def _first_valid(
-    limits: list[tuple[list[dt.datetime], int]], earliest: dt.datetime, span: dt.timedelta
-) -> dt.datetime:
-    """The earliest t >= ``earliest`` such that, for each (sorted times, cap) in
-    ``limits``, every window of length ``span`` holding t holds fewer than ``cap`` of the
-    times. A slot can only open when a reserved call leaves a window, so the candidates
-    are ``earliest`` and each time + span."""
-    candidates = {earliest} | {
-        t + span for times, _ in limits for t in times if t + span > earliest
-    }
-    for slot in sorted(candidates):
-        if all(_fits(times, slot, span, cap) for times, cap in limits):
-            return slot
-    return max(earliest, *(times[-1] + span for times, _ in limits if times))
-
-
-def _fits(times: list[dt.datetime], slot: dt.datetime, span: dt.timedelta, cap: int) -> bool:
-    """Every window (e - span, e] holding ``slot`` keeps fewer than ``cap`` calls; such
-    windows end at ``slot`` or at a reserved time less than ``span`` after it."""
-    later = times[bisect.bisect_right(times, slot) : bisect.bisect_left(times, slot + span)]
-    for end in [slot, *later]:
-        inside = bisect.bisect_right(times, end) - bisect.bisect_right(times, end - span)
-        if inside + 1 > cap:
-            return False
-    return True

@@ -5,7 +5,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.webscraper.quota import _first_valid, _fits
+from shared.webscraper.windows import first_valid, fits
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SPAN = dt.timedelta(seconds=10)
@@ -16,20 +16,20 @@ def at(*seconds: float) -> list[dt.datetime]:
 
 
 def test_a_free_window_gives_the_earliest_time():
-    assert _first_valid([([], 3)], T0, SPAN) == T0
+    assert first_valid([([], 3)], T0, SPAN) == T0
 
 
 def test_a_full_window_gives_the_moment_the_oldest_call_leaves_it():
     times = at(0, 1, 2)
-    assert _first_valid([(times, 3)], T0 + dt.timedelta(seconds=3), SPAN) == at(10)[0]
+    assert first_valid([(times, 3)], T0 + dt.timedelta(seconds=3), SPAN) == at(10)[0]
 
 
 def test_a_slot_must_not_overfill_a_later_window_either():
     times = at(0, 11, 12)  # calls planned ahead of the slot
     # a call at 5 would put 5, 11 and 12 in the window (2, 12]
-    assert not _fits(times, at(5)[0], SPAN, cap=2)
-    assert _fits(times, at(5)[0], SPAN, cap=3)
-    assert _first_valid([(times, 2)], at(5)[0], SPAN) == at(21)[0]
+    assert not fits(times, at(5)[0], SPAN, cap=2)
+    assert fits(times, at(5)[0], SPAN, cap=3)
+    assert first_valid([(times, 2)], at(5)[0], SPAN) == at(21)[0]
 
 
 @settings(max_examples=200, deadline=None)
@@ -39,7 +39,7 @@ def test_every_slot_handed_out_keeps_every_window_under_the_cap(starts, cap):
     in any window of the span."""
     times: list[dt.datetime] = []
     for start in starts:
-        slot = _first_valid([(sorted(times), cap)], at(start)[0], SPAN)
+        slot = first_valid([(sorted(times), cap)], at(start)[0], SPAN)
         assert slot >= at(start)[0]
         times.append(slot)
     times.sort()
@@ -51,6 +51,6 @@ def test_every_slot_handed_out_keeps_every_window_under_the_cap(starts, cap):
 def test_every_limit_must_hold_at_the_slot():
     calls = at(0, 1, 2, 3)  # four calls, two of them creations
     creations = at(0, 1)
-    assert _first_valid([(calls, 10), (creations, 3)], at(4)[0], SPAN) == at(4)[0]
-    assert _first_valid([(calls, 10), (creations, 2)], at(4)[0], SPAN) == at(10)[0]
-    assert _first_valid([(calls, 4), (creations, 3)], at(4)[0], SPAN) == at(10)[0]
+    assert first_valid([(calls, 10), (creations, 3)], at(4)[0], SPAN) == at(4)[0]
+    assert first_valid([(calls, 10), (creations, 2)], at(4)[0], SPAN) == at(10)[0]
+    assert first_valid([(calls, 4), (creations, 3)], at(4)[0], SPAN) == at(10)[0]
