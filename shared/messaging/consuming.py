@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from kombu import Connection, Consumer
 
@@ -202,7 +202,7 @@ class ConsumerLoop:
         backoff = _Backoff(first_s=1.0)
         while pending:
             deliveries = [delivery for _, delivery in pending]
-            future = self._executor.submit(self._handler, deliveries)
+            future = self._executor.submit(cast(GroupHandler, self._handler), deliveries)
             if not self._wait_for(connection, future):
                 return  # shutting down with the handler still busy: leave them unacked
             outcomes = self._outcomes(future, len(pending))
@@ -260,7 +260,7 @@ class ConsumerLoop:
         started = time.monotonic()
         backoff = _Backoff(first_s=1.0)
         while True:
-            future = self._executor.submit(self._handler, delivery)
+            future = self._executor.submit(cast(Handler, self._handler), delivery)
             if not self._wait_for(connection, future):
                 return None
             error = future.exception()
