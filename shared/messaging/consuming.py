@@ -16,7 +16,8 @@ a slow API call never costs the connection. Outcomes, per message:
 
 A group handler returns one outcome per message (None, or the exception it would have
 raised); the messages whose outcome is transient are handled again, alone as a group,
-after the back-off, while the others are settled at once.
+after the back-off, while the others are settled at once. A handler of one delivery is
+run the same way, in groups of one.
 
 ``stop`` (set by SIGTERM in each service's ``__main__``) ends the loop between messages;
 a message in hand gets ``shutdown_grace_s`` to finish, or is left unacked and comes back.
@@ -94,9 +95,11 @@ class ConsumerLoop:
     ):
         self._connect = connect
         self._route = route
-        self._handler = handler
-        #: None: ``handler`` takes one delivery; N: it takes a list of up to N
-        self._group_size = group_size
+        #: groups of one for a handler that takes one delivery (``group_size`` None)
+        self._handler: GroupHandler = (
+            cast(GroupHandler, handler) if group_size else _one_at_a_time(cast(Handler, handler))
+        )
+        self._group_size = group_size or 1
         self._stop = stop
         self._poll_s = poll_s
         self._transient_budget_s = transient_budget_s
@@ -130,7 +133,7 @@ class ConsumerLoop:
 
     def _serve(self, connection: Connection) -> None:
         channel = connection.channel()
-        channel.basic_qos(0, self._group_size or 1, False)
+        channel.basic_qos(0, self._group_size, False)
         control = MessagePublisher(connection, declare=False)
         consumer = Consumer(
             channel,
@@ -144,13 +147,10 @@ class ConsumerLoop:
             while not self._stop.is_set():
                 self._service(connection)
                 while self._received and not self._stop.is_set():
-                    if self._group_size is None:
-                        self._handle(connection, control, self._received.pop(0))
-                    else:
-                        self._fill_group(connection)
-                        group = self._received[: self._group_size]
-                        del self._received[: self._group_size]
-                        self._handle_group(connection, control, group)
+                    self._fill_group(connection)
+                    group = self._received[: self._group_size]
+                    del self._received[: self._group_size]
+                    self._handle_group(connection, control, group)
         self._received.clear()  # unacked: RabbitMQ redelivers them when the channel closes
 
     def _service(self, connection: Connection, timeout: float | None = None) -> None:
@@ -159,17 +159,6 @@ class ConsumerLoop:
             connection.drain_events(timeout=self._poll_s if timeout is None else timeout)
         except TimeoutError:
             connection.heartbeat_check()
-
-    def _handle(self, connection: Connection, control: MessagePublisher, message: Any) -> None:
-        try:
-            delivery = self._decode(message)
-        except MessageDecodeError as error:
-            self._dead_letter(control, message, f"undecodable: {error}")
-            return
-        outcome = self._run_handler(connection, delivery)
-        if outcome is None:
-            return  # shutting down with the handler still busy: leave it unacked
-        self._settle(control, message, outcome)
 
     def _decode(self, message: Any) -> Delivery:
         properties = message.properties or {}
@@ -202,7 +191,7 @@ class ConsumerLoop:
         backoff = _Backoff(first_s=1.0)
         while pending:
             deliveries = [delivery for _, delivery in pending]
-            future = self._executor.submit(cast(GroupHandler, self._handler), deliveries)
+            future = self._executor.submit(self._handler, deliveries)
             if not self._wait_for(connection, future):
                 return  # shutting down with the handler still busy: leave them unacked
             outcomes = self._outcomes(future, len(pending))
@@ -216,15 +205,14 @@ class ConsumerLoop:
             if not pending:
                 return
             cause = next(o for o in outcomes if o is not None and is_transient(o))
+            which = f"{pending[0][1].envelope.id} and {len(pending) - 1} more"
             if time.monotonic() - started > self._transient_budget_s:
-                log.warning("giving %d messages back to the queue after %s", len(pending), cause)
+                log.warning("giving %s back to the queue after %s", which, cause)
                 for message, _ in pending:
                     message.requeue()
                 return
             delay = backoff.next()
-            log.warning(
-                "transient failure on %d messages (%s); again in %.1fs", len(pending), cause, delay
-            )
+            log.warning("transient failure on %s (%s); retrying in %.1fs", which, cause, delay)
             if not self._wait_for(connection, None, delay):
                 return
 
@@ -241,43 +229,18 @@ class ConsumerLoop:
     def _fill_group(self, connection: Connection) -> None:
         """Take in the messages that have already arrived, up to a group (each read of
         the connection brings one)."""
-        while len(self._received) < (self._group_size or 1):
+        while len(self._received) < self._group_size:
             before = len(self._received)
             self._service(connection, timeout=0.001)
             if len(self._received) == before:
                 return
 
     def _settle(self, control: MessagePublisher, message: Any, outcome: str) -> None:
+        """Ack (``outcome`` 'ack') or dead-letter with ``outcome`` as the reason."""
         if outcome == "ack":
             message.ack()
-        elif outcome == "requeue":
-            message.requeue()
         else:
             self._dead_letter(control, message, outcome)
-
-    def _run_handler(self, connection: Connection, delivery: Delivery) -> str | None:
-        """'ack', 'requeue', a dead-letter reason, or None if stopping mid-handler."""
-        started = time.monotonic()
-        backoff = _Backoff(first_s=1.0)
-        while True:
-            future = self._executor.submit(cast(Handler, self._handler), delivery)
-            if not self._wait_for(connection, future):
-                return None
-            error = future.exception()
-            if error is None or not is_transient(error):
-                return self._verdict(delivery, error)
-            if time.monotonic() - started > self._transient_budget_s:
-                log.warning("giving %s back to the queue after %s", delivery.envelope.id, error)
-                return "requeue"
-            delay = backoff.next()
-            log.warning(
-                "transient failure on %s (%s); retrying in %.1fs",
-                delivery.envelope.id,
-                error,
-                delay,
-            )
-            if not self._wait_for(connection, None, delay):
-                return None
 
     @staticmethod
     def _verdict(delivery: Delivery, error: BaseException | None) -> str:
@@ -315,3 +278,17 @@ class ConsumerLoop:
         log.warning("dead-lettering a message from %s: %s", self._route.queue, reason)
         control.dead_letter(message, self._route.queue, reason)
         message.ack()
+
+
+def _one_at_a_time(handler: Handler) -> GroupHandler:
+    """``handler`` as a group handler, for groups of one."""
+
+    def handle(deliveries: list[Delivery]) -> list[BaseException | None]:
+        (delivery,) = deliveries
+        try:
+            handler(delivery)
+        except BaseException as error:  # noqa: BLE001 - the outcome, as a future keeps it
+            return [error]
+        return [None]
+
+    return handle
