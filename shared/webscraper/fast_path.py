@@ -3,9 +3,10 @@
 Most calls are follow-ups (status check, download) made at once, far from the cap, and
 most answers agree with the ledger. The general path in :mod:`shared.webscraper.quota`
 spends a transaction of about six statements on each; here each is one string sent in
-autocommit mode (see :func:`shared.db.session.autocommit`). Anything that is not the
-common case (the window nearly full, a block in force, the API counting more calls than
-the ledger) returns None, and the caller takes the general path, which decides.
+autocommit mode (see :func:`shared.db.session.autocommit`). A reservation that is not
+the common case (the window nearly full, a block in force) returns None, and the caller
+takes the general path, which decides; answers return the window's count, and the caller
+tightens the ledger where the API counts more calls than it.
 """
 
 from __future__ import annotations
@@ -32,15 +33,7 @@ WHERE NOT EXISTS (
 RETURNING id, at
 """
 
-_RECORD_OUTCOME = """
-UPDATE api_call SET status = %(status)s, outcome = %(outcome)s WHERE id = %(id)s
-RETURNING (
-    SELECT count(*) FROM api_call, (SELECT clock_timestamp() AS t) AS now_
-    WHERE at > now_.t - make_interval(secs => %(span_s)s) AND at <= now_.t)
-"""
-
-
-# the outcomes of several calls, then the window's count once (the result is the last
+# the answers of one or more calls, then the window's count (the result is the last
 # statement's)
 _RECORD_OUTCOMES = """
 UPDATE api_call SET status = v.status, outcome = v.outcome
@@ -69,24 +62,13 @@ def reserve_now(
     return (row[0], row[1]) if row else None
 
 
-def record_outcome(
-    connection: Connection, call_id: int, status: int | None, outcome: str, span_s: float
-) -> int | None:
-    """Write the call's answer; the number of calls in the window ending now (to compare
-    with what the API says is left), or None if the call is not in the ledger."""
-    return connection.exec_driver_sql(
-        _RECORD_OUTCOME,
-        {"status": status, "outcome": outcome, "id": call_id, "span_s": span_s},
-    ).scalar()
-
-
 def record_outcomes(
     connection: Connection,
-    outcomes: list[tuple[int, int | None, str]],
+    outcomes: list[tuple[int | None, int | None, str]],
     span_s: float,
 ) -> int:
-    """Write several calls' answers (id, status, outcome) in one round trip; the number
-    of calls in the window ending now."""
+    """Write calls' answers (id, status, outcome) in one round trip; the number of calls
+    in the window ending now (to compare with what the API says is left)."""
     ids, statuses, texts = zip(*outcomes, strict=True)
     return connection.exec_driver_sql(
         _RECORD_OUTCOMES,

@@ -264,12 +264,8 @@ class QuotaLedger:
             held.append((reservation.id, status, outcome[:500], remaining))
             return
         if retry_after_s is None:
-            with autocommit(self._sessions) as connection:
-                used = fast_path.record_outcome(
-                    connection, reservation.id, status, outcome[:500], self.policy.span_s
-                )
-            if remaining is None or (used is not None and self.policy.calls - used <= remaining):
-                return  # the API agrees with the ledger (the common case)
+            self._record_answers([(reservation.id, status, outcome[:500], remaining)])
+            return
         with transaction(self._sessions) as session:
             session.execute(
                 update(ApiCall)
@@ -287,7 +283,7 @@ class QuotaLedger:
         said about the quota (the lowest remaining) is compared with the ledger then.
         If the database cannot take them, the answers are lost and the calls stay
         counted: a warning, not an error, so the work they fetched is not lost too."""
-        held: list[tuple[int, int | None, str, int | None]] = []
+        held: list[tuple[int | None, int | None, str, int | None]] = []
         self._held.outcomes = held
         try:
             yield
@@ -296,17 +292,22 @@ class QuotaLedger:
             if held:
                 self._record_held(held)
 
-    def _record_held(self, held: list[tuple[int, int | None, str, int | None]]) -> None:
+    def _record_held(self, held: list[tuple[int | None, int | None, str, int | None]]) -> None:
         try:
-            with autocommit(self._sessions) as connection:
-                used = fast_path.record_outcomes(
-                    connection, [call[:3] for call in held], self.policy.span_s
-                )
-            remaining = min((r for *_, r in held if r is not None), default=None)
-            if remaining is not None and self.policy.calls - used > remaining:
-                self.observe(remaining)
+            self._record_answers(held)
         except (OperationalError, InterfaceError) as error:
             log.warning("the answers of %d API calls were not recorded: %s", len(held), error)
+
+    def _record_answers(self, answers: list[tuple[int | None, int | None, str, int | None]]):
+        """Write (call id, status, outcome, remaining) in one round trip; then, if the API
+        has fewer calls left (the lowest remaining) than the ledger thinks, tighten it."""
+        with autocommit(self._sessions) as connection:
+            used = fast_path.record_outcomes(
+                connection, [answer[:3] for answer in answers], self.policy.span_s
+            )
+        remaining = min((r for *_, r in answers if r is not None), default=None)
+        if remaining is not None and self.policy.calls - used > remaining:
+            self.observe(remaining)
 
     def record_job(self, reservation: Reservation, job_id: int) -> None:
         """A create was answered with ``job_id``: kept with the call at once."""

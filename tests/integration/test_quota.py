@@ -319,3 +319,11 @@ def test_held_answers_the_database_cannot_take_are_dropped_with_a_warning(
         quota.record_outcome(call, 200, "OK", remaining=9)
     assert outcomes(db) == {call.id: (None, None)}  # the call itself stays counted
     assert "the answers of 1 API calls were not recorded" in caplog.text
+
+
+def test_an_answer_that_reports_less_room_tightens_the_ledger_at_once(sessions, db):
+    quota = ledger(sessions, calls=10)
+    call = quota.reserve("get", use=True)
+    quota.record_outcome(call, 200, "OK", remaining=7)  # two calls we did not make
+    assert outcomes(db)[call.id] == (200, "OK")
+    assert quota.used_in_window() == 3
