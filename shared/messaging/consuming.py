@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -49,6 +49,7 @@ from shared.messaging.delivery import (
 from shared.messaging.envelope import MessageDecodeError, decode
 from shared.messaging.publishing import MessagePublisher
 from shared.messaging.topology import ConsumerRoute, consumer_queues, declare_topology
+from shared.messaging.worker import Worker
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -105,7 +106,7 @@ class ConsumerLoop:
         self._transient_budget_s = transient_budget_s
         self._shutdown_grace_s = shutdown_grace_s
         self._received: list[Any] = []
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{route.queue}-handler")
+        self._worker = Worker(f"{route.queue}-handler")
         self._work_publisher: MessagePublisher | None = None
         self._work_connection: Connection | None = None
         self.ready = threading.Event()
@@ -127,11 +128,14 @@ class ConsumerLoop:
                     log.warning("broker connection lost (%s); reconnecting in %.1fs", error, delay)
                     self._stop.wait(delay)
         finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._worker.close()
             if self._work_connection is not None:
                 self._work_connection.release()
 
     def _serve(self, connection: Connection) -> None:
+        # deliveries of a channel that died with them in hand are void: RabbitMQ has
+        # requeued them, and acking them on the new channel would fail
+        self._received.clear()
         channel = connection.channel()
         channel.basic_qos(0, self._group_size, False)
         control = MessagePublisher(connection, declare=False)
@@ -151,7 +155,6 @@ class ConsumerLoop:
                     group = self._received[: self._group_size]
                     del self._received[: self._group_size]
                     self._handle_group(connection, control, group)
-        self._received.clear()  # unacked: RabbitMQ redelivers them when the channel closes
 
     def _service(self, connection: Connection, timeout: float | None = None) -> None:
         """Wait up to ``timeout`` (``poll_s``) for frames; keep heartbeats flowing."""
@@ -191,7 +194,7 @@ class ConsumerLoop:
         backoff = _Backoff(first_s=1.0)
         while pending:
             deliveries = [delivery for _, delivery in pending]
-            future = self._executor.submit(self._handler, deliveries)
+            future = self._worker.submit(self._handler, deliveries)
             if not self._wait_for(connection, future):
                 return  # shutting down with the handler still busy: leave them unacked
             outcomes = self._outcomes(future, len(pending))

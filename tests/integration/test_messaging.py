@@ -449,3 +449,61 @@ def test_a_group_handler_that_breaks_its_promise_dead_letters_instead_of_stoppin
     publisher.publish_many([Outgoing.of("candidate.found", "task", candidate(i)) for i in (1, 2)])
     dead = vhost.management.wait_for_messages(vhost.name, DLQ, 2)
     assert all("did not give" in m["properties"]["headers"][REASON_HEADER] for m in dead)
+
+
+def test_a_connection_lost_with_messages_in_hand_recovers_and_handles_each_once_more_at_most(
+    publisher, vhost, ready_count
+):
+    """The broker connection drops while a group is in the handler and more messages have
+    arrived: after one reconnect every message is handled and acked, none dead-lettered."""
+    import socket
+
+    connections = []
+
+    def connect_and_keep():
+        connection = connect(vhost.amqp_url, heartbeat_s=2)
+        connections.append(connection)
+        return connection
+
+    publisher.publish("candidate.found", "task", candidate(1))
+    handled: list[int] = []
+    after_the_drop: list[bool] = []  # whether each delivery handled then was redelivered
+    in_handler, release = threading.Event(), threading.Event()
+
+    def handler(deliveries):
+        if handled:
+            after_the_drop.extend(d.redelivered for d in deliveries)
+        handled.extend(d.message.purchasing_id for d in deliveries)
+        if len(handled) == 1:
+            in_handler.set()
+            release.wait(10)
+        return [None] * len(deliveries)
+
+    stop = threading.Event()
+    loop = ConsumerLoop(
+        connect_and_keep, ROUTES[PUBLISHER_CANDIDATES], handler, stop, poll_s=0.1, group_size=6
+    )
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        assert in_handler.wait(10)
+        for purchasing_id in range(2, 7):
+            publisher.publish("candidate.found", "task", candidate(purchasing_id))
+        assert wait_until(lambda: len(loop._received) == 5)  # the next group has arrived
+        consuming = connections[0]  # the loop's own; the worker's publisher connects later
+        consuming.connection.sock.shutdown(socket.SHUT_RDWR)  # the network drops
+        time.sleep(0.5)
+        release.set()
+        assert wait_until(lambda: sorted(set(handled)) == [1, 2, 3, 4, 5, 6], timeout=20)
+        assert wait_until(lambda: ready_count(PUBLISHER_CANDIDATES) == 0, timeout=10)
+    finally:
+        release.set()
+        stop.set()
+        thread.join(15)
+    assert ready_count(PUBLISHER_CANDIDATES) == 0  # all acked, none came back on close
+    assert vhost.management.get_messages(vhost.name, DLQ) == []
+    assert max(handled.count(i) for i in range(1, 7)) <= 2
+    # what the dead channel had delivered is void: only RabbitMQ's redeliveries follow
+    assert after_the_drop and all(after_the_drop)
+    consumer_connections = [c for c in connections if c is not loop._work_connection]
+    assert len(consumer_connections) <= 3  # one reconnect (and a spare), not a storm
