@@ -73,3 +73,20 @@ def test_dates_that_do_not_exist_are_invalid(text):
 
 def test_29_february_without_a_year_lands_in_the_nearest_leap_year():
     assert parse_estimate("2/29", at(2028, 1, 10)) == dt.date(2028, 2, 29)
+
+
+def test_29_february_without_a_year_is_refused_when_the_nearest_year_has_none():
+    # 2028 has a 29 February, but a date scraped on 20 February 2027 means this month
+    with pytest.raises(Invalid) as error:
+        parse_estimate("2/29", at(2027, 2, 20))
+    assert error.value.rule == "estimated_delivery_date_impossible"
+
+
+def test_a_range_end_without_a_year_follows_the_year_of_its_start():
+    assert parse_estimate("2026/12/28 - 01/05", at(2026, 6, 15)) == dt.date(2027, 1, 5)
+    assert parse_estimate("2026/01/27 - 02/03", at(2026, 6, 15)) == dt.date(2026, 2, 3)
+
+
+def test_a_range_of_iso_dates_whose_end_omits_the_year_keeps_its_end():
+    assert parse_estimate("2026-01-27~02-03", SCRAPED) == dt.date(2026, 2, 3)
+    assert parse_estimate("2026-12-28 - 01-05", SCRAPED) == dt.date(2027, 1, 5)
