@@ -7,8 +7,9 @@ import sys
 import threading
 
 from ingestor.handler import CompletionHandler, IngestorConfig
-from ingestor.jobs import Jobs, Recheck
+from ingestor.jobs import Jobs
 from shared import metrics
+from shared.db.rechecks import Recheck
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
 from shared.messaging.publishing import connect

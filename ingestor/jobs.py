@@ -13,7 +13,7 @@ from ingestor import statements as sql
 from ingestor.records import Scraped
 from shared.contracts import JobCompleted
 from shared.db.batches import recount_batch
-from shared.db.rechecks import schedule_recheck
+from shared.db.rechecks import Recheck
 from shared.db.session import transaction
 
 ENDED = ("completed", "failed")
@@ -50,12 +50,6 @@ class Ending:
             return "rejected: " + ", ".join(sorted(self.scraped.rejected))
         status = self.scraped.delivery_status if self.scraped else None
         return f"no tracking number yet ({status or 'no status'})"
-
-
-@dataclass(frozen=True)
-class Recheck:
-    base_s: float
-    max_s: float
 
 
 class Jobs:
@@ -115,13 +109,7 @@ class Jobs:
             },
         )
         if ending.needs_recheck and job.purchasing_id is not None:
-            schedule_recheck(
-                session,
-                job.purchasing_id,
-                ending.reason(),
-                self._recheck.base_s,
-                self._recheck.max_s,
-            )
+            self._recheck.schedule(session, job.purchasing_id, ending.reason())
         return age.total_seconds()
 
 

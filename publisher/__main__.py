@@ -8,30 +8,40 @@ import sys
 from publisher.handler import CandidateHandler, PublisherConfig
 from publisher.jobs import Jobs
 from shared import metrics
+from shared.db.rechecks import Recheck
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
 from shared.messaging.publishing import connect
-from shared.messaging.topology import PUBLISHER_CANDIDATES, ROUTES
+from shared.messaging.topology import PUBLISHER_CANDIDATES, ROUTES, ConsumerRoute
 from shared.settings import Settings
 from shared.webscraper.access import api_access
 
 log = logging.getLogger("trackfill.publisher")
 
 
-def build(settings: Settings, stop) -> ConsumerLoop:
-    """Wire the publisher's parts (tests build it the same way)."""
-    api = api_access(settings)
-    handler = CandidateHandler(
-        Jobs(api.sessions),
-        api.ledger,
-        api.client,
-        PublisherConfig(settings.publish_max_attempts, settings.publish_retry_base_s),
-    )
+def build(settings: Settings, stop, route: ConsumerRoute | None = None) -> ConsumerLoop:
+    """Wire the publisher's parts (tests build it the same way; ``route`` lets a test
+    consume fewer of its queues)."""
     return ConsumerLoop(
         lambda: connect(settings.amqp_url, settings.amqp_heartbeat_s),
-        ROUTES[PUBLISHER_CANDIDATES],
-        handler,
+        route or ROUTES[PUBLISHER_CANDIDATES],
+        candidate_handler(settings),
         stop,
+    )
+
+
+def candidate_handler(settings: Settings) -> CandidateHandler:
+    """The handler of one candidate, with its own connections to the database and API."""
+    api = api_access(settings)
+    return CandidateHandler(
+        Jobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
+        api.ledger,
+        api.client,
+        PublisherConfig(
+            settings.publish_max_attempts,
+            settings.publish_retry_base_s,
+            settle_after_s=settings.http_timeout_s,
+        ),
     )
 
 

@@ -6,7 +6,13 @@ Order of effects, so the process can die anywhere without a second scraping job:
 3. the job id is stored (``pending``), then ``job.published`` is announced, then the
    message is acked.
 A candidate that comes back with a create call of unknown effect (no answer, a 5xx)
-first looks for a job under its custom_id in ``scraping-jobs`` before creating again.
+settles it before creating again: no sooner than the call's HTTP timeout after it was
+made (a request still being served may yet create its job), it pages through the whole
+of ``scraping-jobs`` for its custom_id, in whatever order the service lists them. Only
+a complete search that does not find it means "not created"; a list too long to search
+fails the job for an operator instead. The whole handling holds the job's lock, so a
+handler that outlived its message (a lost connection, the stop grace) and the replica
+that got the message again never work on one job at once.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from publisher.jobs import Jobs, JobView
 from shared.contracts import CandidateFound, JobPublished
 from shared.faults import crash_point
-from shared.messaging.consuming import Delivery, Reject
+from shared.messaging.consuming import Delivery, Reject, Transient
 from shared.messaging.envelope import new_envelope
 from shared.messaging.topology import JOB_PUBLISHED, PUBLISHER_WAIT
 from shared.tasks import TRACKING_TASK_CONFIGS, TaskConfig
@@ -29,19 +35,22 @@ from shared.webscraper.client import (
     Retryable,
     WebScraperClient,
 )
-from shared.webscraper.quota import CREATE, QuotaLedger, Reservation
+from shared.webscraper.quota import CREATE, CreateMade, QuotaLedger, Reservation
 
 log = logging.getLogger("trackfill.publisher")
 TAG = "[tracking_number_empty_worker]"
-SEARCH_MAX_PAGES = 5
-#: a job created more than this before the intent is not ours (pages are newest first)
-SEARCH_SLACK_S = 120
+#: a longer job list is not searched (each page is a call): the job fails for an operator
+SEARCH_MAX_PAGES = 20
+#: where a search stopped by the quota goes on: "<create call id>:<page>"
+SEARCH_AT = "x-trackfill-search-at"
 
 
 @dataclass(frozen=True)
 class PublisherConfig:
     max_attempts: int
     retry_base_s: float
+    #: a create without an answer is looked for no sooner than this after it was made
+    settle_after_s: float = 30.0
     max_parkings_logged: int = 3
     #: waits up to this long are slept in place, longer ones parked in RabbitMQ
     sleep_max_s: float = 1.0
@@ -60,6 +69,12 @@ class CandidateHandler:
         message: CandidateFound = delivery.message
         task = TRACKING_TASK_CONFIGS[message.task]
         job = self._jobs.resolve(message, task, delivery.envelope.id)
+        with self._jobs.exclusive(job) as mine:
+            if not mine:
+                raise Transient(f"{job.custom_id} is in the hands of another publisher")
+            self._publish(delivery, task, self._jobs.by_custom_id(job.custom_id) or job)
+
+    def _publish(self, delivery: Delivery, task: TaskConfig, job: JobView) -> None:
         parkings = delivery.deaths(PUBLISHER_WAIT)
         if parkings > self._config.max_parkings_logged:
             log.warning("%s %s has been parked %d times", TAG, job.custom_id, parkings)
@@ -110,16 +125,17 @@ class CandidateHandler:
         self, delivery: Delivery, task: TaskConfig, job: JobView, reservation: Reservation
     ) -> None:
         attempt = self._jobs.start_attempt(job)
+        if attempt is None:
+            log.info("%s %s changed meanwhile; nothing to publish", TAG, job.custom_id)
+            return
         crash_point("publisher:before-create-call")
         log.info("%s Publishing single URL: task=%s, custom_id=%s", TAG, task.name, job.custom_id)
         try:
             created = self._client.create_job(_payload(task, job), reservation)
-        except QuotaWait:  # taken too late for its slot: a new one
+        except QuotaWait as wait:  # too late for its slot, or a 429: a new slot (after it)
+            if isinstance(wait, RateLimited):
+                log.warning("%s %s: %s", TAG, job.custom_id, wait)
             delivery.park(self._slot(job).wait_s)
-            return
-        except RateLimited as error:
-            log.warning("%s %s: %s", TAG, job.custom_id, error)
-            delivery.park(self._slot(job).wait_s)  # the ledger now holds the block
             return
         except Retryable as error:
             self._retry_or_fail(delivery, job, attempt, str(error))
@@ -128,10 +144,18 @@ class CandidateHandler:
             self._jobs.fail(job, f"create refused: {error}")
             raise Reject(f"{job.custom_id}: create refused: {error}") from None
         crash_point("publisher:after-create-call")
-        job = self._jobs.store_job_id(job, int(created["id"]))
+        stored = self._store(job, int(created["id"]))
+        if stored is None:
+            return
         crash_point("publisher:after-store")
-        log.info("%s Successfully published: %s (job_id=%s)", TAG, job.custom_id, job.job_id)
-        self._announce(delivery, task, job)
+        log.info("%s Successfully published: %s (job_id=%s)", TAG, job.custom_id, stored.job_id)
+        self._announce(delivery, task, stored)
+
+    def _store(self, job: JobView, job_id: int) -> JobView | None:
+        stored = self._jobs.store_job_id(job, job_id)
+        if stored is None:  # cannot happen under the job's lock; said loudly if it does
+            log.error("%s %s changed during its create: %s not stored", TAG, job.custom_id, job_id)
+        return stored
 
     def _retry_or_fail(self, delivery: Delivery, job: JobView, attempt: int, reason: str):
         if attempt >= self._config.max_attempts:
@@ -149,18 +173,27 @@ class CandidateHandler:
         delivery.park(self._slot(job, not_before_s=backoff).wait_s)
 
     def _adopt_existing(self, delivery: Delivery, task: TaskConfig, job: JobView) -> bool:
-        """If an earlier create call for this job may have worked, take its job: the id
-        the ledger kept, or one found by custom_id in the job list. True if adopted."""
+        """If an earlier create call for this job may have worked, settle it first: take
+        the id the ledger kept, or look for the job in the job list. True if the
+        candidate is dealt with (adopted, parked or failed); False: create."""
         made = self._ledger.create_made(job.custom_id)
         if made is None:
             return False
         found = made.job_id
         if found is None:
+            if made.age_s < self._config.settle_after_s:
+                # the call may still be served: look once its answer could no longer come
+                delivery.park(self._slot(job, self._config.settle_after_s - made.age_s).wait_s)
+                return True
             try:
-                found = self._search(task, job, made.call)
+                found = self._search(delivery, task, job, made)
+            except _Paused as paused:
+                delivery.park(paused.wait_s, **{SEARCH_AT: f"{made.call.id}:{paused.page}"})
+                return True
             except Retryable as error:
                 attempt = self._jobs.start_attempt(job)
-                self._retry_or_fail(delivery, job, attempt, f"looking for the job: {error}")
+                if attempt is not None:
+                    self._retry_or_fail(delivery, job, attempt, f"looking for the job: {error}")
                 return True
             except ApiError as error:
                 self._jobs.fail(job, f"looking for the job failed: {error}")
@@ -174,20 +207,38 @@ class CandidateHandler:
                 job.custom_id,
                 found,
             )
-        self._announce(delivery, task, self._jobs.store_job_id(job, found))
+        stored = self._store(job, found)
+        if stored is not None:
+            self._announce(delivery, task, stored)
         return True
 
-    def _search(self, task: TaskConfig, job: JobView, made: Reservation) -> int | None:
-        oldest = made.at.timestamp() - SEARCH_SLACK_S
-        page, last = 1, 1
-        while page <= min(last, SEARCH_MAX_PAGES):
-            listing = self._client.list_jobs(page, task.sitemap_id)
+    def _search(
+        self, delivery: Delivery, task: TaskConfig, job: JobView, made: CreateMade
+    ) -> int | None:
+        """The id of the job listed under ``job.custom_id``, or None when every page was
+        read without it. Raises :class:`_Paused` when the quota stops it (it goes on
+        from that page), :class:`Reject` (after failing the job) when the list is too
+        long to read whole."""
+        call, _, at = str(delivery.headers.get(SEARCH_AT) or "").partition(":")
+        page = int(at) if call == str(made.call.id) and at.isdigit() else 1
+        last = page
+        while page <= last:
+            try:
+                listing = self._client.list_jobs(page, task.sitemap_id)
+            except QuotaWait as wait:
+                raise _Paused(page, wait.wait_s) from None
             for scraping_job in listing.data:
                 if scraping_job.get("custom_id") == job.custom_id:
                     return int(scraping_job["id"])
-            if listing.data and all(_created(j) < oldest for j in listing.data):
-                return None
-            page, last = page + 1, listing.last_page
+            last = listing.last_page
+            if last > SEARCH_MAX_PAGES:
+                reason = (
+                    f"create of unknown effect: scraping-jobs has {last} pages, more than "
+                    f"the {SEARCH_MAX_PAGES} searched; an operator must look for {job.custom_id}"
+                )
+                self._jobs.fail(job, reason)
+                raise Reject(f"{job.custom_id}: {reason}")
+            page += 1
         return None
 
     def _announce(self, delivery: Delivery, task: TaskConfig, job: JobView) -> None:
@@ -220,9 +271,9 @@ def _payload(task: TaskConfig, job: JobView) -> dict:
     }
 
 
-def _created(scraping_job: dict) -> float:
-    value = scraping_job.get("time_created")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("inf")  # unknown: assume recent, keep looking
+class _Paused(Exception):
+    """A search stopped by the quota at ``page``: go on in ``wait_s``."""
+
+    def __init__(self, page: int, wait_s: float):
+        super().__init__(page, wait_s)
+        self.page, self.wait_s = page, wait_s

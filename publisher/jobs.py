@@ -3,10 +3,13 @@ requests), recording the intent, the scraping job id, and failures."""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
-from sqlalchemy import String, func, select, update
+from sqlalchemy import String, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,12 +22,14 @@ from shared.db.models import (
     TrackingBatch,
     TrackingJob,
 )
+from shared.db.rechecks import Recheck
 from shared.db.session import transaction
 from shared.domain.urls import UnsafeValue, normalize_order_number, order_status_url
 from shared.messaging.consuming import Reject
 from shared.metrics import JOBS_ENDED
 from shared.tasks import TaskConfig
 
+log = logging.getLogger("trackfill.publisher")
 #: Manual requests get batches named after their message id, so a redelivered request
 #: finds the batch it made instead of making another.
 MANUAL_NAMESPACE = uuid.UUID("6f7d2b0e-52a4-4c1e-9a53-0e1f3f1b7a11")
@@ -43,8 +48,9 @@ class JobView:
 
 
 class Jobs:
-    def __init__(self, sessions: sessionmaker[Session]):
+    def __init__(self, sessions: sessionmaker[Session], recheck: Recheck):
         self._sessions = sessions
+        self._recheck = recheck
 
     def resolve(self, message: CandidateFound, task: TaskConfig, message_id: str) -> JobView:
         """The job a candidate.found is about; manual requests get a batch of their own
@@ -120,16 +126,36 @@ class Jobs:
         ).scalar_one_or_none()
         return purchasing_id, order, message.email or ""
 
+    # -- exclusion ---------------------------------------------------------------------
+    @contextmanager
+    def exclusive(self, job: JobView) -> Iterator[bool]:
+        """Hold this job's lock for the block: True if this caller has it, False if
+        another holds it (a replica, or a handler of this process that outlived its
+        message, still inside its create call). A session lock of PostgreSQL on a
+        connection of its own, so it ends with the process that holds it, kill -9
+        included."""
+        engine = self._sessions.kw["bind"]
+        with engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            key = {"space": JOB_LOCK_SPACE, "job": job.id}
+            held = connection.execute(_TRY_LOCK, key).scalar_one()
+            try:
+                yield bool(held)
+            finally:
+                if held:
+                    _unlock(connection, key)
+
     # -- state changes -----------------------------------------------------------------
-    def start_attempt(self, job: JobView) -> int:
-        """Record the intent before the call (status ``publishing``); the attempt number."""
+    def start_attempt(self, job: JobView) -> int | None:
+        """Record the intent before the call (status ``publishing``); the attempt number,
+        or None if the job has meanwhile got its scraping job or ended."""
         with transaction(self._sessions) as session:
             attempts = session.execute(
                 update(TrackingJob)
-                .where(TrackingJob.id == job.id)
+                .where(_unpublished(job))
                 .values(status="publishing", publish_attempts=TrackingJob.publish_attempts + 1)
                 .returning(TrackingJob.publish_attempts)
-            ).scalar_one()
+            ).scalar_one_or_none()
             session.execute(
                 update(TrackingBatch)
                 .where(
@@ -140,34 +166,59 @@ class Jobs:
             )
             return attempts
 
-    def store_job_id(self, job: JobView, job_id: int) -> JobView:
+    def store_job_id(self, job: JobView, job_id: int) -> JobView | None:
+        """The scraping job made for ``job`` (``pending``); None if the job already has
+        one or has ended meanwhile (nothing is changed then)."""
         with transaction(self._sessions) as session:
-            session.execute(
+            stored = session.execute(
                 update(TrackingJob)
-                .where(TrackingJob.id == job.id)
+                .where(_unpublished(job))
                 .values(job_id=job_id, status="pending", error=None)
-            )
-        return JobView(
-            job.id,
-            job.custom_id,
-            job_id,
-            "pending",
-            job.target_url,
-            job.purchasing_id,
-            job.batch_uuid,
-            job.publish_attempts,
-        )
+                .returning(TrackingJob.id)
+            ).scalar_one_or_none()
+        if stored is None:
+            return None
+        return replace(job, job_id=job_id, status="pending")
 
     def fail(self, job: JobView, reason: str) -> None:
-        """The job ends ``failed`` with ``reason``; its batch's counts are recounted."""
+        """The job ends ``failed`` with ``reason`` (unless it has a scraping job or has
+        ended meanwhile); its batch's counts are recounted and its purchase waits its
+        re-check delay, as after any attempt without a tracking number."""
         with transaction(self._sessions) as session:
-            session.execute(
+            failed = session.execute(
                 update(TrackingJob)
-                .where(TrackingJob.id == job.id)
+                .where(_unpublished(job))
                 .values(status="failed", error=reason[:2000], completed_at=func.now())
-            )
+                .returning(TrackingJob.id)
+            ).scalar_one_or_none()
+            if failed is None:
+                return
+            if job.purchasing_id is not None:
+                self._recheck.schedule(session, job.purchasing_id, reason)
             recount_batch(session, uuid.UUID(job.batch_uuid))
         JOBS_ENDED.labels("failed").inc()
+
+
+JOB_LOCK_SPACE = 0x7472_6B66  # the first key of the publisher's per-job locks
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:space, :job)")
+
+
+def _unlock(connection, key: dict) -> None:
+    try:
+        connection.execute(text("SELECT pg_advisory_unlock(:space, :job)"), key)
+    except Exception as error:  # noqa: BLE001 - the work is done; the lock died with it
+        # a connection that may still hold the lock is never given back to the pool
+        log.warning("a job lock's connection failed at unlock (%s); discarded", error)
+        connection.invalidate()
+
+
+def _unpublished(job: JobView):
+    """The job, while it has no scraping job and has not ended."""
+    return (
+        (TrackingJob.id == job.id)
+        & TrackingJob.job_id.is_(None)
+        & TrackingJob.status.in_(("queued", "publishing"))
+    )
 
 
 def _view():

@@ -111,7 +111,8 @@ class Api:
         raise _data("ok")
 
     def list(self, query, body, job_id):
-        jobs = sorted(self.state.jobs.values(), key=lambda j: -j.id)
+        newest_first = self.state.config.list_newest_first
+        jobs = sorted(self.state.jobs.values(), key=lambda j: -j.id if newest_first else j.id)
         sitemap = query.get("sitemap_id")
         if sitemap:
             jobs = [j for j in jobs if str(j.sitemap_id) == sitemap]

@@ -28,6 +28,8 @@ class SimConfig:
     webhook_timeout_s: float = 10.0
     webhook_retry_delays_s: tuple[float, ...] = (5.0, 10.0)
     per_page: int = 100
+    #: the job list's order; the API promises none (WEBSCRAPER_API.md)
+    list_newest_first: bool = True
     sitemaps: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_SITEMAPS))
     account_email: str = "ops@example.com"
     page_credits: int = 50_000

@@ -4,6 +4,8 @@ further attempt, at most ``RECHECK_MAX_S``; measured on the database's clock."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Float, bindparam, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -38,6 +40,18 @@ def _schedule_statement():
 
 
 _SCHEDULE = _schedule_statement()
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """The re-check delay's settings (``RECHECK_BASE_S``, ``RECHECK_MAX_S``)."""
+
+    base_s: float
+    max_s: float
+
+    def schedule(self, session: Session, purchasing_id: int, reason: str) -> None:
+        """See :func:`schedule_recheck`."""
+        schedule_recheck(session, purchasing_id, reason, self.base_s, self.max_s)
 
 
 def schedule_recheck(

@@ -44,16 +44,6 @@ class AnswerLost(Retryable):
     """No answer came (timeout, dropped connection): the call may have taken effect."""
 
 
-class RateLimited(ApiError):
-    """429: wait ``retry_after_s``."""
-
-    retryable = True
-
-    def __init__(self, message: str, retry_after_s: float):
-        super().__init__(message, 429)
-        self.retry_after_s = retry_after_s
-
-
 class ValidationFailed(ApiError):
     """4xx with the API's validation errors: the same call will fail again."""
 
@@ -69,9 +59,24 @@ class NotFound(ApiError):
 class QuotaWait(Exception):
     """The ledger has no call to spare now; ask again in ``wait_s``."""
 
-    def __init__(self, wait_s: float):
-        super().__init__(f"quota: next call in {wait_s:.3f}s")
+    def __init__(self, wait_s: float, message: str = ""):
+        super().__init__(message or f"quota: next call in {wait_s:.3f}s")
         self.wait_s = wait_s
+
+
+class RateLimited(QuotaWait):
+    """429: the API itself says wait ``Retry-After``. A wait like the ledger's, not a
+    failure of the call: whoever gets it parks until then (the ledger already blocks
+    every caller until that time), whatever the call was."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(retry_after_s, message)
+
+    @property
+    def retry_after_s(self) -> float:
+        return self.wait_s
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class CreateMade:
 
     call: Reservation
     job_id: int | None
+    #: seconds since the call was made, on the database's clock
+    age_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,10 @@ class QuotaLedger:
     def mark_used(self, reservation: Reservation, kind: str = "") -> bool:
         """Committed just before the call is made: a crash after this line means the
         call may have happened. A creation keeps ``min_interval_s`` after the previous
-        one as made, waiting that long. The rule is kept at the moment of use, against
-        the calls actually made up to now: planned slots are a schedule, and a schedule
-        slips when calls are made late. If the last window has no room now but will
+        one as made, waiting that long. A reservation is used once, and never while the
+        API's block (a 429's Retry-After) is in force. The rule is kept at the moment of
+        use, against the calls actually made up to now: planned slots are a schedule, and
+        a schedule slips when calls are made late. If the last window has no room now but will
         within :attr:`use_wait_s` (an earlier call of the window was made late), that is
         waited for; else the reservation is dropped and False returned: do not make
         the call."""
@@ -189,13 +192,18 @@ class QuotaLedger:
                 if wait_s <= 0:
                     wait_s = self._room_wait(session, kind, now, reservation.id)
                     room_deadline = room_deadline or now + dt.timedelta(seconds=self.use_wait_s)
-                    exists = session.execute(
-                        select(ApiCall.id).where(ApiCall.id == reservation.id)
+                    unused = session.execute(
+                        select(ApiCall.id).where(
+                            ApiCall.id == reservation.id, ApiCall.used_at.is_(None)
+                        )
                     ).scalar_one_or_none()
+                    blocked = self._blocked_until(session)
                     # other callers may take the room meanwhile: the wait is bounded in all
-                    if exists is None or now + dt.timedelta(seconds=wait_s) > room_deadline:
-                        log.debug("%s call refused at use: the window is full", kind)
-                        session.execute(delete(ApiCall).where(ApiCall.id == reservation.id))
+                    late = now + dt.timedelta(seconds=wait_s) > room_deadline
+                    if unused is None or late or (blocked is not None and blocked > now):
+                        log.debug("%s call refused at use (used, blocked or no room)", kind)
+                        if unused is not None:
+                            session.execute(delete(ApiCall).where(ApiCall.id == reservation.id))
                         return False
                     if wait_s <= 0:
                         session.execute(
@@ -322,7 +330,12 @@ class QuotaLedger:
         answer, a 5xx, or a death right after the answer). Settled calls are left out."""
         with self._sessions() as session:
             row = session.execute(
-                select(ApiCall.id, ApiCall.used_at, ApiCall.job_id)
+                select(
+                    ApiCall.id,
+                    ApiCall.used_at,
+                    ApiCall.job_id,
+                    func.extract("epoch", func.clock_timestamp() - ApiCall.used_at).label("age"),
+                )
                 .where(
                     ApiCall.custom_id == custom_id,
                     ApiCall.kind == CREATE,
@@ -338,7 +351,9 @@ class QuotaLedger:
                 .order_by(ApiCall.used_at.desc())
                 .limit(1)
             ).first()
-        return CreateMade(Reservation(row.id, row.used_at, 0.0), row.job_id) if row else None
+        if row is None:
+            return None
+        return CreateMade(Reservation(row.id, row.used_at, 0.0), row.job_id, float(row.age))
 
     # -- what the API says ----------------------------------------------------------------
     def observe(self, remaining: int | None, retry_after_s: float | None = None) -> None:
@@ -358,7 +373,10 @@ class QuotaLedger:
                 .where(QuotaState.id == 1)
                 .values(blocked_until=func.greatest(QuotaState.blocked_until, until))
             )
-        phantom = self._phantoms(session, remaining) if remaining is not None else 0
+        # a 429's remaining (0) is not counted: its Retry-After says when the API has
+        # room again, and calls it counts until then would hold the ledger a whole window
+        counted = remaining is not None and retry_after_s is None
+        phantom = self._phantoms(session, remaining) if counted else 0
         if phantom > 0:
             session.execute(
                 insert(ApiCall), [{"kind": "external", "at": now, "used_at": now}] * phantom

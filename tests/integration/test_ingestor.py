@@ -434,3 +434,20 @@ def test_the_ingestor_process_needs_its_token_and_stops_on_sigterm(env):
     finally:
         process.kill()
     assert SIM_TOKEN not in "".join(lines)
+
+
+def test_a_429_on_a_follow_up_call_parks_until_retry_after_and_the_job_still_ends(
+    env, published, ingestor, sim, vhost
+):
+    (pid,) = published.make(0)
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    sim.state.faults.update({"rate_limit_storm": 1, "storm_retry_after_s": 1})
+    notify(env, published.job(pid))
+    assert wait_until(lambda: published.ended(pid), timeout=20)
+    job = published.job(pid)
+    assert job.status == "completed", job.error
+    assert published.purchase(pid).tracking_number is not None
+    follow_ups = sim.state.snapshot()["calls"][1:]  # after the create
+    assert [c["status"] for c in follow_ups] == [429, 200, 200]
+    assert follow_ups[1]["t"] - follow_ups[0]["t"] >= 0.95  # after Retry-After
+    assert vhost.management.get_messages(vhost.name, "ingestor.completions.dead-letter") == []

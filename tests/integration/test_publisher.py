@@ -8,18 +8,34 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
+from dataclasses import replace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from publisher.__main__ import build
+from publisher.__main__ import build, candidate_handler
+from publisher.handler import SEARCH_MAX_PAGES
+from publisher.jobs import Jobs as PublisherJobs
 from selector.service import Selector
-from shared.db.models import ApiCall, TrackingBatch, TrackingJob
+from shared.contracts import CandidateFound
+from shared.db.models import ApiCall, PurchaseCheck, TrackingBatch, TrackingJob
+from shared.db.rechecks import Recheck
 from shared.db.session import make_session_factory
+from shared.messaging.consuming import Delivery, Transient
+from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
-from shared.messaging.topology import PUBLISHER_WAIT
+from shared.messaging.topology import (
+    CANDIDATE_FOUND,
+    PUBLISHER_CANDIDATES,
+    PUBLISHER_DUE,
+    PUBLISHER_WAIT,
+    ROUTES,
+    declare_topology,
+)
 from shared.settings import load_settings
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
 from tests.conftest import SIM_TOKEN
 from tests.support import rows
 from tests.support.rabbit import queue_counts
@@ -266,6 +282,37 @@ def test_a_lost_create_answer_is_found_again_instead_of_creating_twice(
     assert_one_job_per_candidate(sim, db)
 
 
+def test_a_429_on_the_search_for_a_lost_create_parks_and_the_job_is_still_found(
+    publishers, select_candidates, sim, db
+):
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    assert wait_until(lambda: len(creates(sim)) == 1, timeout=10)
+    sim.state.faults.update({"rate_limit_storm": 1, "storm_retry_after_s": 1})  # the search
+    assert wait_until(lambda: all_published(db, 1), timeout=20)
+    calls = sim.state.snapshot()["calls"]
+    assert [(c["kind"], c["status"]) for c in calls] == [
+        ("create", 0),  # created, its answer lost
+        ("list", 429),
+        ("list", 200),
+    ]
+    assert calls[2]["t"] - calls[1]["t"] >= 0.95
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_a_create_of_unknown_effect_is_looked_for_only_after_its_http_timeout(
+    publishers, select_candidates, sim, db, env
+):
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 1), timeout=20)
+    create, search = sim.state.snapshot()["calls"][:2]
+    assert search["kind"] == "list"
+    assert search["t"] - create["t"] >= float(env["HTTP_TIMEOUT_S"]) - 0.1
+
+
 def test_a_429_parks_until_retry_after_without_failing(publishers, select_candidates, sim, db):
     select_candidates(1)
     sim.state.faults.update({"rate_limit_storm": 1, "storm_retry_after_s": 1})
@@ -274,6 +321,110 @@ def test_a_429_parks_until_retry_after_without_failing(publishers, select_candid
     calls = sim.state.snapshot()["calls"]
     assert [c["status"] for c in calls if c["kind"] == "create"] == [429, 200]
     assert calls[1]["t"] - calls[0]["t"] >= 0.95
+
+
+def a_delivery(env, job: TrackingJob, connection) -> Delivery:
+    """The candidate.found of ``job`` as the consumer loop hands it to the handler."""
+    message = CandidateFound(TASK.name, job.purchasing_id, custom_id=job.custom_id)
+    return Delivery(
+        envelope=new_envelope(CANDIDATE_FOUND, message.to_payload()),
+        message=message,
+        headers={},
+        queue=PUBLISHER_CANDIDATES,
+        redelivered=True,
+        publisher=MessagePublisher(connection),
+        wait_queue=PUBLISHER_WAIT,
+    )
+
+
+def test_a_second_handler_of_a_job_whose_create_is_in_flight_neither_creates_nor_waits_idle(
+    env, select_candidates, sim, db
+):
+    """A handler can outlive its message (the connection dropped, the stop grace ran out)
+    and the candidate comes back to a replica while the first is still in its create
+    call: the replica must keep its hands off that job until the first is done."""
+    select_candidates(1)
+    (job,) = jobs(db)
+    sim.state.faults.update({"slow": 1, "slow_s": 1.5})
+    settings = load_settings({**env, "HTTP_TIMEOUT_S": "10"})
+    first, second = candidate_handler(settings), candidate_handler(settings)
+    with connect(env["AMQP_URL"]) as connection:
+        declare_topology(connection)
+        inside = threading.Thread(target=first, args=(a_delivery(env, job, connection),))
+        inside.start()
+        assert wait_until(lambda: jobs(db)[0].status == "publishing", timeout=10)
+        with pytest.raises(Transient, match="in the hands of another publisher"):
+            second(a_delivery(env, job, connection))
+        inside.join(10)
+        second(a_delivery(env, job, connection))  # now free: adopts what the first made
+    assert len(creates(sim)) == 1
+    assert all_published(db, 1)
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_a_job_that_ended_is_never_set_back_by_a_late_handler(env, select_candidates, db):
+    select_candidates(1)
+    (row,) = jobs(db)
+    job_rows = PublisherJobs(make_session_factory(db), Recheck(60, 600))
+    job = job_rows.by_custom_id(row.custom_id)
+    job_rows.fail(job, "create refused: a test")
+    assert job_rows.start_attempt(job) is None
+    assert job_rows.store_job_id(job, 123) is None
+    (after,) = jobs(db)
+    assert (after.status, after.job_id, after.publish_attempts) == ("failed", None, 0)
+
+
+def test_a_failed_create_makes_its_purchase_wait_its_recheck_delay(
+    publishers, select_candidates, sim, db, vhost, monkeypatch
+):
+    monkeypatch.setattr(sim.state.config, "sitemaps", {1: "another"})  # 422 for ours
+    (pid,) = select_candidates(1)
+    publishers.start()
+    vhost.management.wait_for_messages(vhost.name, "publisher.candidates.dead-letter", 1)
+    with db.connect() as connection:
+        check = connection.execute(
+            select(PurchaseCheck).where(PurchaseCheck.purchasing_id == pid)
+        ).one()
+        now = connection.execute(select(func.now())).scalar_one()
+    assert check.attempts == 1 and "create refused" in check.last_reason
+    assert check.next_check_at > now  # not first in the very next pass
+
+
+def test_a_lost_create_deep_in_a_job_list_in_no_particular_order_is_found(
+    publishers, select_candidates, sim, db, monkeypatch
+):
+    monkeypatch.setattr(sim.state.config, "per_page", 2)
+    monkeypatch.setattr(sim.state.config, "list_newest_first", False)  # ours comes last
+    with sim.state.lock:
+        for n in range(12):
+            sim.state.create_job({"sitemap_id": TASK.sitemap_id, "custom_id": f"other-{n}"})
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 1), timeout=30)
+    kinds = [c["kind"] for c in sim.state.snapshot()["calls"]]
+    assert kinds == ["create"] + ["list"] * 7  # 13 jobs, 2 a page: ours on the 7th
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_a_job_list_too_long_to_search_fails_the_job_for_an_operator_and_creates_nothing(
+    publishers, select_candidates, sim, db, vhost, monkeypatch
+):
+    monkeypatch.setattr(sim.state.config, "per_page", 1)
+    with sim.state.lock:
+        for n in range(SEARCH_MAX_PAGES):
+            sim.state.create_job({"sitemap_id": TASK.sitemap_id, "custom_id": f"other-{n}"})
+    monkeypatch.setattr(sim.state.config, "list_newest_first", False)
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    dead = vhost.management.wait_for_messages(
+        vhost.name, "publisher.candidates.dead-letter", 1, timeout=30
+    )
+    assert "an operator must look for" in dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    (job,) = jobs(db)
+    assert job.status == "failed" and "21 pages" in job.error
+    assert len(creates(sim)) == 1
 
 
 @pytest.mark.parametrize(
@@ -368,6 +519,66 @@ def test_the_publisher_process_exits_0_on_sigterm(env, vhost):
     finally:
         process.kill()
     assert "publisher stopped" in process.stderr.read()
+
+
+def test_sigterm_while_the_create_call_hangs_exits_0_within_10_s_and_makes_one_job(
+    publishers, select_candidates, sim, db, env
+):
+    select_candidates(1)
+    sim.state.faults.update({"slow": 1, "slow_s": 12})  # longer than the 8 s stop grace
+    slow_env = {**env, "HTTP_TIMEOUT_S": "15"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher"],
+        env={**os.environ, **slow_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: jobs(db)[0].status == "publishing", timeout=20)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(12) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        process.kill()
+    publishers.settings = load_settings(slow_env)
+    publishers.start()  # settles the call in flight (after its timeout) instead of repeating it
+    assert wait_until(lambda: all_published(db, 1), timeout=30)
+    assert len(creates(sim)) == 1
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_two_publishers_each_active_on_one_of_its_queues_change_nothing(
+    publishers, select_candidates, sim, db, env
+):
+    """Single active consumer is per queue, and the publisher consumes two: one replica
+    can be active on publisher.candidates while another is on publisher.due. The ledger
+    and the per-job locks make that harmless: the quota, the spacing and one scraping
+    job per candidate hold as with one publisher."""
+    select_candidates(40)
+    fresh_only = replace(ROUTES[PUBLISHER_CANDIDATES], due_queue=None)
+    stop_a, stop_b = threading.Event(), threading.Event()
+    loop_a = build(publishers.settings, stop_a, route=fresh_only)  # candidates only
+    thread_a = threading.Thread(target=loop_a.run, daemon=True)
+    thread_a.start()
+    assert loop_a.ready.wait(15)
+    loop_b = build(publishers.settings, stop_b)  # active on due, standby on candidates
+    thread_b = threading.Thread(target=loop_b.run, daemon=True)
+    thread_b.start()
+    try:
+        assert loop_b.ready.wait(15)
+        parked_seen = wait_until(
+            lambda: queue_counts(env["AMQP_URL"], PUBLISHER_WAIT)[0] > 0, timeout=10
+        )
+        assert queue_counts(env["AMQP_URL"], PUBLISHER_DUE)[1] == 1  # B alone takes .due
+        assert wait_until(lambda: all_published(db, 40), timeout=60)
+        assert parked_seen  # so B published the parked ones while A took fresh ones
+    finally:
+        stop_a.set(), stop_b.set()
+        thread_a.join(15), thread_b.join(15)
+    assert_within_quota(sim, db)
+    assert_one_job_per_candidate(sim, db)
 
 
 def test_the_publisher_stops_at_start_without_its_token(env):

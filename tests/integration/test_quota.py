@@ -242,7 +242,7 @@ def test_calls_at_once_and_the_general_path_agree_at_the_cap(sessions, db):
     assert refused.id is None and refused.wait_s > 4.0
 
 
-def test_an_outcome_that_agrees_with_the_api_is_written_and_changes_nothing_else(sessions, db):
+def test_an_agreeing_outcome_changes_nothing_and_a_429_blocks_for_its_retry_after(sessions, db):
     quota = ledger(sessions, calls=10)
     call = quota.reserve("get", use=True)
     quota.record_outcome(call, 200, "OK", remaining=9)
@@ -252,8 +252,11 @@ def test_an_outcome_that_agrees_with_the_api_is_written_and_changes_nothing_else
             select(ApiCall.status, ApiCall.outcome).where(ApiCall.id == call.id)
         ).one() == (200, "OK")
         kinds = connection.execute(select(ApiCall.kind)).scalars().all()
-    assert sorted(kinds) == ["external"] * 8 + ["get", "get"]  # 0 left: 8 more made
-    assert not quota.reserve("get").ready  # and the 429 blocks
+    # the 429's "0 left" is not turned into calls that would hold the ledger a whole
+    # window: its Retry-After blocks until the API has room again
+    assert sorted(kinds) == ["get", "get"]
+    refused = quota.reserve("get")
+    assert not refused.ready and 0 < refused.wait_s <= 1.0
 
 
 def test_a_connection_used_for_a_call_at_once_is_transactional_again_afterwards(db):
@@ -327,3 +330,21 @@ def test_an_answer_that_reports_less_room_tightens_the_ledger_at_once(sessions, 
     quota.record_outcome(call, 200, "OK", remaining=7)  # two calls we did not make
     assert outcomes(db)[call.id] == (200, "OK")
     assert quota.used_in_window() == 3
+
+
+def test_a_reservation_is_used_once_only(sessions):
+    quota = ledger(sessions, calls=5)
+    slot = quota.reserve(CREATE, "owryt-x-0000", plan=True)
+    assert quota.mark_used(slot, CREATE)
+    assert not quota.mark_used(slot, CREATE)  # a second caller holding the same slot
+    assert quota.used_in_window() == 1  # and the window did not lose a call
+
+
+def test_a_slot_claimed_before_a_429_is_not_used_while_the_block_is_in_force(sessions, db):
+    quota = ledger(sessions, calls=5)
+    slot = quota.reserve(CREATE, "owryt-x-0000", plan=True)
+    assert slot.ready
+    quota.observe(None, retry_after_s=5)  # a 429 another caller got meanwhile
+    assert not quota.mark_used(slot, CREATE)
+    with db.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(ApiCall)).scalar_one() == 0
