@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.contracts import CandidateFound
-from shared.db.batches import NewJob, create_batch, recount_batch
+from shared.db.batches import NewJob, create_batch, lock_batches, recount_batch
 from shared.db.models import (
     IN_FLIGHT_STATUSES,
     OfficialAccount,
@@ -75,6 +75,7 @@ class Jobs:
     def _manual(self, message: CandidateFound, task: TaskConfig, message_id: str) -> JobView:
         batch_uuid = uuid.uuid5(MANUAL_NAMESPACE, f"{task.name}:{message_id}")
         with transaction(self._sessions) as session:
+            lock_batches(session)  # a selection pass cannot pick the purchase meanwhile
             earlier = session.execute(_view().where(TrackingBatch.batch_uuid == batch_uuid)).first()
             if earlier:
                 return JobView(*earlier)

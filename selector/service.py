@@ -6,13 +6,21 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from selector.selection import Candidate, Skipped, choose, iter_matches
 from shared.contracts import CandidateFound
 from shared.db import sync_log
-from shared.db.batches import JobRef, NewJob, create_batch, mark_published, unpublished_jobs
+from shared.db.batches import (
+    JobRef,
+    NewJob,
+    create_batch,
+    lock_batches,
+    mark_published,
+    unpublished_jobs,
+)
 from shared.db.rechecks import schedule_recheck
 from shared.db.session import transaction
 from shared.domain.masking import mask_email
@@ -26,9 +34,6 @@ from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
 
 log = logging.getLogger("trackfill.selector")
 TAG = "[tracking_number_empty_worker]"
-#: Serialises selection passes (daemon, manual runs, replicas): a pass reads the jobs
-#: the previous one committed, so two passes never select the same purchase.
-SELECTION_LOCK = 0x7472_6B66_696C_6C01  # "trkfill" + 1
 
 
 @dataclass
@@ -78,23 +83,13 @@ class Selector:
         result = PassResult()
         if self._publisher is not None:
             self._publisher.ensure_ready()  # select nothing that could not be published
-        with transaction(self._sessions) as session:
-            session.execute(select(func.pg_advisory_xact_lock(SELECTION_LOCK)))
-            owed = unpublished_jobs(session, self._task, self._settings.selector_republish_grace_s)
-            candidates, result.skipped = choose(
-                iter_matches(session), self._settings.selector_max_records
-            )
-            result.found = len(candidates) + len(result.skipped)
-            for skipped in result.skipped:
-                schedule_recheck(
-                    session,
-                    skipped.match.purchasing_id,
-                    f"skipped: {skipped.reason}",
-                    self._settings.recheck_base_s,
-                    self._settings.recheck_max_s,
-                )
-            new_jobs = [NewJob(c.match.purchasing_id, order_of(c.url), c.url) for c in candidates]
-            jobs = create_batch(session, self._task, new_jobs) if new_jobs else []
+        try:
+            owed, jobs = self._select(result)
+        except IntegrityError:
+            # a writer that does not take the batches lock made a job in flight for a
+            # selected purchase meanwhile: the same pass again sees it
+            log.warning("%s a purchase got a job meanwhile; selecting again", TAG)
+            owed, jobs = self._select(result)
         self._log_selection(result, jobs)
         result.batch_uuid = jobs[0].batch_uuid if jobs else None
         result.republished, result.error = self._publish(owed, "Re-dispatched")
@@ -109,6 +104,27 @@ class Selector:
         if result.error is not None:
             raise PublishError(result.error)
         return result
+
+    def _select(self, result: PassResult) -> tuple[list[JobRef], list[JobRef]]:
+        """In one transaction: the jobs owed a publish, and a new batch of the selected
+        candidates (the skipped ones wait their re-check delay)."""
+        with transaction(self._sessions) as session:
+            lock_batches(session)
+            owed = unpublished_jobs(session, self._task, self._settings.selector_republish_grace_s)
+            candidates, result.skipped = choose(
+                iter_matches(session), self._settings.selector_max_records
+            )
+            result.found = len(candidates) + len(result.skipped)
+            for skipped in result.skipped:
+                schedule_recheck(
+                    session,
+                    skipped.match.purchasing_id,
+                    f"skipped: {skipped.reason}",
+                    self._settings.recheck_base_s,
+                    self._settings.recheck_max_s,
+                )
+            new_jobs = [NewJob(c.match.purchasing_id, order_of(c.url), c.url) for c in candidates]
+            return owed, create_batch(session, self._task, new_jobs) if new_jobs else []
 
     def _log_selection(self, result: PassResult, jobs: list[JobRef]) -> None:
         log.info("%s Found %d matching records", TAG, result.found)

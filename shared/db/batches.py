@@ -15,6 +15,18 @@ from shared.db.models import FINAL_BATCH_STATUSES, TrackingBatch, TrackingJob
 from shared.domain.urls import order_of
 from shared.tasks import TaskConfig
 
+#: Serialises everything that makes jobs: selection passes (daemon, manual runs,
+#: replicas) and the publisher's manual requests. Each then sees the jobs the one before
+#: committed, so no two of them make a job in flight for the same purchase (the unique
+#: index would refuse the second).
+BATCHES_LOCK = 0x7472_6B66_696C_6C01  # "trkfill" + 1
+
+
+def lock_batches(session: Session) -> None:
+    """Take :data:`BATCHES_LOCK` until ``session``'s transaction ends; call it before
+    looking at which purchases have a job in flight."""
+    session.execute(select(func.pg_advisory_xact_lock(BATCHES_LOCK)))
+
 
 @dataclass(frozen=True)
 class JobRef:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from selector.service import Selector
+from shared.db.batches import NewJob, create_batch
 from shared.db.models import PurchaseCheck, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import schedule_recheck
 from shared.db.session import make_session_factory, transaction
@@ -19,7 +20,9 @@ from shared.domain.statuses import is_done
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
 from shared.messaging.topology import declare_topology
 from shared.settings import load_settings
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO
 from tests.support import rows
+from tests.support.waiting import wait_until
 from tests.unit.test_statuses import CLOSED, DELIVERED, KEEP_CHECKING
 
 pytestmark = pytest.mark.integration
@@ -406,3 +409,69 @@ def test_matches_are_read_page_by_page_in_order_without_repeats(db, sessions, ac
     assert everything == unsafe + safe
     assert [c.match.purchasing_id for c in candidates] == safe
     assert [s.match.purchasing_id for s in skipped] == unsafe
+
+
+@pytest.fixture
+def slow_job_inserts(db):
+    """Every insert into tracking_job sleeps a second before its transaction goes on."""
+    with db.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE FUNCTION test_slow_insert() RETURNS trigger AS $$ "
+                "BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER test_slow_insert AFTER INSERT ON tracking_job "
+                "FOR EACH ROW EXECUTE FUNCTION test_slow_insert()"
+            )
+        )
+    yield
+    with db.begin() as connection:
+        connection.execute(text("DROP TRIGGER IF EXISTS test_slow_insert ON tracking_job"))
+        connection.execute(text("DROP FUNCTION IF EXISTS test_slow_insert()"))
+
+
+def a_manual_request(sessions, pid: int) -> None:
+    from publisher.jobs import Jobs as PublisherJobs
+    from shared.contracts import CandidateFound
+    from shared.db.rechecks import Recheck
+
+    PublisherJobs(sessions, Recheck(60, 600)).resolve(
+        CandidateFound(TASK, pid), OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, "message-1"
+    )
+
+
+def another_systems_job(sessions, pid: int) -> None:
+    """A writer that knows nothing of the batches lock."""
+    with transaction(sessions) as session:
+        url = f"https://store.apple.com/go/jp/vieworder/W{pid:010d}/user@example.com"
+        create_batch(session, OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, [NewJob(pid, "W1", url)])
+
+
+@pytest.mark.parametrize("writer", [a_manual_request, another_systems_job])
+def test_a_job_made_for_a_purchase_during_a_pass_neither_breaks_it_nor_doubles_the_job(
+    selector, sessions, db, slow_job_inserts, writer
+):
+    pid = rows.purchase(db, rows.account(db))
+    other = threading.Thread(target=writer, args=(sessions, pid))
+    other.start()  # its job is written, its transaction still open
+    asleep = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event = 'PgSleep' AND datname = current_database()"
+    )
+
+    def sleeping() -> int:  # a connection each time: a transaction sees one snapshot
+        with db.connect() as connection:
+            return connection.execute(asleep).scalar_one()
+
+    assert wait_until(lambda: sleeping() == 1)
+    result = selector.run_pass("manual")  # no IntegrityError
+    other.join(10)
+    assert result.dispatched == 0 and result.error is None
+    with db.connect() as connection:
+        in_flight = connection.execute(
+            select(func.count()).where(TrackingJob.purchasing_id == pid)
+        ).scalar_one()
+    assert in_flight == 1
