@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from shared.faults import crash_point
 from shared.metrics import API_CALLS
 from shared.webscraper.quota import CREATE, QuotaLedger, Reservation
 
@@ -166,6 +167,7 @@ class WebScraperClient:
             API_CALLS.labels(kind, "error").inc()
             self._ledger.record_outcome(reservation, None, f"{type(error).__name__}")
             raise AnswerLost(f"{method} {path}: {type(error).__name__}") from _clean(error)
+        crash_point(f"api:answered:{kind}")  # the call took effect; nothing knows it yet
         API_CALLS.labels(kind, str(answer.status_code)).inc()
         remaining = _int_header(answer, "X-RateLimit-Remaining")
         retry_after = _int_header(answer, "Retry-After") if answer.status_code == 429 else None

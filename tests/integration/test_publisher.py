@@ -475,6 +475,7 @@ def test_a_manual_request_for_a_missing_purchase_is_dead_lettered(publishers, vh
     "point",
     [
         "publisher:before-create-call",
+        "api:answered:create",  # after the answer, before anything recorded it
         "publisher:after-create-call",
         "publisher:after-store",
         "publisher:before-ack",
