@@ -22,18 +22,22 @@ log = logging.getLogger("trackfill.ingestor")
 
 def build(settings: Settings, stop: threading.Event) -> ConsumerLoop:
     """Wire the ingestor's parts (tests build it the same way)."""
-    api = api_access(settings)
-    handler = CompletionHandler(
-        Jobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
-        api.client,
-        IngestorConfig(settings.ingest_retry_s, settings.ingest_max_retries),
-    )
     return ConsumerLoop(
         lambda: connect(settings.amqp_url, settings.amqp_heartbeat_s),
         ROUTES[INGESTOR_COMPLETIONS],
-        handler,
+        completion_handler(settings),
         stop,
         group_size=settings.ingest_group_size,
+    )
+
+
+def completion_handler(settings: Settings) -> CompletionHandler:
+    """The handler of a group of notifications, with its own database and API parts."""
+    api = api_access(settings)
+    return CompletionHandler(
+        Jobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
+        api.client,
+        IngestorConfig(settings.ingest_retry_s, settings.ingest_max_retries),
     )
 
 

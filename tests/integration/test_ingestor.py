@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text, update
 
 from demo.stack import free_port
 from ingestor.__main__ import build as build_ingestor
+from ingestor.__main__ import completion_handler
 from shared.contracts import JobCompleted
 from shared.db.models import (
     ApiCall,
@@ -27,6 +28,7 @@ from shared.db.models import (
     SyncLog,
     TrackingJob,
 )
+from shared.messaging.consuming import Delivery
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS, JOB_COMPLETED
@@ -451,3 +453,65 @@ def test_a_429_on_a_follow_up_call_parks_until_retry_after_and_the_job_still_end
     assert [c["status"] for c in follow_ups] == [429, 200, 200]
     assert follow_ups[1]["t"] - follow_ups[0]["t"] >= 0.95  # after Retry-After
     assert vhost.management.get_messages(vhost.name, "ingestor.completions.dead-letter") == []
+
+
+def test_one_notification_handled_by_two_replicas_at_once_is_counted_once(
+    env, published, sim, db, vhost
+):
+    (pid,) = published.make(0)
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    job = published.job(pid)
+    event = JobCompleted(
+        task=TASK.name,
+        scrapingjob_id=job.job_id,
+        status="finished",
+        custom_id=job.custom_id,
+        sitemap_id=TASK.sitemap_id,
+    )
+    envelope = new_envelope(JOB_COMPLETED, event.to_payload())
+    settings = load_settings(env)
+    replicas = [completion_handler(settings), completion_handler(settings)]
+    with db.begin() as connection:  # whichever writes first holds its transaction a while
+        connection.execute(
+            text(
+                "CREATE FUNCTION test_slow_fill() RETURNS trigger AS $$ "
+                "BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER test_slow_fill BEFORE UPDATE ON purchasing "
+                "FOR EACH ROW EXECUTE FUNCTION test_slow_fill()"
+            )
+        )
+    start = threading.Barrier(2)
+    outcomes: list = []
+
+    def handle(handler) -> None:
+        with connect(env["AMQP_URL"]) as connection:
+            delivery = Delivery(
+                envelope, event, {}, INGESTOR_COMPLETIONS, True, MessagePublisher(connection)
+            )
+            start.wait(5)
+            outcomes.extend(handler([delivery]))
+
+    try:
+        threads = [threading.Thread(target=handle, args=(r,)) for r in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    finally:
+        with db.begin() as connection:
+            connection.execute(text("DROP TRIGGER IF EXISTS test_slow_fill ON purchasing"))
+            connection.execute(text("DROP FUNCTION IF EXISTS test_slow_fill()"))
+    assert outcomes == [None, None]  # both done, neither failed
+    assert published.count(ProcessedNotification) == 1
+    batch = published.batch()
+    assert (batch.completed_jobs, batch.failed_jobs, batch.status) == (1, 0, "completed")
+    with published.sessions() as session:
+        closing = session.execute(
+            select(func.count()).where(SyncLog.operation_type == "tracking_number_empty_completed")
+        ).scalar_one()
+    assert closing == 1
+    assert published.purchase(pid).tracking_number is not None
