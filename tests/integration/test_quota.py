@@ -348,3 +348,55 @@ def test_a_slot_claimed_before_a_429_is_not_used_while_the_block_is_in_force(ses
     assert not quota.mark_used(slot, CREATE)
     with db.connect() as connection:
         assert connection.execute(select(func.count()).select_from(ApiCall)).scalar_one() == 0
+
+
+def test_two_processes_at_the_cap_for_several_windows_keep_every_window_and_get_no_429(
+    sessions, db, database_url, sim, monkeypatch
+):
+    """Two processes start together and call as fast as the ledger lets them for about
+    three windows: no sliding window of the ledger holds more than the cap, the
+    simulator (a fixed window, as the real API's headers suggest) answers no 429, and
+    the cap was really reached, window after window."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import SIM_TOKEN
+
+    calls, window_s, run_s = 20, 3.0, 9.5
+    monkeypatch.setattr(sim.state.config, "quota_calls", calls)
+    monkeypatch.setattr(sim.state.config, "quota_window_s", window_s)
+    start = time.time() + 2.0  # time for both to import and connect
+    args = [database_url, sim.api_url, SIM_TOKEN, str(calls), str(window_s)]
+    args += [str(start), str(start + run_s)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.support.quota_worker", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ},
+        )
+        for _ in range(2)
+    ]
+    results = [json.loads(p.communicate(timeout=30)[0]) for p in processes]
+    assert all(p.returncode == 0 for p in processes)
+    assert [r["429"] for r in results] == [0, 0]
+    assert [c for c in sim.state.snapshot()["calls"] if c["status"] == 429] == []
+    assert all(r["made"] > 0 for r in results)  # both really competed
+    with db.connect() as connection:
+        made = (
+            connection.execute(
+                select(ApiCall.used_at)
+                .where(ApiCall.used_at.is_not(None))
+                .order_by(ApiCall.used_at)
+            )
+            .scalars()
+            .all()
+        )
+    assert len(made) == sum(r["made"] for r in results)
+    for i, first in enumerate(made):  # every sliding window, not just the total
+        in_window = sum(1 for t in made[i:] if (t - first).total_seconds() < window_s)
+        assert in_window <= calls, f"{in_window} calls in the window from {first}"
+    assert len(made) >= 3 * calls  # at the cap in every one of the (three and more) windows
