@@ -9,11 +9,14 @@ What is faked: only Web Scraper Cloud itself, which the simulator stands in for.
 
 Where ``DATABASE_URL``/``AMQP_URL`` (or ``TEST_DATABASE_URL``/``TEST_AMQP_URL``) are set
 they are used; else the local services; else testcontainers if a Docker engine answers;
-else the tests that need a service are skipped with a message naming what is missing.
+else the tests that need a service are skipped with a message naming what is missing;
+with ``TRACKFILL_REQUIRE_SERVICES=1`` (as CI sets it) they fail instead, so a run that
+quietly lost its services can never pass.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,11 +47,18 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+def missing(service: str) -> None:
+    """Skip the test that needs ``service``; fail it where the services are required."""
+    if os.environ.get("TRACKFILL_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"TRACKFILL_REQUIRE_SERVICES=1 and {service}", pytrace=False)
+    pytest.skip(service)
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
     with postgres_server() as url:
         if url is None:
-            pytest.skip("no PostgreSQL: set DATABASE_URL, run one on 127.0.0.1:5432, or Docker")
+            missing("no PostgreSQL: set DATABASE_URL, run one on 127.0.0.1:5432, or Docker")
         yield url
 
 
@@ -89,7 +99,7 @@ def db(engine: Engine) -> Iterator[Engine]:
 def rabbitmq() -> Iterator[tuple[str, Management]]:
     with rabbitmq_server() as found:
         if found is None:
-            pytest.skip(
+            missing(
                 "no RabbitMQ with its management API: set AMQP_URL, run one on 127.0.0.1:5672 "
                 "with rabbitmq_management enabled (port 15672), or Docker"
             )
