@@ -7,8 +7,14 @@ selection pass, one fault at a random moment, then a wait (bounded) until every 
 has ended. Per scenario the table shows: runs, candidates, filled, lost (a purchase
 not filled), duplicate scraping jobs (creates that made a second job for one
 custom_id), 429 answers, dead letters, leaked secrets (API or webhook token, or a full
-e-mail address, in any log line) and the slowest time from selection to the last job
-ended.
+e-mail address, in any log line), the slowest time from selection to the last job
+ended, and for the kills how many landed while the killed process had work in hand.
+
+A kill waits until its service has work (the publisher: jobs queued or being created;
+the ingestor: jobs whose scraping job ended and that are not yet imported; the gateway:
+ended jobs whose webhook is not yet answered; the selector: a pass not yet published),
+then strikes after a delay drawn for each run over that busy phase, and records what the
+process had in hand at that moment.
 
     .venv/bin/python bench/faults.py --quick     # a few runs of each scenario
     .venv/bin/python bench/faults.py             # 20 kills per service, the rest x3
@@ -64,7 +70,22 @@ class Outcome:
     dead_letters: int = 0
     leaks: int = 0
     seconds: float = 0.0
+    kills: int = 0
+    busy_kills: int = 0
+    #: the fault showed its effect (a kill struck; the simulator's fault fired)
+    fired: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A fault as applied: what was done, and for a kill whether it struck during work."""
+
+    note: str
+    busy: bool | None = None
+
+
+Fault = Callable[[Stack, random.Random, object], Applied]
 
 
 def seed(engine) -> None:
@@ -95,41 +116,75 @@ def ended(engine) -> bool:
 
 
 # -- the faults ------------------------------------------------------------------------------
-def kill(name: str) -> Callable[[Stack, random.Random], str]:
-    def fault(stack: Stack, rng: random.Random) -> str:
-        time.sleep(rng.uniform(0.0, 2.5))
-        stack.kill(name)
+def activity(name: str, stack: Stack, engine) -> str:
+    """The work ``name`` has in hand now ('' if none), from the database and the simulator."""
+    with engine.connect() as db:
+        rows = db.execute(
+            select(TrackingJob.status, TrackingJob.job_id, TrackingJob.published_at)
+        ).all()
+    if name == "publisher":
+        counts = Counter(status for status, _, _ in rows if status in ("queued", "publishing"))
+        return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if name == "selector":
+        unpublished = sum(1 for status, _, at in rows if status == "queued" and at is None)
+        return f"{unpublished} jobs not yet published" if unpublished or not rows else ""
+    sim = stack.sim_state()
+    ended = {j["id"] for j in sim["jobs"] if j["status"] in ("finished", "failed", "stopped")}
+    open_ = {job_id for status, job_id, _ in rows if status == "pending"} & ended
+    if name == "webhook_gateway":
+        answered = {w["job_id"] for w in sim["webhooks"] if w["outcome"] == 200}
+        waiting = open_ - answered
+        return f"{len(waiting)} webhooks not yet answered" if waiting else ""
+    return f"{len(open_)} ended jobs not yet imported" if open_ else ""
+
+
+def strike(name: str, busy_phase_s: float, stack: Stack, rng: random.Random, engine) -> Applied:
+    """kill -9 of ``name`` at a moment drawn over its busy phase (once it has work)."""
+    deadline = time.monotonic() + 20
+    while not activity(name, stack, engine) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, busy_phase_s))
+    doing = activity(name, stack, engine)
+    stack.kill(name)
+    return Applied(f"killed {name} with {doing or 'nothing'} in hand", busy=bool(doing))
+
+
+def kill(name: str, busy_phase_s: float) -> Fault:
+    """A kill during work, then a restart."""
+
+    def fault(stack: Stack, rng: random.Random, engine) -> Applied:
+        applied = strike(name, busy_phase_s, stack, rng, engine)
         time.sleep(0.3)  # a supervisor's restart delay
         stack.restart(name)
-        return f"killed {name}"
+        return applied
 
     return fault
 
 
-def broker_restart(stack: Stack, rng: random.Random) -> str:
+def broker_restart(stack: Stack, rng: random.Random, engine) -> Applied:
     time.sleep(rng.uniform(0.5, 1.5))
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
     time.sleep(2)
     subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
     subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
-    return "rabbitmq stop_app/start_app"
+    return Applied("rabbitmq stop_app/start_app")
 
 
-def database_restart(stack: Stack, rng: random.Random) -> str:
+def database_restart(stack: Stack, rng: random.Random, engine) -> Applied:
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
     control = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
     time.sleep(rng.uniform(0.5, 1.5))
     subprocess.run([*control, "stop", "-m", "fast"], check=True, timeout=60)
     time.sleep(2)
     subprocess.run([*control, "start"], check=True, timeout=60)
-    return "postgresql stop/start"
+    return Applied("postgresql stop/start")
 
 
-def sim_fault(values: dict) -> Callable[[Stack, random.Random], str]:
-    def fault(stack: Stack, rng: random.Random) -> str:
+def sim_fault(values: dict) -> Fault:
+    def fault(stack: Stack, rng: random.Random, engine) -> Applied:
         base = stack.api_url.removesuffix("api/v1/")
         requests.post(f"{base}__sim/faults", json=values, timeout=5).raise_for_status()
-        return f"simulator: {values}"
+        return Applied(f"simulator: {values}")
 
     return fault
 
@@ -143,18 +198,17 @@ def standby_publisher(stack: Stack) -> None:
     stack.wait_for_line("publisher-2", "consuming")
 
 
-def second_publisher(stack: Stack, rng: random.Random) -> str:
-    time.sleep(rng.uniform(0.0, 0.4))  # while the batch's jobs are being created
-    stack.kill("publisher")  # the standby must take over
-    return "two publishers; the active one killed"
+def second_publisher(stack: Stack, rng: random.Random, engine) -> Applied:
+    applied = strike("publisher", 0.4, stack, rng, engine)  # the standby must take over
+    return Applied(f"two publishers; {applied.note}; not restarted", applied.busy)
 
 
 #: name → (fault, applied before the selection pass?)
-SCENARIOS: dict[str, tuple[Callable[[Stack, random.Random], str], bool]] = {
-    "kill-publisher": (kill("publisher"), False),
-    "kill-ingestor": (kill("ingestor"), False),
-    "kill-webhook_gateway": (kill("webhook_gateway"), False),
-    "kill-selector": (kill("selector"), False),
+SCENARIOS: dict[str, tuple[Fault, bool]] = {
+    "kill-publisher": (kill("publisher", 0.6), False),
+    "kill-ingestor": (kill("ingestor", 0.6), False),
+    "kill-webhook_gateway": (kill("webhook_gateway", 0.6), False),
+    "kill-selector": (kill("selector", 0.3), False),
     "broker-restart": (broker_restart, False),
     "database-restart": (database_restart, False),
     "api-5xx-burst": (sim_fault({"error_burst": 6, "error_status": 503}), True),
@@ -171,6 +225,17 @@ SCENARIOS: dict[str, tuple[Callable[[Stack, random.Random], str], bool]] = {
 EXPECTED_LOSS = {"webhook-never-arrives": 1}
 #: 429s the simulator is told to answer whatever the quota says (per run)
 INJECTED_429 = {"api-429-storm": 5}
+#: how each simulator fault shows in the simulator's record of a run
+FIRED: dict[str, Callable[[dict], bool]] = {
+    "api-5xx-burst": lambda sim: any(c["status"] == 503 for c in sim["calls"]),
+    "api-slow-past-timeout": lambda sim: sim["faults"]["slow"] == 0,
+    "api-429-storm": lambda sim: any(c["status"] == 429 for c in sim["calls"]),
+    "create-answer-lost": lambda sim: any(c.get("lost") for c in sim["calls"]),
+    "webhooks-x3": lambda sim: any(w["copy"] > 1 for w in sim["webhooks"]),
+    "webhooks-out-of-order": lambda sim: len(sim["webhooks"]) > 1,
+    "data-late": lambda sim: sum(c["kind"] == "json" for c in sim["calls"]) > PURCHASES,
+    "webhook-never-arrives": lambda sim: sim["faults"]["webhook_drop"] == 0,
+}
 
 
 def selector_daemon(stack: Stack) -> None:
@@ -198,7 +263,7 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
         started = time.monotonic()
         try:
             if before:
-                outcome.notes.append(fault(stack, rng))
+                record(outcome, fault(stack, rng, engine))
             if name == "two-publishers":
                 standby_publisher(stack)
             if name == "kill-selector":
@@ -206,17 +271,26 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
             else:
                 select_candidates(stack)
             if not before:
-                outcome.notes.append(fault(stack, rng))
+                record(outcome, fault(stack, rng, engine))
             deadline = time.monotonic() + RUN_TIMEOUT_S
             while not ended(engine) and time.monotonic() < deadline:
                 time.sleep(0.2)
             outcome.seconds = time.monotonic() - started
             measure(outcome, engine, stack, amqp_url)
+            sim = stack.sim_state()
+            outcome.fired = outcome.kills > 0 if name not in FIRED else FIRED[name](sim)
         finally:
             stack.stop()
             engine.dispose()
         outcome.leaks = leaks(logs, stack)
     return outcome
+
+
+def record(outcome: Outcome, applied: Applied) -> None:
+    outcome.notes.append(applied.note)
+    if applied.busy is not None:
+        outcome.kills += 1
+        outcome.busy_kills += applied.busy
 
 
 def measure(outcome: Outcome, engine, stack: Stack, amqp_url: str) -> None:
@@ -262,11 +336,12 @@ def main() -> int:
     parser.add_argument("--skip-restarts", action="store_true", help="no broker/database restart")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    print(f"seed {args.seed} (each run draws its own moments from it)")
     names = args.only or list(SCENARIOS)
     if args.skip_restarts:
         names = [n for n in names if not n.endswith("-restart")]
     print(f"{'scenario':24} {'runs':>4} {'cand.':>5} {'filled':>6} {'lost':>4} {'dup':>3} "
-          f"{'429*':>4} {'dead':>4} {'leaks':>5} {'max s':>6}")  # fmt: skip
+          f"{'429*':>4} {'dead':>4} {'leaks':>5} {'max s':>6} {'busy kills':>10}")  # fmt: skip
     failures = 0
     for name in names:
         runs = args.runs or runs_of(name, args.quick)
@@ -275,20 +350,22 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="trackfill-faults-") as logs:
                 result = one_run(name, rng, Path(logs))
             for key in ("candidates", "filled", "lost", "duplicates", "rate_limited",
-                        "dead_letters", "leaks"):  # fmt: skip
+                        "dead_letters", "leaks", "kills", "busy_kills"):  # fmt: skip
                 setattr(totals, key, getattr(totals, key) + getattr(result, key))
             slowest = max(slowest, result.seconds)
         allowed = EXPECTED_LOSS.get(name, 0) * runs
         quota_429 = totals.rate_limited - INJECTED_429.get(name, 0) * runs
         bad = totals.lost > allowed or totals.duplicates or quota_429 or totals.leaks
         failures += bool(bad)
+        busy = f"{totals.busy_kills}/{totals.kills}" if totals.kills else "-"
         print(
             f"{name:24} {runs:4d} {totals.candidates:5d} {totals.filled:6d} {totals.lost:4d} "
             f"{totals.duplicates:3d} {quota_429:4d} {totals.dead_letters:4d} "
-            f"{totals.leaks:5d} {slowest:6.1f}" + ("  <- FAILS THE GOAL" if bad else ""),
+            f"{totals.leaks:5d} {slowest:6.1f} {busy:>10}" + ("  <- FAILS THE GOAL" if bad else ""),
             flush=True,
         )
     print("429*: answers beyond the ones the simulator was told to inject")
+    print("busy kills: kills that struck while the killed process had work in hand / kills")
     print("goal: 0 lost (a never-sent webhook loses its job until the reconciler exists), "
           "0 duplicate jobs, 0 429s, 0 leaks")  # fmt: skip
     return 1 if failures else 0

@@ -157,10 +157,7 @@ class CompletionHandler:
         if job is None:
             raise Reject(f"no tracking_job has custom_id {event.custom_id!r}")
         if job.job_id is None and job.status not in ENDED:
-            # the publisher may not have stored the id yet (it dies or lags between the
-            # create and the store): wait for it a few times
-            self._retry(delivery, event, f"{job.custom_id} has no scraping job id stored yet")
-            return None
+            return self._wait_for_job_id(delivery, event, job)
         if job.job_id != event.scrapingjob_id:
             raise Reject(
                 f"{job.custom_id}: the notification is for scraping job {event.scrapingjob_id}, "
@@ -170,6 +167,22 @@ class CompletionHandler:
             log.info("%s %s: already %s; duplicate notification", TAG, job.custom_id, job.status)
             return None
         return job
+
+    def _wait_for_job_id(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> None:
+        """The publisher has not stored the job's id yet. While it has the job in hand
+        (``publishing``: it is settling a create whose answer it lost, which takes at
+        least its HTTP timeout) the notification waits, parked, costing no call; the
+        publisher's own bound ends that state. Otherwise it waits a few times, then is
+        dead-lettered with the reason, never acked and forgotten."""
+        waiting = f"{job.custom_id} has no scraping job id stored yet"
+        if job.status == "publishing":
+            log.info("%s %s (publishing); again in %gs", TAG, waiting, self._config.retry_s)
+            delivery.park(self._config.retry_s, **{ATTEMPTS: delivery.headers.get(ATTEMPTS, 0)})
+            return None
+        gave_up = self._retry(delivery, event, waiting)
+        if gave_up is not None:
+            raise Reject(f"{event.custom_id}: {gave_up.failure}")
+        return None
 
     def _ending(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> Ending | None:
         confirmed = _confirmed_from(delivery.headers) or self._confirm(event)

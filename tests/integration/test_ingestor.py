@@ -377,6 +377,43 @@ def test_a_notification_before_the_job_id_is_stored_waits_for_it(env, published,
     assert published.job(pid).status == "completed"
 
 
+def test_a_notification_waits_past_its_retries_while_the_publisher_settles_the_create(
+    env, published, ingestor, sim
+):
+    (pid,) = published.make(1)
+    job = published.job(pid)
+    with published.sessions() as session, session.begin():
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.id == job.id)
+            .values(job_id=None, status="publishing")
+        )
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    notify(env, job)
+    # longer than INGEST_MAX_RETRIES x INGEST_RETRY_S (0.6 s): the publisher's settling of
+    # a lost answer takes its HTTP timeout
+    threading.Timer(1.5, lambda: _store(published, job)).start()
+    assert wait_until(lambda: published.ended(pid), timeout=10)
+    assert published.job(pid).status == "completed"
+
+
+def test_a_notification_for_a_job_without_an_id_that_no_publisher_holds_is_dead_lettered(
+    env, published, ingestor, sim, vhost
+):
+    (pid,) = published.make(1)
+    job = published.job(pid)
+    with published.sessions() as session, session.begin():
+        session.execute(
+            update(TrackingJob).where(TrackingJob.id == job.id).values(job_id=None, status="queued")
+        )
+    notify(env, job)
+    dead = vhost.management.wait_for_messages(
+        vhost.name, "ingestor.completions.dead-letter", 1, timeout=10
+    )
+    reason = dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    assert "has no scraping job id stored yet; gave up after 3 retries" in reason
+
+
 def _store(published, job) -> None:
     with published.sessions() as session, session.begin():
         session.execute(
