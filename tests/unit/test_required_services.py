@@ -22,7 +22,7 @@ def test_ci_requires_the_services():
     from pathlib import Path
 
     script = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
-    assert "TRACKFILL_REQUIRE_SERVICES=1 ./run test" in script
+    assert "export TRACKFILL_REQUIRE_SERVICES=1\n./run test" in script
 
 
 def test_every_test_has_a_time_limit(pytestconfig):
