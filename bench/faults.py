@@ -131,10 +131,10 @@ def activity(name: str, stack: Stack, engine) -> str:
     sim = stack.sim_state()
     ended = {j["id"] for j in sim["jobs"] if j["status"] in ("finished", "failed", "stopped")}
     open_ = {job_id for status, job_id, _ in rows if status == "pending"} & ended
-    if name == "webhook_gateway":
+    if name == "webhook_gateway":  # its phase: while the jobs' webhooks are still to come
         answered = {w["job_id"] for w in sim["webhooks"] if w["outcome"] == 200}
-        waiting = open_ - answered
-        return f"{len(waiting)} webhooks not yet answered" if waiting else ""
+        waiting = {job_id for status, job_id, _ in rows if status == "pending"} - answered
+        return f"{len(waiting)} webhooks still to come" if waiting else ""
     return f"{len(open_)} ended jobs not yet imported" if open_ else ""
 
 

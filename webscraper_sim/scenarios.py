@@ -1,8 +1,9 @@
 """What the simulated scraper finds at an Apple order-status URL.
 
 The outcome is a pure function of the order number in the URL, so tests steer it by
-choosing order numbers. The last two digits ``97`` stop the job and ``98`` fail it;
-otherwise the last digit decides:
+choosing order numbers. In a job of one URL, the last two digits ``97`` stop the job
+(as its user would) and ``98`` fail it as a whole; otherwise, and in every job of many
+URLs, the last digit decides that URL's page:
 
 =====  ==============================================================================
 digit  page
@@ -51,14 +52,13 @@ def order_number_of(url: str) -> str:
 
 
 def job_end_status(start_urls: list[str]) -> str:
-    """``finished``, or ``stopped``/``failed`` for order numbers ending 97/98."""
-    for url in start_urls:
-        ending = order_number_of(url)[-2:]
-        if ending == "97":
-            return "stopped"
-        if ending == "98":
-            return "failed"
-    return "finished"
+    """How a job of one start URL whose order number ends 97/98 ends as a whole
+    (``stopped`` by its user, ``failed``); otherwise ``finished``, and then its pages
+    decide (a job with more than half of its pages failed is ``failed``). In a job of
+    many URLs, 97 and 98 are only an empty and a failed page of their own URL."""
+    if len(start_urls) != 1:
+        return "finished"
+    return {"97": "stopped", "98": "failed"}.get(order_number_of(start_urls[0])[-2:], "finished")
 
 
 def valid_tracking_number(order_number: str) -> str:

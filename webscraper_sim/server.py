@@ -26,7 +26,8 @@ from webscraper_sim.state import SimConfig, SimState
 from webscraper_sim.webhooks import Clock
 
 API_PREFIX = "/api/v1/"
-MAX_BODY = 1024 * 1024
+#: the service's documented limit of start URLs in one job
+MAX_START_URLS = 20_000
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"scraping-job/?"), "create"),
     ("GET", re.compile(r"scraping-jobs/?"), "list"),
@@ -98,6 +99,10 @@ class Api:
         urls = body.get("start_urls", [])
         if not isinstance(urls, list) or not all(_is_url(u) for u in urls):
             errors["start_urls"] = ["The start urls must be an array of valid URLs."]
+        elif len(urls) > MAX_START_URLS:
+            errors["start_urls"] = [
+                f"The start urls may not have more than {MAX_START_URLS} items."
+            ]
         custom_id = body.get("custom_id")
         if custom_id is not None and (not isinstance(custom_id, str) or len(custom_id) > 255):
             errors["custom_id"] = ["The custom id may not be greater than 255 characters."]
@@ -210,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(min(length, MAX_BODY)) if length else b""
+        return self.rfile.read(length) if length else b""  # whole, whatever its size
 
     def _api(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
         state = self.server.state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,13 @@ class SimConfig:
     per_page: int = 100
     #: the job list's order; the API promises none (WEBSCRAPER_API.md)
     list_newest_first: bool = True
+    #: scraping time of each start URL, on top of ``run_s`` (pages go one after another)
+    per_page_s: float = 0.0
+    #: jobs that run at once (the plan's parallel tasks); the rest wait, as
+    #: ``waiting-to-be-scheduled``, in the order they were created; 0: no limit
+    parallel_tasks: int = 0
+    #: records come back in no promised order: shuffled with this seed (None: in order)
+    shuffle_seed: int | None = 0
     sitemaps: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_SITEMAPS))
     account_email: str = "ops@example.com"
     page_credits: int = 50_000
@@ -73,6 +81,9 @@ class Job:
     created_mono: float
     created_unix: int
     end_status: str
+    #: when it starts running and when it ends (fixed at creation: FIFO, parallel limit)
+    start_mono: float = 0.0
+    end_mono: float = 0.0
     ended: bool = False
     ended_mono: float = 0.0
     pages: list[tuple[str, PageResult]] = field(default_factory=list)
@@ -136,6 +147,9 @@ class SimState:
             job_id, self.next_id = self.next_id, self.next_id + 1
             urls = list(body.get("start_urls") or [])
             sitemap_id = int(body["sitemap_id"])
+            now = time.monotonic()
+            start = self._start_time(now + self.config.schedule_delay_s)
+            run = self.config.start_delay_s + self.config.run_s + self.config.per_page_s * len(urls)
             job = Job(
                 id=job_id,
                 sitemap_id=sitemap_id,
@@ -145,37 +159,45 @@ class SimState:
                 driver=body.get("driver", "fast"),
                 request_interval=int(body.get("request_interval", 2000)),
                 page_load_delay=int(body.get("page_load_delay", 2000)),
-                created_mono=time.monotonic(),
+                created_mono=now,
                 created_unix=int(time.time()),
                 end_status=job_end_status(urls),
+                start_mono=start,
+                end_mono=start + run,
             )
             self.jobs[job_id] = job
             return job
 
+    def _start_time(self, ready: float) -> float:
+        """When a job ready at ``ready`` starts: every job before it starts first, so it
+        waits until fewer than ``parallel_tasks`` of them are still running."""
+        limit = self.config.parallel_tasks
+        ends = sorted((j.end_mono for j in self.jobs.values() if not j.ended), reverse=True)
+        if limit <= 0 or len(ends) < limit:
+            return ready
+        return max(ready, ends[limit - 1])
+
     def status_of(self, job: Job, now: float) -> str:
         if job.ended:
             return job.end_status
-        age = now - job.created_mono
-        c = self.config
-        if age < c.schedule_delay_s:
+        if now < job.start_mono:
             return "waiting-to-be-scheduled"
-        if age < c.schedule_delay_s + c.start_delay_s:
+        if now < job.start_mono + self.config.start_delay_s:
             return "scheduled"
         return "started"
 
     def due_to_end(self, job: Job, now: float) -> bool:
-        c = self.config
-        return not job.ended and now - job.created_mono >= (
-            c.schedule_delay_s + c.start_delay_s + c.run_s
-        )
+        return not job.ended and now >= job.end_mono
 
     def end_job(self, job: Job, now: float) -> None:
         """Finish ``job``: scrape its pages (unless it failed or was stopped)."""
         job.ended, job.ended_mono = True, now
         if job.end_status != "finished":
-            return
+            return  # a one-URL job stopped by its user or failed as a whole: nothing scraped
         scraped_at = dt.datetime.now(dt.UTC)
         job.pages = [(url, page_for(url, scraped_at)) for url in job.start_urls]
+        if sum(page.problem == "failed" for _, page in job.pages) * 2 > len(job.pages):
+            job.end_status = "failed"  # more than half of its pages failed
         stamp = int(time.time())
         for n, (url, page) in enumerate(job.pages, start=1):
             if page.record is not None:
@@ -186,6 +208,8 @@ class SimState:
                         **page.record,
                     }
                 )
+        if self.config.shuffle_seed is not None:
+            random.Random(self.config.shuffle_seed + job.id).shuffle(job.records)
 
     def data_ready(self, job: Job, now: float) -> bool:
         return job.ended and now >= job.ended_mono + self.faults.data_delay_s
