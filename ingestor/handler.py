@@ -3,9 +3,15 @@
 The webhook is a hint (WEBSCRAPER_API.md): the job's status and record count come from
 ``GET scraping-job/{id}``, then ``GET scraping-job/{id}/json`` gives the data; both go
 through the shared quota ledger (the two follow-up calls the publisher leaves room for).
-Data that is not there yet is waited for parked in ``ingestor.wait`` (a constant delay,
-so parked messages never expire behind a longer one); the confirmed status travels with
-the parked message, so a retry costs one download, not two calls.
+One notification covers every tracking_job of its scraping job (a pack): it is
+confirmed and downloaded once, and each job gets the record of its own start URL
+(compared normalised). A URL without a record is explained by the job's problem pages:
+from its counts when they leave no doubt (only empty pages, or only failed ones, as many
+as are missing), else from ``problematic-urls`` (paged); each such job fails with that
+reason alone. A URL missing without explanation is late data: it is waited for parked
+in ``ingestor.wait`` (a constant delay, so parked messages never expire behind a longer
+one), while the jobs that have their records are written at once; the confirmed status
+travels with the parked message, so a retry costs one download, not two calls.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingestor.jobs import ENDED, Ending, JobRow, Jobs
-from ingestor.records import read_record, record_for
+from ingestor.records import read_record, record_for, url_key
 from shared.contracts import JobCompleted
 from shared.messaging.consuming import Delivery, Reject, is_transient
 from shared.metrics import FILL_LATENCY, JOBS_ENDED, VALIDATION_FAILURES
@@ -34,7 +40,8 @@ TAG = "[tracking_number_empty_worker]"
 RUNNING = ("waiting-to-be-scheduled", "scheduled", "started", "shelved")
 ATTEMPTS = "x-trackfill-attempts"
 CONFIRMED = "x-trackfill-confirmed-status"
-EXPECTED = "x-trackfill-expected-records"
+EMPTY = "x-trackfill-empty-pages"
+FAILED = "x-trackfill-failed-pages"
 MAX_PENDING = 1000
 
 
@@ -57,12 +64,18 @@ class IngestorConfig:
 
 @dataclass(frozen=True)
 class Confirmed:
-    """What the API said about the job: its status and whether a record is expected."""
+    """What the API said about the job: its status and its problem pages' counts."""
 
     status: str
-    expects_record: bool
-    problem: str | None = None
+    empty: int = 0
+    failed: int = 0
     created: dt.datetime | None = None
+    #: records the job says it holds (None: not said, as on a parked retry)
+    stored: int | None = None
+
+    @property
+    def problems(self) -> int:
+        return self.empty + self.failed
 
 
 class CompletionHandler:
@@ -70,8 +83,8 @@ class CompletionHandler:
         self._jobs = jobs
         self._client = client
         self._config = config
-        #: endings not written because of an outage, by envelope id (see _keep_for_retry)
-        self._pending: dict[str, Ending] = {}
+        #: endings not written because of an outage: envelope id -> custom_id -> ending
+        self._pending: dict[str, dict[str, Ending]] = {}
 
     def __call__(self, deliveries: list[Delivery]) -> list[BaseException | None]:
         """Handle a group of notifications: each is checked and confirmed with the API on
@@ -84,43 +97,58 @@ class CompletionHandler:
         with self._client.outcomes_together():
             for i, delivery in enumerate(deliveries):
                 try:
-                    job, ending = self._look_at(delivery, jobs, seen)
+                    endings = self._look_at(delivery, jobs, seen)
                 except Exception as error:  # noqa: BLE001 - each delivery's own outcome
                     outcomes[i] = error
                     continue
-                if job is not None and ending is not None:
-                    ended.append(_Ended(i, delivery.envelope.id, job, delivery.message, ending))
+                ended += (
+                    _Ended(i, delivery.envelope.id, jobs[custom_id], delivery.message, ending)
+                    for custom_id, ending in endings.items()
+                )
         for i, outcome in self._finish(ended):
             outcomes[i] = outcome
         return outcomes
 
     def _look_at(
         self, delivery: Delivery, jobs: dict[str, JobRow], seen: set[tuple[str, int]]
-    ) -> tuple[JobRow | None, Ending | None]:
-        """The notification's job and how it ends (None: nothing to write now)."""
+    ) -> dict[str, Ending]:
+        """How the notification's jobs end now, by custom_id (empty: nothing to write)."""
         event: JobCompleted = delivery.message
         key = (event.custom_id, event.scrapingjob_id)
         if key in seen:
             log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
-            return None, None
+            return {}
         seen.add(key)
-        job = self._check(delivery, event, jobs.get(event.custom_id))
-        return job, self._settled(delivery, event, job) if job else None
+        if self._check(delivery, event, jobs.get(event.custom_id)) is None:
+            return {}
+        pack = [
+            job
+            for job in jobs.values()
+            if job.job_id == event.scrapingjob_id and job.status not in ENDED and not job.processed
+        ]
+        if not pack:
+            log.info("%s %s: every job ended already; duplicate notification", TAG, event.custom_id)
+            return {}
+        return self._settled(delivery, event, pack)
 
-    def _settled(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> Ending | None:
-        """How the job ends, after the API calls; None when the message was parked."""
-        ending = self._pending.pop(delivery.envelope.id, None)
-        if ending is not None:
-            return ending  # confirmed and downloaded before an outage stopped the write
+    def _settled(
+        self, delivery: Delivery, event: JobCompleted, pack: list[JobRow]
+    ) -> dict[str, Ending]:
+        """How the pack's jobs end, after the API calls (those waiting for late data, or
+        all of them when the message was parked, are left out)."""
+        endings = self._pending.pop(delivery.envelope.id, None)
+        if endings is not None:
+            return endings  # confirmed and downloaded before an outage stopped the write
         try:
-            return self._ending(delivery, event, job)
+            return self._endings(delivery, event, pack)
         except QuotaWait as wait:
             delivery.park(max(wait.wait_s, self._config.retry_s))
-            return None
+            return {}
         except Retryable as error:
-            return self._retry(delivery, event, f"API unavailable: {error}")
+            return self._retry(delivery, event, pack, f"API unavailable: {error}")
         except NotFound:
-            return Ending(failure=f"scraping job {event.scrapingjob_id} not found in the API")
+            missing = Ending(failure=f"scraping job {event.scrapingjob_id} not found in the API")
+            return {job.custom_id: missing for job in pack}
         except ApiError as error:  # refused (the token?): keep it for an operator to replay
             raise Reject(f"{event.custom_id}: the API refused a follow-up call: {error}") from None
 
@@ -150,7 +178,8 @@ class CompletionHandler:
         calling the API again (bounded: a lost retry must not keep memory forever)."""
         if len(self._pending) > MAX_PENDING:
             self._pending.clear()
-        self._pending.update((e.envelope_id, e.ending) for e in ended)
+        for e in ended:
+            self._pending.setdefault(e.envelope_id, {})[e.job.custom_id] = e.ending
 
     def _check(self, delivery: Delivery, event: JobCompleted, job: JobRow | None) -> JobRow | None:
         """The notification's job, or None when there is nothing (more) to do."""
@@ -163,9 +192,6 @@ class CompletionHandler:
                 f"{job.custom_id}: the notification is for scraping job {event.scrapingjob_id}, "
                 f"the tracking_job has {job.job_id}"
             )
-        if job.status in ENDED or job.processed:
-            log.info("%s %s: already %s; duplicate notification", TAG, job.custom_id, job.status)
-            return None
         return job
 
     def _wait_for_job_id(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> None:
@@ -179,63 +205,110 @@ class CompletionHandler:
             log.info("%s %s (publishing); again in %gs", TAG, waiting, self._config.retry_s)
             delivery.park(self._config.retry_s, **{ATTEMPTS: delivery.headers.get(ATTEMPTS, 0)})
             return None
-        gave_up = self._retry(delivery, event, waiting)
-        if gave_up is not None:
-            raise Reject(f"{event.custom_id}: {gave_up.failure}")
+        gave_up = self._retry(delivery, event, [job], waiting)
+        if gave_up:
+            raise Reject(f"{event.custom_id}: {gave_up[job.custom_id].failure}")
         return None
 
-    def _ending(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> Ending | None:
+    def _endings(
+        self, delivery: Delivery, event: JobCompleted, pack: list[JobRow]
+    ) -> dict[str, Ending]:
         confirmed = _confirmed_from(delivery.headers) or self._confirm(event)
-        if confirmed.status in ("failed", "stopped"):
-            return Ending(failure=f"scraping job {confirmed.status}")
         if confirmed.status in RUNNING:
-            return self._retry(delivery, event, f"the API still says {confirmed.status}")
-        if confirmed.status != "finished":
-            return Ending(failure=f"scraping job ended as {confirmed.status!r}")
-        records = self._client.download_json(event.scrapingjob_id)
-        record = record_for(records, job.target_url)
-        if record is None:
-            if confirmed.expects_record:
-                late = f"no record for its URL yet ({len(records)} records)"
-                return self._retry(delivery, event, late, confirmed)
-            return Ending(failure=f"no data: {confirmed.problem or 'empty page'}")
+            return self._retry(delivery, event, pack, f"the API still says {confirmed.status}")
+        if confirmed.status not in ("finished", "failed", "stopped"):
+            unknown = Ending(failure=f"scraping job ended as {confirmed.status!r}")
+            return {job.custom_id: unknown for job in pack}
+        records = self._download(event, confirmed, pack)
         anchor = confirmed.created or dt.datetime.now(dt.UTC)
-        return Ending(scraped=read_record(record, anchor))
+        endings: dict[str, Ending] = {}
+        missing: list[JobRow] = []
+        for job in pack:
+            record = record_for(records, job.target_url)
+            if record is not None:
+                endings[job.custom_id] = Ending(scraped=read_record(record, anchor))
+            else:
+                missing.append(job)
+        if not missing:
+            return endings
+        if confirmed.status != "finished" and not records and not confirmed.problems:
+            # stopped, or failed as a whole, before any page was scraped
+            whole = Ending(failure=f"scraping job {confirmed.status}")
+            return {**endings, **{job.custom_id: whole for job in missing}}
+        problems = self._problems(event, confirmed, missing)
+        late: list[JobRow] = []
+        for job in missing:
+            problem = problems.get(url_key(job.target_url))
+            if problem is not None:
+                endings[job.custom_id] = Ending(failure=f"no data: {problem} page")
+            else:
+                late.append(job)
+        if late:
+            reason = f"no record for its URL yet ({len(records)} records)"
+            endings.update(self._retry(delivery, event, late, reason, confirmed))
+        return endings
+
+    def _download(
+        self, event: JobCompleted, confirmed: Confirmed, pack: list[JobRow]
+    ) -> list[dict[str, Any]]:
+        """The job's records; no call when the job says it holds none and its problem
+        pages (or its ending as a whole) account for every URL."""
+        urls = {url_key(job.target_url) for job in pack}
+        if confirmed.stored == 0 and (
+            confirmed.status != "finished" or confirmed.problems >= len(urls)
+        ):
+            return []
+        return self._client.download_json(event.scrapingjob_id)
+
+    def _problems(
+        self, event: JobCompleted, confirmed: Confirmed, missing: list[JobRow]
+    ) -> dict[str, str]:
+        """The problem type (``empty``, ``failed``) of the missing jobs' URLs, by
+        :func:`url_key`: from the job's counts when they leave no doubt, else from the
+        API's list of problematic URLs (one call a page of 100)."""
+        if not confirmed.problems:
+            return {}
+        keys = {url_key(job.target_url) for job in missing}
+        if len(keys) == confirmed.problems and not (confirmed.empty and confirmed.failed):
+            kind = "empty" if confirmed.empty else "failed"
+            return dict.fromkeys(keys, kind)
+        return {
+            url_key(str(problem.get("url") or "")): str(problem.get("type") or "failed")
+            for problem in self._client.problematic_urls(event.scrapingjob_id)
+        }
 
     def _confirm(self, event: JobCompleted) -> Confirmed:
         scraping_job = self._client.get_job(event.scrapingjob_id)
-        problems = {
-            "failed page": _count(scraping_job, "jobs_failed"),
-            "empty page": _count(scraping_job, "jobs_empty"),
-        }
-        problem = next((name for name, n in problems.items() if n), None)
-        stored = _count(scraping_job, "stored_record_count")
         return Confirmed(
             status=str(scraping_job.get("status") or "unknown"),
-            # records are promised, or nothing explains their absence
-            expects_record=stored > 0 or problem is None,
-            problem=problem,
+            empty=_count(scraping_job, "jobs_empty"),
+            failed=_count(scraping_job, "jobs_failed"),
             created=_unix(scraping_job.get("time_created")),
+            stored=_count(scraping_job, "stored_record_count"),
         )
 
     def _retry(
         self,
         delivery: Delivery,
         event: JobCompleted,
+        jobs: list[JobRow],
         reason: str,
         confirmed: Confirmed | None = None,
-    ) -> Ending | None:
-        """Park for another look; after ``max_retries`` the job ends failed with
-        ``reason`` (None: parked)."""
+    ) -> dict[str, Ending]:
+        """Park for another look at ``jobs``; after ``max_retries`` they end failed with
+        ``reason`` (empty: parked)."""
         attempts = int(delivery.headers.get(ATTEMPTS) or 0)
         if attempts >= self._config.max_retries:
-            return Ending(failure=f"{reason}; gave up after {attempts} retries")
+            gave_up = Ending(failure=f"{reason}; gave up after {attempts} retries")
+            return {job.custom_id: gave_up for job in jobs}
         log.info("%s %s: %s; again in %gs", TAG, event.custom_id, reason, self._config.retry_s)
         notes: dict[str, Any] = {ATTEMPTS: attempts + 1}
         if confirmed is not None:
-            notes.update({CONFIRMED: confirmed.status, EXPECTED: int(confirmed.expects_record)})
+            notes.update(
+                {CONFIRMED: confirmed.status, EMPTY: confirmed.empty, FAILED: confirmed.failed}
+            )
         delivery.park(self._config.retry_s, **notes)
-        return None
+        return {}
 
     def _log_end(self, job: JobRow, ending: Ending, age_s: float | None) -> None:
         if age_s is None:
@@ -273,7 +346,7 @@ def _confirmed_from(headers: Any) -> Confirmed | None:
     status = headers.get(CONFIRMED)
     if not status:
         return None
-    return Confirmed(str(status), bool(int(headers.get(EXPECTED) or 0)))
+    return Confirmed(str(status), int(headers.get(EMPTY) or 0), int(headers.get(FAILED) or 0))
 
 
 def _count(scraping_job: dict[str, Any], key: str) -> int:

@@ -58,11 +58,15 @@ class Jobs:
         self._recheck = recheck
 
     def find_many(self, events: list[JobCompleted]) -> dict[str, JobRow]:
-        """The notifications' jobs by custom_id, each with whether the notification for
-        its stored scraping job id was processed before."""
+        """The notifications' jobs and every job sharing their scraping jobs (a pack), by
+        custom_id, each with whether it was processed for its stored scraping job id."""
         with self._sessions() as session:
             rows = session.execute(
-                sql.FIND_JOBS, {"p_custom_ids": sorted({e.custom_id for e in events})}
+                sql.FIND_JOBS,
+                {
+                    "p_custom_ids": sorted({e.custom_id for e in events}),
+                    "p_job_ids": sorted({e.scrapingjob_id for e in events}),
+                },
             ).all()
         return {row.custom_id: JobRow(*row) for row in rows}
 
@@ -88,7 +92,7 @@ class Jobs:
             sql.MARK_PROCESSED,
             {
                 "p_scrapingjob_id": event.scrapingjob_id,
-                "p_custom_id": event.custom_id,
+                "p_custom_id": job.custom_id,  # each job of a pack is processed on its own
                 "p_status": event.status,
                 "p_outcome": ending.reason()[:1000] if ending.needs_recheck else "filled",
             },

@@ -8,7 +8,7 @@ executed per job (bench/ingest.py measures the difference). Parameters are named
 
 from __future__ import annotations
 
-from sqlalchemy import String, any_, bindparam, case, func, select, update
+from sqlalchemy import BigInteger, String, any_, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from shared.db.models import ProcessedNotification, Purchasing, TrackingBatch, TrackingJob
@@ -18,8 +18,9 @@ batches = TrackingBatch.__table__
 processed = ProcessedNotification.__table__
 purchases = Purchasing.__table__
 
-#: the notifications' jobs by custom_id, each with whether the notification for its
-#: stored scraping job id was processed (any other id is refused before it matters)
+#: the notifications' jobs, by custom_id and by scraping job id (every job of a pack
+#: shares its scraping job), each with whether it was processed for its stored scraping
+#: job id (any other id is refused before it matters)
 FIND_JOBS = (
     select(
         jobs.c.id,
@@ -35,7 +36,10 @@ FIND_JOBS = (
         .exists(),
     )
     .join(batches, batches.c.id == jobs.c.batch_id)
-    .where(jobs.c.custom_id == any_(bindparam("p_custom_ids", type_=ARRAY(String()))))
+    .where(
+        (jobs.c.custom_id == any_(bindparam("p_custom_ids", type_=ARRAY(String()))))
+        | (jobs.c.job_id == any_(bindparam("p_job_ids", type_=ARRAY(BigInteger()))))
+    )
 )
 
 #: the processed mark (unique per job id and custom_id): a row only the first time

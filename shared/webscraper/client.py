@@ -133,6 +133,23 @@ class WebScraperClient:
             int(answer.get("total", 0)),
         )
 
+    def problematic_urls(self, job_id: int) -> list[dict[str, Any]]:
+        """Every ``{"url", "type"}`` the job lists as empty or failed, page after page
+        (one call each, 100 a page)."""
+        found: list[dict[str, Any]] = []
+        page, last = 1, 1
+        while page <= last:
+            answer = self._call(
+                "GET",
+                f"scraping-job/{int(job_id)}/problematic-urls",
+                "problematic",
+                params={"page": page},
+                envelope=False,
+            )
+            found += [p for p in answer.get("data") or [] if isinstance(p, dict)]
+            page, last = page + 1, int(answer.get("last_page", 1))
+        return found
+
     def download_json(self, job_id: int) -> list[dict[str, Any]]:
         """The records of a job; [] while there is none (a zero-byte answer)."""
         return self._call("GET", f"scraping-job/{int(job_id)}/json", "json", parse=_json_lines)

@@ -39,6 +39,7 @@ from tests.support.published import Published
 from tests.support.rabbit import payload_json
 from tests.support.waiting import wait_until
 from webhook_gateway.__main__ import build as build_gateway
+from webscraper_sim.scenarios import valid_tracking_number
 
 pytestmark = pytest.mark.integration
 WEBHOOK_TOKEN = "ingestor-test-webhook-token-0123456789"
@@ -184,8 +185,9 @@ def test_webhooks_fill_every_scenario_end_to_end(published, gateway, ingestor, s
     with published.sessions() as session:
         waiting = set(session.execute(select(PurchaseCheck.purchasing_id)).scalars())
     assert waiting == {by[d] for d in (4, 5, 7, 8, 9, "97", "98")}
-    # two follow-up calls per finished job (status, data), one per stopped/failed job
-    assert len(published.calls("get")) == 12 and len(published.calls("json")) == 10
+    # two follow-up calls per job with records (status, data); one where the status says
+    # there is nothing to download (an empty or failed page, a job stopped or failed)
+    assert len(published.calls("get")) == 12 and len(published.calls("json")) == 8
     with published.sessions() as session:
         (log,) = session.execute(
             select(SyncLog).where(SyncLog.operation_type == "tracking_number_empty_completed")
@@ -343,7 +345,7 @@ def test_an_empty_page_ends_at_once_without_retries(env, published, ingestor, si
     notify(env, published.job(pid))
     assert wait_until(lambda: published.ended(pid), timeout=10)
     assert published.job(pid).error == "no data: empty page"
-    assert len(published.calls("json")) == 1
+    assert len(published.calls("json")) == 0  # the job holds no record: nothing to download
 
 
 def test_an_existing_tracking_number_is_never_overwritten(env, published, ingestor, sim):
@@ -552,3 +554,47 @@ def test_one_notification_handled_by_two_replicas_at_once_is_counted_once(
         ).scalar_one()
     assert closing == 1
     assert published.purchase(pid).tracking_number is not None
+
+
+def test_a_packed_job_fills_each_purchase_from_its_own_record_with_one_download(
+    published, gateway, ingestor, sim
+):
+    """Ten purchases, every outcome of the simulator, in one scraping job: one
+    notification, one status check, one download and one look at the problem pages."""
+    digits = list(range(10))
+    ids = published.make(*digits, packed=True)
+    by = dict(zip(digits, ids, strict=True))
+    assert len({published.job(pid).job_id for pid in ids}) == 1
+    assert wait_until(lambda: published.ended(*ids), timeout=30)
+    for digit in (0, 1, 2, 3, 6):
+        number = published.purchase(by[digit]).tracking_number
+        assert number == valid_tracking_number(rows_order(published, by[digit]))
+    assert published.purchase(by[4]).latest_delivery_status == "伝票番号未登録"
+    assert published.job(by[7]).error == "no data: empty page"
+    assert published.job(by[8]).error == "no data: failed page"
+    failed = {d for d in digits if published.job(by[d]).status == "failed"}
+    assert failed == {7, 8}  # failed and empty pages fail only their own purchase
+    batch = published.batch()
+    assert (batch.status, batch.completed_jobs, batch.failed_jobs) == ("partial", 8, 2)
+    kinds = [c["kind"] for c in sim.state.snapshot()["calls"]]
+    assert kinds == ["create", "get", "json", "problematic"]
+    assert published.count(ProcessedNotification) == 10  # each job marked once
+
+
+def test_a_packed_job_writes_what_it_has_and_waits_for_a_record_that_is_late(
+    env, published, ingestor, sim, monkeypatch
+):
+    ids = published.make(0, 1, 2, packed=True)
+    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
+    (job,) = sim.state.jobs.values()
+    late = job.records.pop()  # one record is not there yet
+    notify(env, published.job(ids[0]))
+    assert wait_until(lambda: sum(published.ended(pid) for pid in ids) == 2, timeout=10)
+    job.records.append(late)  # it comes
+    assert wait_until(lambda: published.ended(*ids), timeout=10)
+    assert all(published.job(pid).status == "completed" for pid in ids)
+    assert len(published.calls("get")) == 1 and len(published.calls("json")) >= 2
+
+
+def rows_order(published, pid: int) -> str:
+    return published.purchase(pid).order_number

@@ -22,9 +22,11 @@ class Published:
         self.db, self.sim = db, sim
         self.sessions = make_session_factory(db)
 
-    def make(self, *digits: int | str, **purchase_columns) -> list[int]:
+    def make(self, *digits: int | str, packed: bool = False, **purchase_columns) -> list[int]:
         """One purchase per order-number ending (0-9, or "97"/"98"), one batch for all;
-        each job created in the simulator and stored ``pending``; purchasing ids."""
+        each job created in the simulator and stored ``pending`` (``packed``: all in one
+        scraping job, custom_id of the first, as the publisher packs them); purchasing
+        ids."""
         account = rows.account(self.db, "buyer+1@example.com")
         ids, new_jobs = [], []
         for digit in digits:
@@ -34,14 +36,17 @@ class Published:
             new_jobs.append(NewJob(pid, order, order_status_url(order, "buyer+1@example.com")))
         with self.sessions() as session, session.begin():
             refs = create_batch(session, TASK, new_jobs)
-        for ref, new in zip(refs, new_jobs, strict=True):
+        groups = [list(zip(refs, new_jobs, strict=True))]
+        if not packed:
+            groups = [[pair] for pair in groups[0]]
+        for group in groups:
             body = {
                 "sitemap_id": TASK.sitemap_id,
                 "driver": "fulljs",
                 "page_load_delay": 2000,
                 "request_interval": 2000,
-                "start_urls": [new.url],
-                "custom_id": ref.custom_id,
+                "start_urls": [new.url for _, new in group],
+                "custom_id": group[0][0].custom_id,
             }
             answer = requests.post(
                 f"{self.sim.api_url}scraping-job", params={"api_token": SIM_TOKEN}, json=body
@@ -49,7 +54,7 @@ class Published:
             with self.sessions() as session, session.begin():
                 session.execute(
                     update(TrackingJob)
-                    .where(TrackingJob.id == ref.id)
+                    .where(TrackingJob.id.in_([ref.id for ref, _ in group]))
                     .values(job_id=answer.json()["data"]["id"], status="pending")
                 )
         return ids
