@@ -23,8 +23,8 @@ PAGES = [
     ("7", 3, "failed"),  # empty page
     ("8", 3, "failed"),  # failed page
     ("9", 4, "pending"),  # garbage: bad check digit, markup status, no date
-    ("97", 2, "failed"),  # the scraping job is stopped
-    ("98", 2, "failed"),  # the scraping job fails
+    ("97", 2, "failed"),  # a job of its own is stopped; in a pack, an empty page
+    ("98", 2, "failed"),  # a job of its own fails; in a pack, a failed page
 ]
 
 

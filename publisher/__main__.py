@@ -7,6 +7,7 @@ import sys
 
 from publisher.handler import CandidateHandler, PublisherConfig
 from publisher.jobs import Jobs
+from publisher.packs import Packs
 from shared import metrics
 from shared.db.rechecks import Recheck
 from shared.lifecycle import service_settings, stop_on_signals
@@ -17,6 +18,8 @@ from shared.settings import Settings
 from shared.webscraper.access import api_access
 
 log = logging.getLogger("trackfill.publisher")
+#: candidates held unacked at once (a larger pack is filled across groups)
+MAX_PREFETCH = 1000
 
 
 def build(settings: Settings, stop, route: ConsumerRoute | None = None) -> ConsumerLoop:
@@ -27,14 +30,18 @@ def build(settings: Settings, stop, route: ConsumerRoute | None = None) -> Consu
         route or ROUTES[PUBLISHER_CANDIDATES],
         candidate_handler(settings),
         stop,
+        # the candidates that arrive together are packed together: a pack's size of them
+        group_size=min(settings.publish_max_urls_per_job, MAX_PREFETCH),
     )
 
 
 def candidate_handler(settings: Settings) -> CandidateHandler:
     """The handler of one candidate, with its own connections to the database and API."""
     api = api_access(settings)
+    recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s)
     return CandidateHandler(
-        Jobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
+        Jobs(api.sessions),
+        Packs(api.sessions, recheck, settings.publish_max_urls_per_job),
         api.ledger,
         api.client,
         PublisherConfig(

@@ -1,31 +1,43 @@
-"""One candidate: find or make its job, get a creation slot, create the scraping job.
+"""Candidates, in the groups that arrive together: pack them, get a creation slot, create.
+
+When a creation slot comes, every candidate then waiting goes into one scraping job, up
+to ``PUBLISH_MAX_URLS_PER_JOB`` (CONTRACT.md, Packing): the candidates that arrived
+together (the consumer's prefetch is a pack's size), and those that were parked for
+that slot and come back with it. A candidate is never held back for company: with a
+slot free now it goes at once; without one it joins the pack planned last, if it has
+room (its slot is the latest, so the wait queue's expirations never decrease), or leads
+a new one on the next slot, and waits for it parked.
 
 Order of effects, so the process can die anywhere without a second scraping job:
-1. the job is ``publishing`` (intent, committed) and the ledger marks the call used;
+1. the pack is frozen (every member ``publishing``, committed) and the ledger marks the
+   call used;
 2. the API call;
-3. the job id is stored (``pending``), then ``job.published`` is announced, then the
-   message is acked.
-A candidate that comes back with a create call of unknown effect (no answer, a 5xx)
-settles it before creating again: no sooner than the call's HTTP timeout after it was
-made (a request still being served may yet create its job), it pages through the whole
-of ``scraping-jobs`` for its custom_id, in whatever order the service lists them. Only
-a complete search that does not find it means "not created"; a list too long to search
-fails the job for an operator instead. The whole handling holds the job's lock, so a
-handler that outlived its message (a lost connection, the stop grace) and the replica
-that got the message again never work on one job at once.
+3. the job id is stored on every member (``pending``), then ``job.published`` is
+   announced for each, then the messages are acked.
+A pack that comes back with a create call of unknown effect (no answer, a 5xx) settles
+it before creating again: no sooner than the call's HTTP timeout after it was made (a
+request still being served may yet create its job), it pages through the whole of
+``scraping-jobs`` for the leader's custom_id, in whatever order the service lists
+them. Only a complete search that does not find it means "not created"; a list too long
+to search fails the pack for an operator instead. The handling holds the locks of its
+jobs and of their packs, so a handler that outlived its message (a lost connection, the
+stop grace) and the replica that got the message again never work on one at once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
-from publisher.jobs import Jobs, JobView
+from publisher.jobs import JobLocks, Jobs, JobView
+from publisher.packs import Frozen, Packs
 from shared.contracts import CandidateFound, JobPublished
 from shared.faults import crash_point
 from shared.messaging.consuming import Delivery, Reject, Transient
 from shared.messaging.envelope import new_envelope
+from shared.messaging.publishing import Outgoing
 from shared.messaging.topology import JOB_PUBLISHED, PUBLISHER_WAIT
 from shared.tasks import TRACKING_TASK_CONFIGS, TaskConfig
 from shared.webscraper.client import (
@@ -39,7 +51,7 @@ from shared.webscraper.quota import CREATE, CreateMade, QuotaLedger, Reservation
 
 log = logging.getLogger("trackfill.publisher")
 TAG = "[tracking_number_empty_worker]"
-#: a longer job list is not searched (each page is a call): the job fails for an operator
+#: a longer job list is not searched (each page is a call): the pack fails for an operator
 SEARCH_MAX_PAGES = 20
 #: where a search stopped by the quota goes on: "<create call id>:<page>"
 SEARCH_AT = "x-trackfill-search-at"
@@ -56,62 +68,190 @@ class PublisherConfig:
     sleep_max_s: float = 1.0
 
 
+@dataclass
+class _InHand:
+    """A delivery of the group, its job, and its outcome once decided."""
+
+    index: int
+    delivery: Delivery
+    task: TaskConfig
+    job: JobView
+
+
 class CandidateHandler:
     def __init__(
-        self, jobs: Jobs, ledger: QuotaLedger, client: WebScraperClient, config: PublisherConfig
+        self,
+        jobs: Jobs,
+        packs: Packs,
+        ledger: QuotaLedger,
+        client: WebScraperClient,
+        config: PublisherConfig,
     ):
         self._jobs = jobs
+        self._packs = packs
         self._ledger = ledger
         self._client = client
         self._config = config
 
-    def __call__(self, delivery: Delivery) -> None:
-        message: CandidateFound = delivery.message
-        task = TRACKING_TASK_CONFIGS[message.task]
-        job = self._jobs.resolve(message, task, delivery.envelope.id)
-        with self._jobs.exclusive(job) as mine:
-            if not mine:
-                raise Transient(f"{job.custom_id} is in the hands of another publisher")
-            self._publish(delivery, task, self._jobs.by_custom_id(job.custom_id) or job)
+    def __call__(self, deliveries: list[Delivery]) -> list[BaseException | None]:
+        """One outcome per delivery (see :data:`shared.messaging.consuming.GroupHandler`)."""
+        outcomes: list[BaseException | None] = [None] * len(deliveries)
+        in_hand: list[_InHand] = []
+        for i, delivery in enumerate(deliveries):
+            try:
+                message: CandidateFound = delivery.message
+                task = TRACKING_TASK_CONFIGS[message.task]
+                job = self._jobs.resolve(message, task, delivery.envelope.id)
+                in_hand.append(_InHand(i, delivery, task, job))
+            except Exception as error:  # noqa: BLE001 - each delivery's own outcome
+                outcomes[i] = error
+        with self._jobs.locks() as locks:
+            fresh, packs = self._sort(in_hand, locks, outcomes)
+            for leader_id, members in packs.items():
+                self._settle(lambda m=members, lid=leader_id: self._pack(lid, m), members, outcomes)
+            self._settle(lambda: self._fresh(fresh), fresh, outcomes)
+        return outcomes
 
-    def _publish(self, delivery: Delivery, task: TaskConfig, job: JobView) -> None:
-        parkings = delivery.deaths(PUBLISHER_WAIT)
-        if parkings > self._config.max_parkings_logged:
-            log.warning("%s %s has been parked %d times", TAG, job.custom_id, parkings)
-        if job.job_id is not None:
-            self._announce(delivery, task, job)  # again: the last attempt may have died here
-            return
-        if job.status not in ("queued", "publishing"):
-            log.info("%s %s already ended (%s); nothing to publish", TAG, job.custom_id, job.status)
-            return
+    @staticmethod
+    def _settle(work, members: list[_InHand], outcomes: list) -> None:
+        """Run ``work`` for ``members``; an error is the outcome of each of them (a
+        refusal only of the first: the others' jobs have failed with its reason)."""
         try:
-            if self._adopt_existing(delivery, task, job):
-                return
-        except QuotaWait as wait:
-            delivery.park(wait.wait_s)
-            return
-        reservation = self._slot(job)
-        if not reservation.ready and reservation.wait_s <= self._config.sleep_max_s:
-            # a slot this close is waited for in place: parking would send the message
-            # behind every candidate still queued (heartbeats are served meanwhile)
-            time.sleep(reservation.wait_s)
-            reservation = self._slot(job)  # claims the slot it just waited for
-        if not reservation.ready:
-            delivery.park(reservation.wait_s)
-            return
-        self._create(delivery, task, job, reservation)
+            work()
+        except Reject as refused:
+            outcomes[members[0].index] = refused
+        except Exception as error:  # noqa: BLE001 - the outcome of each
+            for member in members:
+                outcomes[member.index] = error
 
-    def _slot(self, job: JobView, not_before_s: float = 0.0) -> Reservation:
-        """This job's creation slot: the one planned for it; else a free one close enough
-        to wait for in place (it may fall between planned slots); else the next slot in
-        order, to be waited for parked."""
+    def _sort(
+        self, in_hand: list[_InHand], locks: JobLocks, outcomes: list
+    ) -> tuple[list[_InHand], dict[int, list[_InHand]]]:
+        """Lock each job (and its pack); the fresh ones, and the others by pack. A job
+        that another handler holds waits (a transient outcome: retried in place)."""
+        fresh: list[_InHand] = []
+        packs: dict[int, list[_InHand]] = defaultdict(list)
+        for item in in_hand:
+            job = item.job
+            if not locks.take(job.id) or (job.pack_of and not locks.take(job.pack_of)):
+                outcomes[item.index] = Transient(f"{job.custom_id} is in another publisher's hands")
+                continue
+            item.job = self._jobs.by_id(job.id) or job  # as the lock's previous holder left it
+            self._log_parkings(item)
+            if item.job.job_id is not None:
+                self._announce([item.job], item.task, item.delivery)  # again: it may have died here
+            elif item.job.status not in ("queued", "publishing"):
+                log.info("%s %s already ended (%s)", TAG, item.job.custom_id, item.job.status)
+            elif item.job.pack_of is None:
+                fresh.append(item)
+            else:
+                packs[item.job.pack_of].append(item)
+        return fresh, packs
+
+    # -- a pack whose members come back ---------------------------------------------------
+    def _pack(self, leader_id: int, members: list[_InHand]) -> None:
+        leader = self._jobs.by_id(leader_id)
+        if (
+            leader is None
+            or leader.job_id is not None
+            or leader.status
+            not in (
+                "queued",
+                "publishing",
+            )
+        ):
+            self._orphans(members)  # the pack went on without them, or ended
+            return
+        if self._adopt_existing(leader, members):
+            return
+        reservation = self._slot(leader)
+        if not reservation.ready and reservation.wait_s <= self._config.sleep_max_s:
+            time.sleep(reservation.wait_s)  # heartbeats are served meanwhile
+            reservation = self._slot(leader)
+        if not reservation.ready:
+            self._park(members, reservation.wait_s)
+            return
+        self._create(leader, reservation, members)
+
+    def _orphans(self, members: list[_InHand]) -> None:
+        """Members whose pack left without them (a join that lost a race with the
+        freeze cannot happen under the leader's row lock; this is the guard): announce
+        the ones that have a job, treat the rest as fresh."""
+        again = []
+        for member in members:
+            member.job = self._jobs.by_id(member.job.id) or member.job
+            if member.job.job_id is not None:
+                self._announce([member.job], member.task, member.delivery)
+            elif member.job.status == "queued":
+                again.append(member)
+        if again:
+            self._fresh(again)
+
+    # -- candidates without a pack ----------------------------------------------------------
+    def _fresh(self, fresh: list[_InHand]) -> None:
+        """Pack the fresh candidates: all at once on a slot free now; else into the
+        pack planned last while it has room, the rest into new packs on the next slots."""
+        while fresh:
+            leader = fresh[0].job
+            near = self._ledger.reserve(
+                CREATE,
+                leader.custom_id,
+                plan=True,
+                within_s=self._config.sleep_max_s,
+                ordered=False,
+            )
+            if near.id is not None:
+                chunk, fresh = self._lead(fresh)
+                if not near.ready:
+                    time.sleep(near.wait_s)  # a slot this close is waited for in place
+                    near = self._slot(leader)
+                if near.ready:
+                    self._create(leader, near, chunk)
+                else:
+                    self._park(chunk, near.wait_s)
+                continue
+            planned = self._ledger.latest_planned()
+            taken = self._join(planned, fresh) if planned is not None else []
+            if taken:
+                joined = {item.job.id for item in taken}
+                fresh = [item for item in fresh if item.job.id not in joined]
+                continue
+            chunk, fresh = self._lead(fresh)
+            self._park(chunk, self._slot(leader).wait_s)
+
+    def _lead(self, fresh: list[_InHand]) -> tuple[list[_InHand], list[_InHand]]:
+        """A new pack of the first candidates (as many as a job takes), led by the
+        first; (its members in hand, the rest)."""
+        chunk, rest = fresh[: self._packs.max_urls], fresh[self._packs.max_urls :]
+        led = {job.id: job for job in self._packs.lead([item.job for item in chunk])}
+        for item in chunk:
+            item.job = led.get(item.job.id, item.job)
+        return chunk, rest
+
+    def _join(self, planned: tuple[str, Reservation], fresh: list[_InHand]) -> list[_InHand]:
+        """Join the pack of the slot planned last; those of ``fresh`` that joined (they
+        are parked until that slot)."""
+        custom_id, slot = planned
+        leader = self._jobs.by_custom_id(custom_id)
+        if leader is None or leader.pack_of != leader.id:
+            return []
+        joined = {job.id for job in self._packs.join(leader.id, [item.job for item in fresh])}
+        taken = [item for item in fresh if item.job.id in joined]
+        self._park(taken, slot.wait_s)
+        return taken
+
+    # -- the create call ------------------------------------------------------------------
+    def _slot(self, leader: JobView, not_before_s: float = 0.0) -> Reservation:
+        """The pack's creation slot: the one planned for it; else a free one close
+        enough to wait for in place (it may fall between planned slots); else the next
+        slot in order, to be waited for parked."""
         if not_before_s == 0:
-            planned = self._ledger.claim(job.custom_id)
+            planned = self._ledger.claim(leader.custom_id)
             if planned is not None:
                 return planned
         near = self._ledger.reserve(
             CREATE,
-            job.custom_id,
+            leader.custom_id,
             not_before_s=not_before_s,
             plan=True,
             within_s=self._config.sleep_max_s,
@@ -119,105 +259,110 @@ class CandidateHandler:
         )
         if near.id is not None:
             return near
-        return self._ledger.reserve(CREATE, job.custom_id, not_before_s=not_before_s, plan=True)
+        return self._ledger.reserve(CREATE, leader.custom_id, not_before_s=not_before_s, plan=True)
 
-    def _create(
-        self, delivery: Delivery, task: TaskConfig, job: JobView, reservation: Reservation
-    ) -> None:
-        attempt = self._jobs.start_attempt(job)
-        if attempt is None:
-            log.info("%s %s changed meanwhile; nothing to publish", TAG, job.custom_id)
+    def _create(self, leader: JobView, reservation: Reservation, members: list[_InHand]):
+        frozen = self._packs.freeze(leader)
+        if frozen is None:
+            log.info("%s %s changed meanwhile; nothing to publish", TAG, leader.custom_id)
             return
+        task = members[0].task
         crash_point("publisher:before-create-call")
-        log.info("%s Publishing single URL: task=%s, custom_id=%s", TAG, task.name, job.custom_id)
+        log.info(
+            "%s Publishing %d URLs: task=%s, custom_id=%s",
+            TAG,
+            len(frozen.start_urls),
+            task.name,
+            leader.custom_id,
+        )
         try:
-            created = self._client.create_job(_payload(task, job), reservation)
+            created = self._client.create_job(_payload(task, leader, frozen), reservation)
         except QuotaWait as wait:  # too late for its slot, or a 429: a new slot (after it)
             if isinstance(wait, RateLimited):
-                log.warning("%s %s: %s", TAG, job.custom_id, wait)
-            delivery.park(self._slot(job).wait_s)
+                log.warning("%s %s: %s", TAG, leader.custom_id, wait)
+            self._park(members, self._slot(leader).wait_s)
             return
         except Retryable as error:
-            self._retry_or_fail(delivery, job, attempt, str(error))
+            self._retry_or_fail(leader, frozen.attempt, str(error), members)
             return
         except ApiError as error:  # refused: the same payload would be refused again
-            self._jobs.fail(job, f"create refused: {error}")
-            raise Reject(f"{job.custom_id}: create refused: {error}") from None
+            self._packs.fail(leader, f"create refused: {error}")
+            raise Reject(f"{leader.custom_id}: create refused: {error}") from None
         crash_point("publisher:after-create-call")
-        stored = self._store(job, int(created["id"]))
-        if stored is None:
-            return
+        stored = self._packs.store(leader, int(created["id"]))
         crash_point("publisher:after-store")
-        log.info("%s Successfully published: %s (job_id=%s)", TAG, job.custom_id, stored.job_id)
-        self._announce(delivery, task, stored)
+        log.info(
+            "%s Successfully published: %s with %d jobs (job_id=%s)",
+            TAG,
+            leader.custom_id,
+            len(stored),
+            created["id"],
+        )
+        self._announce(stored, task, members[0].delivery)
 
-    def _store(self, job: JobView, job_id: int) -> JobView | None:
-        stored = self._jobs.store_job_id(job, job_id)
-        if stored is None:  # cannot happen under the job's lock; said loudly if it does
-            log.error("%s %s changed during its create: %s not stored", TAG, job.custom_id, job_id)
-        return stored
-
-    def _retry_or_fail(self, delivery: Delivery, job: JobView, attempt: int, reason: str):
+    def _retry_or_fail(self, leader: JobView, attempt: int, reason: str, members: list[_InHand]):
         if attempt >= self._config.max_attempts:
-            self._jobs.fail(job, f"create failed after {attempt} attempts: {reason}")
-            raise Reject(f"{job.custom_id}: create failed after {attempt} attempts: {reason}")
+            failure = f"create failed after {attempt} attempts: {reason}"
+            self._packs.fail(leader, failure)
+            raise Reject(f"{leader.custom_id}: {failure}")
         backoff = self._config.retry_base_s * 2 ** (attempt - 1)
         log.warning(
             "%s %s: attempt %d failed (%s); again in at least %.1fs",
             TAG,
-            job.custom_id,
+            leader.custom_id,
             attempt,
             reason,
             backoff,
         )
-        delivery.park(self._slot(job, not_before_s=backoff).wait_s)
+        self._park(members, self._slot(leader, not_before_s=backoff).wait_s)
 
-    def _adopt_existing(self, delivery: Delivery, task: TaskConfig, job: JobView) -> bool:
-        """If an earlier create call for this job may have worked, settle it first: take
-        the id the ledger kept, or look for the job in the job list. True if the
-        candidate is dealt with (adopted, parked or failed); False: create."""
-        made = self._ledger.create_made(job.custom_id)
+    # -- a create of unknown effect ---------------------------------------------------------
+    def _adopt_existing(self, leader: JobView, members: list[_InHand]) -> bool:
+        """If an earlier create call for this pack may have worked, settle it first: take
+        the id the ledger kept, or look for the job in the job list. True if the pack
+        is dealt with (adopted, parked or failed); False: create."""
+        made = self._ledger.create_made(leader.custom_id)
         if made is None:
             return False
         found = made.job_id
         if found is None:
             if made.age_s < self._config.settle_after_s:
                 # the call may still be served: look once its answer could no longer come
-                delivery.park(self._slot(job, self._config.settle_after_s - made.age_s).wait_s)
+                wait = self._slot(leader, self._config.settle_after_s - made.age_s).wait_s
+                self._park(members, wait)
                 return True
             try:
-                found = self._search(delivery, task, job, made)
+                found = self._search(members[0].delivery, members[0].task, leader, made)
             except _Paused as paused:
-                delivery.park(paused.wait_s, **{SEARCH_AT: f"{made.call.id}:{paused.page}"})
+                self._park(members, paused.wait_s, **{SEARCH_AT: f"{made.call.id}:{paused.page}"})
                 return True
             except Retryable as error:
-                attempt = self._jobs.start_attempt(job)
-                if attempt is not None:
-                    self._retry_or_fail(delivery, job, attempt, f"looking for the job: {error}")
+                frozen = self._packs.freeze(leader)
+                if frozen is not None:
+                    reason = f"looking for the job: {error}"
+                    self._retry_or_fail(leader, frozen.attempt, reason, members)
                 return True
             except ApiError as error:
-                self._jobs.fail(job, f"looking for the job failed: {error}")
-                raise Reject(f"{job.custom_id}: looking for the job failed: {error}") from None
+                self._packs.fail(leader, f"looking for the job failed: {error}")
+                raise Reject(f"{leader.custom_id}: looking for the job failed: {error}") from None
             self._ledger.record_outcome(made.call, None, f"settled: {found or 'not created'}")
             if found is None:
                 return False
             log.warning(
                 "%s %s: the job created before its answer was lost is %s; adopting it",
                 TAG,
-                job.custom_id,
+                leader.custom_id,
                 found,
             )
-        stored = self._store(job, found)
-        if stored is not None:
-            self._announce(delivery, task, stored)
+        self._announce(self._packs.store(leader, found), members[0].task, members[0].delivery)
         return True
 
     def _search(
-        self, delivery: Delivery, task: TaskConfig, job: JobView, made: CreateMade
+        self, delivery: Delivery, task: TaskConfig, leader: JobView, made: CreateMade
     ) -> int | None:
-        """The id of the job listed under ``job.custom_id``, or None when every page was
-        read without it. Raises :class:`_Paused` when the quota stops it (it goes on
-        from that page), :class:`Reject` (after failing the job) when the list is too
+        """The id of the job listed under the leader's custom_id, or None when every page
+        was read without it. Raises :class:`_Paused` when the quota stops it (it goes on
+        from that page), :class:`Reject` (after failing the pack) when the list is too
         long to read whole."""
         call, _, at = str(delivery.headers.get(SEARCH_AT) or "").partition(":")
         page = int(at) if call == str(made.call.id) and at.isdigit() else 1
@@ -228,46 +373,66 @@ class CandidateHandler:
             except QuotaWait as wait:
                 raise _Paused(page, wait.wait_s) from None
             for scraping_job in listing.data:
-                if scraping_job.get("custom_id") == job.custom_id:
+                if scraping_job.get("custom_id") == leader.custom_id:
                     return int(scraping_job["id"])
             last = listing.last_page
             if last > SEARCH_MAX_PAGES:
                 reason = (
                     f"create of unknown effect: scraping-jobs has {last} pages, more than "
-                    f"the {SEARCH_MAX_PAGES} searched; an operator must look for {job.custom_id}"
+                    f"the {SEARCH_MAX_PAGES} searched; an operator must look for "
+                    f"{leader.custom_id}"
                 )
-                self._jobs.fail(job, reason)
-                raise Reject(f"{job.custom_id}: {reason}")
+                self._packs.fail(leader, reason)
+                raise Reject(f"{leader.custom_id}: {reason}")
             page += 1
         return None
 
-    def _announce(self, delivery: Delivery, task: TaskConfig, job: JobView) -> None:
-        event = JobPublished(
-            task=task.name,
-            custom_id=job.custom_id,
-            job_id=job.job_id,
-            batch_uuid=job.batch_uuid,
-            target_url=job.target_url,
-            purchasing_id=job.purchasing_id,
-        )
-        delivery.publisher.publish(
-            JOB_PUBLISHED,
-            task.name,
-            new_envelope(JOB_PUBLISHED, event.to_payload()),
-            mandatory=False,
+    # -- messages -------------------------------------------------------------------------
+    def _park(self, members: list[_InHand], wait_s: float, **notes) -> None:
+        for member in members:
+            member.delivery.park(wait_s, **notes)
+
+    def _log_parkings(self, item: _InHand) -> None:
+        parkings = item.delivery.deaths(PUBLISHER_WAIT)
+        if parkings > self._config.max_parkings_logged:
+            log.warning("%s %s has been parked %d times", TAG, item.job.custom_id, parkings)
+
+    def _announce(self, jobs: list[JobView], task: TaskConfig, delivery: Delivery) -> None:
+        """``job.published`` for each job, confirmed together."""
+        events = [
+            JobPublished(
+                task=task.name,
+                custom_id=job.custom_id,
+                job_id=job.job_id,
+                batch_uuid=job.batch_uuid,
+                target_url=job.target_url,
+                purchasing_id=job.purchasing_id,
+            )
+            for job in jobs
+        ]
+        delivery.publisher.publish_many(
+            [
+                Outgoing.of(
+                    JOB_PUBLISHED,
+                    task.name,
+                    new_envelope(JOB_PUBLISHED, event.to_payload()),
+                    mandatory=False,
+                )
+                for event in events
+            ]
         )
         crash_point("publisher:before-ack")
 
 
-def _payload(task: TaskConfig, job: JobView) -> dict:
-    """The seed's create-job body."""
+def _payload(task: TaskConfig, leader: JobView, frozen: Frozen) -> dict:
+    """The seed's create-job body, with the pack's URLs and its leader's custom_id."""
     return {
         "sitemap_id": task.sitemap_id,
         "driver": "fulljs",
         "page_load_delay": 2000,
         "request_interval": 2000,
-        "start_urls": [job.target_url],
-        "custom_id": job.custom_id,
+        "start_urls": frozen.start_urls,
+        "custom_id": leader.custom_id,
     }
 
 

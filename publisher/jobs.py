@@ -1,5 +1,5 @@
 """The tracking_job rows the publisher works on: finding them (or making them for manual
-requests), recording the intent, the scraping job id, and failures."""
+requests), and the locks that keep one handler on a job at a time."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from sqlalchemy import String, func, select, text, update
+from sqlalchemy import String, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.contracts import CandidateFound
-from shared.db.batches import NewJob, create_batch, lock_batches, recount_batch
+from shared.db.batches import NewJob, create_batch, lock_batches
 from shared.db.models import (
     IN_FLIGHT_STATUSES,
     OfficialAccount,
@@ -22,11 +22,9 @@ from shared.db.models import (
     TrackingBatch,
     TrackingJob,
 )
-from shared.db.rechecks import Recheck
 from shared.db.session import transaction
 from shared.domain.urls import UnsafeValue, normalize_order_number, order_status_url
 from shared.messaging.consuming import Reject
-from shared.metrics import JOBS_ENDED
 from shared.tasks import TaskConfig
 
 log = logging.getLogger("trackfill.publisher")
@@ -45,12 +43,13 @@ class JobView:
     purchasing_id: int | None
     batch_uuid: str
     publish_attempts: int
+    #: its pack's leader (itself if it leads one); None until it is given a pack
+    pack_of: int | None = None
 
 
 class Jobs:
-    def __init__(self, sessions: sessionmaker[Session], recheck: Recheck):
+    def __init__(self, sessions: sessionmaker[Session]):
         self._sessions = sessions
-        self._recheck = recheck
 
     def resolve(self, message: CandidateFound, task: TaskConfig, message_id: str) -> JobView:
         """The job a candidate.found is about; manual requests get a batch of their own
@@ -69,14 +68,16 @@ class Jobs:
 
     def by_custom_id(self, custom_id: str) -> JobView | None:
         with self._sessions() as session:
-            row = session.execute(_view().where(TrackingJob.custom_id == custom_id)).first()
+            row = session.execute(job_rows().where(TrackingJob.custom_id == custom_id)).first()
         return JobView(*row) if row else None
 
     def _manual(self, message: CandidateFound, task: TaskConfig, message_id: str) -> JobView:
         batch_uuid = uuid.uuid5(MANUAL_NAMESPACE, f"{task.name}:{message_id}")
         with transaction(self._sessions) as session:
             lock_batches(session)  # a selection pass cannot pick the purchase meanwhile
-            earlier = session.execute(_view().where(TrackingBatch.batch_uuid == batch_uuid)).first()
+            earlier = session.execute(
+                job_rows().where(TrackingBatch.batch_uuid == batch_uuid)
+            ).first()
             if earlier:
                 return JobView(*earlier)
             purchasing_id, order, email = self._manual_target(session, message)
@@ -86,7 +87,7 @@ class Jobs:
                 raise Reject(f"manual request refused: {error}") from None
             if purchasing_id is not None:
                 in_flight = session.execute(
-                    _view().where(
+                    job_rows().where(
                         TrackingJob.purchasing_id == purchasing_id,
                         TrackingJob.status.in_(IN_FLIGHT_STATUSES),
                     )
@@ -100,7 +101,7 @@ class Jobs:
                 batch_uuid=batch_uuid,
             )
             session.flush()
-            return JobView(*session.execute(_view().where(TrackingJob.id == ref.id)).one())
+            return JobView(*session.execute(job_rows().where(TrackingJob.id == ref.id)).one())
 
     def _manual_target(self, session: Session, message: CandidateFound):
         """(purchasing_id or None, order number, e-mail) of a manual request."""
@@ -127,102 +128,58 @@ class Jobs:
         ).scalar_one_or_none()
         return purchasing_id, order, message.email or ""
 
-    # -- exclusion ---------------------------------------------------------------------
+    def by_id(self, job_id: int) -> JobView | None:
+        with self._sessions() as session:
+            row = session.execute(job_rows().where(TrackingJob.id == job_id)).first()
+        return JobView(*row) if row else None
+
     @contextmanager
-    def exclusive(self, job: JobView) -> Iterator[bool]:
-        """Hold this job's lock for the block: True if this caller has it, False if
-        another holds it (a replica, or a handler of this process that outlived its
-        message, still inside its create call). A session lock of PostgreSQL on a
-        connection of its own, so it ends with the process that holds it, kill -9
-        included."""
+    def locks(self) -> Iterator[JobLocks]:
+        """Job locks for one handling, on one connection of their own (see JobLocks)."""
         engine = self._sessions.kw["bind"]
         with engine.connect() as connection:
-            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            key = {"space": JOB_LOCK_SPACE, "job": job.id}
-            held = connection.execute(_TRY_LOCK, key).scalar_one()
+            locks = JobLocks(connection.execution_options(isolation_level="AUTOCOMMIT"))
             try:
-                yield bool(held)
+                yield locks
             finally:
-                if held:
-                    _unlock(connection, key)
-
-    # -- state changes -----------------------------------------------------------------
-    def start_attempt(self, job: JobView) -> int | None:
-        """Record the intent before the call (status ``publishing``); the attempt number,
-        or None if the job has meanwhile got its scraping job or ended."""
-        with transaction(self._sessions) as session:
-            attempts = session.execute(
-                update(TrackingJob)
-                .where(_unpublished(job))
-                .values(status="publishing", publish_attempts=TrackingJob.publish_attempts + 1)
-                .returning(TrackingJob.publish_attempts)
-            ).scalar_one_or_none()
-            session.execute(
-                update(TrackingBatch)
-                .where(
-                    TrackingBatch.batch_uuid == uuid.UUID(job.batch_uuid),
-                    TrackingBatch.status == "pending",
-                )
-                .values(status="processing")
-            )
-            return attempts
-
-    def store_job_id(self, job: JobView, job_id: int) -> JobView | None:
-        """The scraping job made for ``job`` (``pending``); None if the job already has
-        one or has ended meanwhile (nothing is changed then)."""
-        with transaction(self._sessions) as session:
-            stored = session.execute(
-                update(TrackingJob)
-                .where(_unpublished(job))
-                .values(job_id=job_id, status="pending", error=None)
-                .returning(TrackingJob.id)
-            ).scalar_one_or_none()
-        if stored is None:
-            return None
-        return replace(job, job_id=job_id, status="pending")
-
-    def fail(self, job: JobView, reason: str) -> None:
-        """The job ends ``failed`` with ``reason`` (unless it has a scraping job or has
-        ended meanwhile); its batch's counts are recounted and its purchase waits its
-        re-check delay, as after any attempt without a tracking number."""
-        with transaction(self._sessions) as session:
-            failed = session.execute(
-                update(TrackingJob)
-                .where(_unpublished(job))
-                .values(status="failed", error=reason[:2000], completed_at=func.now())
-                .returning(TrackingJob.id)
-            ).scalar_one_or_none()
-            if failed is None:
-                return
-            if job.purchasing_id is not None:
-                self._recheck.schedule(session, job.purchasing_id, reason)
-            recount_batch(session, uuid.UUID(job.batch_uuid))
-        JOBS_ENDED.labels("failed").inc()
+                locks.release()
 
 
-JOB_LOCK_SPACE = 0x7472_6B66  # the first key of the publisher's per-job locks
+class JobLocks:
+    """PostgreSQL session locks on jobs (a pack's is its leader's), held until released.
+
+    A handler can outlive its message (a lost connection, the stop grace) and the
+    replica that got the message again must keep its hands off that job meanwhile. The
+    locks end with the process that holds them, kill -9 included; taken again on the
+    same connection they are counted, so a handler can lock a job and its pack."""
+
+    def __init__(self, connection):
+        self._connection = connection
+        self._held: list[int] = []
+
+    def take(self, job_id: int) -> bool:
+        """True if this handling holds ``job_id``'s lock now, False if another does."""
+        held = self._connection.execute(_TRY_LOCK, {"space": JOB_LOCK_SPACE, "job": job_id})
+        if held.scalar_one():
+            self._held.append(job_id)
+            return True
+        return False
+
+    def release(self) -> None:
+        try:
+            self._connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        except Exception as error:  # noqa: BLE001 - the work is done; the locks died with it
+            # a connection that may still hold them is never given back to the pool
+            log.warning("a job lock's connection failed at unlock (%s); discarded", error)
+            self._connection.invalidate()
+        self._held.clear()
+
+
+JOB_LOCK_SPACE = 0x7472_6B66  # the first key of the publisher's job locks
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:space, :job)")
 
 
-def _unlock(connection, key: dict) -> None:
-    try:
-        connection.execute(text("SELECT pg_advisory_unlock(:space, :job)"), key)
-    except Exception as error:  # noqa: BLE001 - the work is done; the lock died with it
-        # a connection that may still hold the lock is never given back to the pool
-        log.warning("a job lock's connection failed at unlock (%s); discarded", error)
-        connection.invalidate()
-
-
-def _unpublished(job: JobView):
-    """The job, while it has no scraping job and has not ended."""
-    return (
-        (TrackingJob.id == job.id)
-        & TrackingJob.job_id.is_(None)
-        & TrackingJob.status.in_(("queued", "publishing"))
-    )
-
-
-def _view():
+def job_rows():
     return select(
         TrackingJob.id,
         TrackingJob.custom_id,
@@ -232,4 +189,5 @@ def _view():
         TrackingJob.purchasing_id,
         TrackingBatch.batch_uuid.cast(String()),
         TrackingJob.publish_attempts,
+        TrackingJob.pack_of,
     ).join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)

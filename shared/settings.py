@@ -42,6 +42,7 @@ class Settings:
     selector_republish_grace_s: float
     api_followup_calls_per_job: int
     publish_max_attempts: int
+    publish_max_urls_per_job: int
     publish_retry_base_s: float
     amqp_heartbeat_s: float
     http_timeout_s: float
@@ -80,6 +81,7 @@ DEFAULTS: dict[str, str] = {
     "API_FOLLOWUP_CALLS_PER_JOB": "2",
     "PUBLISH_MAX_ATTEMPTS": "5",
     "PUBLISH_RETRY_BASE_S": "2",
+    "PUBLISH_MAX_URLS_PER_JOB": "20",
     "AMQP_HEARTBEAT_S": "30",
     "HTTP_TIMEOUT_S": "30",
     "INGEST_RETRY_S": "30",
@@ -92,6 +94,8 @@ DEFAULTS: dict[str, str] = {
 SECRETS = ("WEBSCRAPER_API_TOKEN", "WEBHOOK_TOKEN")
 #: the ingestor's prefetch and one transaction's jobs: a bound on what a failed group redoes
 MAX_GROUP_SIZE = 100
+#: the service's documented limit of start URLs in one scraping job
+MAX_START_URLS = 20_000
 
 
 def load_settings(
@@ -125,6 +129,9 @@ def load_settings(
         selector_republish_grace_s=env.duration("SELECTOR_REPUBLISH_GRACE_S", allow_zero=True),
         api_followup_calls_per_job=env.count("API_FOLLOWUP_CALLS_PER_JOB", minimum=0),
         publish_max_attempts=env.count("PUBLISH_MAX_ATTEMPTS"),
+        publish_max_urls_per_job=env.count(
+            "PUBLISH_MAX_URLS_PER_JOB", minimum=1, maximum=MAX_START_URLS
+        ),
         publish_retry_base_s=env.duration("PUBLISH_RETRY_BASE_S", allow_zero=True),
         amqp_heartbeat_s=env.duration("AMQP_HEARTBEAT_S", allow_zero=True),
         http_timeout_s=env.duration("HTTP_TIMEOUT_S"),

@@ -130,6 +130,11 @@ class TrackingJob(Base):
     )
     custom_id: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
     job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    #: the pack it is published in: its leader's id (the leader's custom_id is the
+    #: scraping job's); NULL until the publisher gives it a pack
+    pack_of: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("tracking_job.id", ondelete="SET NULL"), index=True
+    )
     target_url: Mapped[str] = mapped_column(Text, nullable=False)
     index: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="queued")

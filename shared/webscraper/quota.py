@@ -174,6 +174,26 @@ class QuotaLedger:
             tolerance = self.policy.window_s * MARGIN
             return Reservation(row.id, row.at, wait_s if wait_s > tolerance else 0.0)
 
+    def latest_planned(self) -> tuple[str, Reservation] | None:
+        """The creation slot planned last, while it is still ahead: (its custom_id, the
+        reservation). Candidates that join its pack wait for it, and their expirations
+        are then no earlier than any parked before them."""
+        with self._sessions() as session:
+            row = session.execute(
+                select(
+                    ApiCall.id,
+                    ApiCall.at,
+                    ApiCall.custom_id,
+                    func.extract("epoch", ApiCall.at - func.clock_timestamp()).label("wait"),
+                )
+                .where(ApiCall.kind == CREATE, ApiCall.used_at.is_(None))
+                .order_by(ApiCall.at.desc())
+                .limit(1)
+            ).first()
+        if row is None or row.custom_id is None or float(row.wait) <= 0:
+            return None
+        return row.custom_id, Reservation(row.id, row.at, float(row.wait))
+
     def mark_used(self, reservation: Reservation, kind: str = "") -> bool:
         """Committed just before the call is made: a crash after this line means the
         call may have happened. A creation keeps ``min_interval_s`` after the previous

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from publisher.__main__ import build, candidate_handler
 from publisher.handler import SEARCH_MAX_PAGES
 from publisher.jobs import Jobs as PublisherJobs
+from publisher.packs import Packs
 from selector.service import Selector
 from shared.contracts import CandidateFound
 from shared.db.models import ApiCall, PurchaseCheck, TrackingBatch, TrackingJob
@@ -62,6 +63,7 @@ def env(database_url, vhost, sim, monkeypatch) -> dict[str, str]:
         "PUBLISH_MAX_ATTEMPTS": "3",
         "PUBLISH_RETRY_BASE_S": "0.1",
         "SELECTOR_MAX_RECORDS": "60",
+        "PUBLISH_MAX_URLS_PER_JOB": "1",  # the seed's one order per job, unless a test packs
         "HTTP_TIMEOUT_S": "2",
         "AMQP_HEARTBEAT_S": "5",
     }
@@ -155,10 +157,16 @@ def assert_within_quota(sim, db) -> None:
 
 
 def assert_one_job_per_candidate(sim, db) -> None:
-    # a create that made a job: answered (200) or its answer lost (the job exists)
-    made = Counter(c["custom_id"] for c in creates(sim) if c.get("job_id"))
-    assert all(count == 1 for count in made.values()), made.most_common(3)
-    assert set(made) == {j.custom_id for j in jobs(db)}
+    """Every tracking_job has one scraping job, which carries its URL; every start URL
+    went into one scraping job only; no scraping job was made that nobody owns."""
+    made = [j for j in sim.state.snapshot()["jobs"] if str(j["custom_id"]).startswith("owryt-")]
+    urls = Counter(url for job in made for url in job["start_urls"])
+    assert all(count == 1 for count in urls.values()), urls.most_common(3)
+    by_id = {job["id"]: job for job in made}
+    rows = jobs(db)
+    for row in rows:
+        assert row.job_id in by_id and row.target_url in by_id[row.job_id]["start_urls"]
+    assert set(by_id) == {row.job_id for row in rows}
 
 
 def test_the_create_payload_is_exactly_the_seeds(publishers, select_candidates, sim, db):
@@ -178,22 +186,107 @@ def test_the_create_payload_is_exactly_the_seeds(publishers, select_candidates, 
     ) == (1421177, "fulljs", 2000, 2000, job.custom_id, [job.target_url])
 
 
+@pytest.mark.parametrize("pack", [1, 2], ids=["one-per-job", "packed"])
 def test_a_backlog_of_60_keeps_the_quota_and_the_spacing_with_restarts_and_a_standby(
-    publishers, select_candidates, sim, db, vhost
+    publishers, select_candidates, sim, db, vhost, env, pack
 ):
+    publishers.settings = load_settings({**env, "PUBLISH_MAX_URLS_PER_JOB": str(pack)})
     select_candidates(60)
     first = publishers.start()
     publishers.start()  # a hot standby: single active consumer keeps it idle
     parked_seen = wait_until(
         lambda: queue_counts(vhost.amqp_url, PUBLISHER_WAIT)[0] > 0, timeout=10
     )
-    assert wait_until(lambda: len(creates(sim)) >= 15, timeout=20)
+    assert wait_until(lambda: len(creates(sim)) >= 15 // pack, timeout=20)
     publishers.stop(first)  # the standby takes over
-    assert wait_until(lambda: len(creates(sim)) >= 35, timeout=20)
+    assert wait_until(lambda: len(creates(sim)) >= 35 // pack, timeout=20)
     publishers.stop(1)
     publishers.start()  # a restart
     assert wait_until(lambda: all_published(db, 60), timeout=60)
     assert parked_seen
+    assert_within_quota(sim, db)
+    assert_one_job_per_candidate(sim, db)
+
+
+def packing(publishers, env, most: int) -> None:
+    publishers.settings = load_settings({**env, "PUBLISH_MAX_URLS_PER_JOB": str(most)})
+
+
+def test_one_pass_is_packed_into_one_job_with_the_seeds_body(
+    publishers, select_candidates, sim, db, env
+):
+    packing(publishers, env, 20)
+    select_candidates(10)
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 10), timeout=15)
+    rows = jobs(db)
+    (created,) = sim.state.snapshot()["jobs"]
+    assert {row.job_id for row in rows} == {created["id"]}
+    assert (
+        created["sitemap_id"],
+        created["driver"],
+        created["page_load_delay"],
+        created["request_interval"],
+        created["custom_id"],
+        sorted(created["start_urls"]),
+    ) == (1421177, "fulljs", 2000, 2000, rows[0].custom_id, sorted(r.target_url for r in rows))
+    assert {row.pack_of for row in rows} == {rows[0].id}
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_the_most_urls_of_a_job_is_respected(publishers, select_candidates, sim, db, env):
+    packing(publishers, env, 5)
+    select_candidates(12)
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 12), timeout=20)
+    sizes = sorted(len(job["start_urls"]) for job in sim.state.snapshot()["jobs"])
+    assert max(sizes) <= 5 and sum(sizes) == 12 and len(sizes) == 3
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_a_lone_candidate_goes_within_the_creation_interval_of_its_selection(
+    publishers, select_candidates, sim, db, env
+):
+    """Under light load nothing waits for company: a candidate right after another
+    waits only for the spacing, not for a pack to fill."""
+    interval = 1.5
+    env = {**env, "PUBLISH_MIN_INTERVAL_S": str(interval), "PUBLISH_MAX_URLS_PER_JOB": "20"}
+    publishers.settings = load_settings(env)
+    publishers.start()
+    for n in (1, 2):
+        select_candidates(1)
+        selected = time.time()
+        assert wait_until(lambda n=n: len(creates(sim)) == n, timeout=10)
+        assert creates(sim)[-1]["t"] - selected <= interval + 0.3  # 0.3: the hops
+        time.sleep(0.3)
+    assert [len(job["start_urls"]) for job in sim.state.snapshot()["jobs"]] == [1, 1]
+
+
+def test_a_burst_beyond_the_quota_is_packed_and_no_candidate_is_parked_more_than_twice(
+    publishers, select_candidates, sim, db, env, monkeypatch
+):
+    from publisher import handler as handler_module
+
+    parkings: Counter = Counter()
+    original = handler_module.CandidateHandler.__call__
+
+    def counting(self, deliveries):
+        for delivery in deliveries:
+            parkings[delivery.message.custom_id] = max(
+                parkings[delivery.message.custom_id], delivery.deaths(PUBLISHER_WAIT)
+            )
+        return original(self, deliveries)
+
+    monkeypatch.setattr(handler_module.CandidateHandler, "__call__", counting)
+    monkeypatch.setattr(sim.state.config, "quota_calls", 3)
+    env = {**env, "API_QUOTA_CALLS": "3", "PUBLISH_MAX_URLS_PER_JOB": "4"}
+    publishers.settings = load_settings(env)
+    publishers.start()
+    for _ in range(5):  # five passes of four, faster than the quota creates
+        select_candidates(4)
+    assert wait_until(lambda: all_published(db, 20), timeout=30)
+    assert max(parkings.values()) <= 2
+    assert len(creates(sim)) <= 7  # packed: 20 candidates, at most 4 a job, few alone
     assert_within_quota(sim, db)
     assert_one_job_per_candidate(sim, db)
 
@@ -206,11 +299,12 @@ def test_a_burst_of_20_parks_each_candidate_at_most_twice(
     parkings: Counter = Counter()
     original = handler_module.CandidateHandler.__call__
 
-    def counting(self, delivery):
-        parkings[delivery.message.custom_id] = max(
-            parkings[delivery.message.custom_id], delivery.deaths(PUBLISHER_WAIT)
-        )
-        return original(self, delivery)
+    def counting(self, deliveries):
+        for delivery in deliveries:
+            parkings[delivery.message.custom_id] = max(
+                parkings[delivery.message.custom_id], delivery.deaths(PUBLISHER_WAIT)
+            )
+        return original(self, deliveries)
 
     monkeypatch.setattr(handler_module.CandidateHandler, "__call__", counting)
     # a tighter quota than the burst: most candidates must wait for their slot
@@ -350,13 +444,13 @@ def test_a_second_handler_of_a_job_whose_create_is_in_flight_neither_creates_nor
     first, second = candidate_handler(settings), candidate_handler(settings)
     with connect(env["AMQP_URL"]) as connection:
         declare_topology(connection)
-        inside = threading.Thread(target=first, args=(a_delivery(env, job, connection),))
+        inside = threading.Thread(target=first, args=([a_delivery(env, job, connection)],))
         inside.start()
         assert wait_until(lambda: jobs(db)[0].status == "publishing", timeout=10)
-        with pytest.raises(Transient, match="in the hands of another publisher"):
-            second(a_delivery(env, job, connection))
+        (outcome,) = second([a_delivery(env, job, connection)])
+        assert isinstance(outcome, Transient) and "another publisher's hands" in str(outcome)
         inside.join(10)
-        second(a_delivery(env, job, connection))  # now free: adopts what the first made
+        assert second([a_delivery(env, job, connection)]) == [None]  # free: finds its id
     assert len(creates(sim)) == 1
     assert all_published(db, 1)
     assert_one_job_per_candidate(sim, db)
@@ -365,11 +459,13 @@ def test_a_second_handler_of_a_job_whose_create_is_in_flight_neither_creates_nor
 def test_a_job_that_ended_is_never_set_back_by_a_late_handler(env, select_candidates, db):
     select_candidates(1)
     (row,) = jobs(db)
-    job_rows = PublisherJobs(make_session_factory(db), Recheck(60, 600))
-    job = job_rows.by_custom_id(row.custom_id)
-    job_rows.fail(job, "create refused: a test")
-    assert job_rows.start_attempt(job) is None
-    assert job_rows.store_job_id(job, 123) is None
+    sessions = make_session_factory(db)
+    packs = Packs(sessions, Recheck(60, 600), max_urls=20)
+    (job,) = packs.lead([PublisherJobs(sessions).by_custom_id(row.custom_id)])
+    assert packs.fail(job, "create refused: a test") == 1
+    assert packs.freeze(job) is None
+    assert packs.store(job, 123) == []
+    assert packs.join(job.id, [job]) == []
     (after,) = jobs(db)
     assert (after.status, after.job_id, after.publish_attempts) == ("failed", None, 0)
 
@@ -481,10 +577,14 @@ def test_a_manual_request_for_a_missing_purchase_is_dead_lettered(publishers, vh
         "publisher:before-ack",
     ],
 )
+@pytest.mark.parametrize("pack", [1, 20], ids=["one-per-job", "packed"])
 def test_a_publisher_killed_at_any_step_creates_exactly_one_job(
-    publishers, select_candidates, sim, db, env, point
+    publishers, select_candidates, sim, db, env, point, pack
 ):
-    select_candidates(1)
+    env = {**env, "PUBLISH_MAX_URLS_PER_JOB": str(pack)}
+    publishers.settings = load_settings(env)
+    candidates = 1 if pack == 1 else 5
+    select_candidates(candidates)
     process = subprocess.Popen(
         [sys.executable, "-m", "publisher"],
         env={**os.environ, **env, "TRACKFILL_CRASH_AT": point},
@@ -498,8 +598,8 @@ def test_a_publisher_killed_at_any_step_creates_exactly_one_job(
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
     publishers.start()  # a healthy publisher takes over the redelivered candidate
-    assert wait_until(lambda: all_published(db, 1), timeout=20)
-    assert len([c for c in creates(sim) if c.get("job_id")]) == 1
+    assert wait_until(lambda: all_published(db, candidates), timeout=20)
+    assert len([c for c in creates(sim) if c.get("job_id")]) == 1  # one job, whole pack
     assert_one_job_per_candidate(sim, db)
 
 

@@ -1,0 +1,195 @@
+"""Packs: the tracking_jobs published together in one scraping job (CONTRACT.md, Packing).
+
+A pack is named by its leader, the job whose ``custom_id`` the scraping job carries;
+every member (the leader too) has ``pack_of`` = the leader's id. A pack is open while
+its leader is ``queued``: candidates waiting for the same creation slot join it, up to
+the most start URLs a job may carry. Freezing it (the intent, before the create call)
+sets every member ``publishing`` under the leader's row lock, so nothing joins a pack
+whose call may be under way; the scraping job's id is then stored on all of them at
+once, and a failure fails all of them. With ``PUBLISH_MAX_URLS_PER_JOB=1`` every job
+is a pack of one: the seed's one order per scraping job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from publisher.jobs import JobView, job_rows
+from shared.db.batches import recount_batch
+from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.rechecks import Recheck
+from shared.db.session import transaction
+from shared.metrics import JOBS_ENDED
+
+UNPUBLISHED = ("queued", "publishing")
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A pack at the moment of its create call: the attempt's number and its members."""
+
+    attempt: int
+    members: list[JobView]
+
+    @property
+    def start_urls(self) -> list[str]:
+        """Each member's URL once (two purchases of one order share a page)."""
+        return list(dict.fromkeys(member.target_url for member in self.members))
+
+
+class Packs:
+    def __init__(self, sessions: sessionmaker[Session], recheck: Recheck, max_urls: int):
+        self._sessions = sessions
+        self._recheck = recheck
+        self.max_urls = max_urls
+
+    def lead(self, jobs: list[JobView]) -> list[JobView]:
+        """A new pack of ``jobs`` (those still without one), led by the first."""
+        leader = jobs[0]
+        with transaction(self._sessions) as session:
+            ids = session.execute(
+                update(TrackingJob)
+                .where(
+                    TrackingJob.id.in_([job.id for job in jobs]),
+                    TrackingJob.pack_of.is_(None),
+                    TrackingJob.job_id.is_(None),
+                    TrackingJob.status == "queued",
+                )
+                .values(pack_of=leader.id)
+                .returning(TrackingJob.id)
+            ).scalars()
+            return self._members(session, leader.id, set(ids))
+
+    def join(self, leader_id: int, jobs: list[JobView]) -> list[JobView]:
+        """Add ``jobs`` (in order, as many as there is room for) to the open pack of
+        ``leader_id``; the ones that joined (none if the pack is no longer open)."""
+        with transaction(self._sessions) as session:
+            if self._lock_open(session, leader_id) is None:
+                return []
+            size = session.execute(
+                select(func.count()).where(TrackingJob.pack_of == leader_id)
+            ).scalar_one()
+            room = [job.id for job in jobs][: max(0, self.max_urls - size)]
+            if not room:
+                return []
+            ids = session.execute(
+                update(TrackingJob)
+                .where(
+                    TrackingJob.id.in_(room),
+                    TrackingJob.pack_of.is_(None),
+                    TrackingJob.job_id.is_(None),
+                    TrackingJob.status == "queued",
+                )
+                .values(pack_of=leader_id)
+                .returning(TrackingJob.id)
+            ).scalars()
+            return self._members(session, leader_id, set(ids))
+
+    def size(self, leader_id: int) -> int:
+        with self._sessions() as session:
+            return session.execute(
+                select(func.count()).where(TrackingJob.pack_of == leader_id)
+            ).scalar_one()
+
+    def freeze(self, leader: JobView) -> Frozen | None:
+        """Record the intent before the call: every member ``publishing``, the attempt
+        counted on the leader. None if the pack has its scraping job or has ended."""
+        with transaction(self._sessions) as session:
+            session.execute(
+                select(TrackingJob.id).where(TrackingJob.id == leader.id).with_for_update()
+            ).scalar_one_or_none()
+            members = session.execute(
+                update(TrackingJob)
+                .where(_unpublished_of(leader.id))
+                .values(status="publishing")
+                .returning(TrackingJob.id, TrackingJob.batch_id)
+            ).all()
+            if not members:
+                return None
+            attempt = session.execute(
+                update(TrackingJob)
+                .where(TrackingJob.id == leader.id)
+                .values(publish_attempts=TrackingJob.publish_attempts + 1)
+                .returning(TrackingJob.publish_attempts)
+            ).scalar_one()
+            session.execute(
+                update(TrackingBatch)
+                .where(
+                    TrackingBatch.id.in_({batch for _, batch in members}),
+                    TrackingBatch.status == "pending",
+                )
+                .values(status="processing")
+            )
+            found = self._members(session, leader.id, {member for member, _ in members})
+            return Frozen(attempt, found)
+
+    def store(self, leader: JobView, job_id: int) -> list[JobView]:
+        """The scraping job made for the pack, on every member still without one
+        (``pending``); the members it was stored on."""
+        with transaction(self._sessions) as session:
+            ids = session.execute(
+                update(TrackingJob)
+                .where(_unpublished_of(leader.id))
+                .values(job_id=job_id, status="pending", error=None)
+                .returning(TrackingJob.id)
+            ).scalars()
+            return self._members(session, leader.id, set(ids))
+
+    def fail(self, leader: JobView, reason: str) -> int:
+        """Every member still without a scraping job ends ``failed`` with ``reason``; each
+        purchase waits its re-check delay, and the batches are recounted. How many."""
+        with transaction(self._sessions) as session:
+            failed = session.execute(
+                update(TrackingJob)
+                .where(_unpublished_of(leader.id))
+                .values(status="failed", error=reason[:2000], completed_at=func.now())
+                .returning(TrackingJob.purchasing_id, TrackingJob.batch_id)
+            ).all()
+            for purchasing_id, _ in failed:
+                if purchasing_id is not None:
+                    self._recheck.schedule(session, purchasing_id, reason)
+            batches = session.execute(
+                select(TrackingBatch.batch_uuid).where(
+                    TrackingBatch.id.in_({batch for _, batch in failed})
+                )
+            ).scalars()
+            for batch_uuid in sorted(batches):
+                recount_batch(session, uuid.UUID(str(batch_uuid)))
+        JOBS_ENDED.labels("failed").inc(len(failed))
+        return len(failed)
+
+    @staticmethod
+    def _lock_open(session: Session, leader_id: int) -> int | None:
+        """The leader's row, locked, if its pack is still open (the leader ``queued``)."""
+        return session.execute(
+            select(TrackingJob.id)
+            .where(
+                TrackingJob.id == leader_id,
+                TrackingJob.pack_of == leader_id,
+                TrackingJob.status == "queued",
+                TrackingJob.job_id.is_(None),
+            )
+            .with_for_update()
+        ).scalar_one_or_none()
+
+    @staticmethod
+    def _members(session: Session, leader_id: int, ids: set[int]) -> list[JobView]:
+        if not ids:
+            return []
+        rows = session.execute(
+            job_rows().where(TrackingJob.id.in_(ids)).order_by(TrackingJob.id)
+        ).all()
+        return [JobView(*row) for row in rows]
+
+
+def _unpublished_of(leader_id: int):
+    """The members of the pack still without a scraping job, not ended."""
+    return (
+        (TrackingJob.pack_of == leader_id)
+        & TrackingJob.job_id.is_(None)
+        & TrackingJob.status.in_(UNPUBLISHED)
+    )
