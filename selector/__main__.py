@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -19,6 +20,16 @@ log = logging.getLogger("trackfill.selector")
 OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
 
 
+def wait_for_room(selector: Selector, stop, most_s: float, poll_s: float = 0.2) -> None:
+    """Under a backlog: wait (at most ``most_s``) until the publisher runs short of jobs,
+    so that the quota, not ``SELECTOR_INTERVAL_S``, sets the pace."""
+    deadline = time.monotonic() + most_s
+    while not stop.is_set() and time.monotonic() < deadline:
+        if selector.waiting_for_publisher() < selector.feed_level:
+            return
+        stop.wait(poll_s)
+
+
 def main() -> int:
     settings = service_settings("selector")
     stop = stop_on_signals()
@@ -32,12 +43,15 @@ def main() -> int:
         try:
             # a connection per pass: an idle one would miss its heartbeats for 15 minutes
             with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
-                Selector(settings, sessions, MessagePublisher(connection)).run_pass("daemon")
-            wait = settings.selector_interval_s
+                selector = Selector(settings, sessions, MessagePublisher(connection))
+                result = selector.run_pass("daemon")
+            if selector.backlog_after(result):
+                wait_for_room(selector, stop, settings.selector_interval_s)
+            else:
+                stop.wait(settings.selector_interval_s)
         except OUTAGES as error:
             log.warning("pass failed (%s); retrying in %gs", str(error).splitlines()[0], retry_s)
-            wait = retry_s
-        stop.wait(wait)
+            stop.wait(retry_s)
     engine.dispose()
     log.info("selector stopped")
     return 0

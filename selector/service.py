@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +21,7 @@ from shared.db.batches import (
     mark_published,
     unpublished_jobs,
 )
+from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import schedule_recheck
 from shared.db.session import transaction
 from shared.domain.masking import mask_email
@@ -71,6 +72,31 @@ class Selector:
         self._sessions = sessions
         self._publisher = publisher
         self._task = task
+
+    @property
+    def feed_level(self) -> int:
+        """Under a backlog, the next pass runs once fewer jobs than this wait for the
+        publisher: two packs' worth (at least a pass), so that the quota, not
+        ``SELECTOR_INTERVAL_S``, sets the pace without piling up parked candidates."""
+        settings = self._settings
+        return max(settings.selector_max_records, 2 * settings.publish_max_urls_per_job)
+
+    def backlog_after(self, result: PassResult) -> bool:
+        """The pass took all it could: more purchases are probably waiting."""
+        return result.found - len(result.skipped) >= self._settings.selector_max_records
+
+    def waiting_for_publisher(self) -> int:
+        """Jobs of this task not yet given a scraping job (in the publisher's queues)."""
+        with self._sessions() as session:
+            return session.execute(
+                select(func.count())
+                .select_from(TrackingJob)
+                .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
+                .where(
+                    TrackingJob.status.in_(("queued", "publishing")),
+                    TrackingBatch.task_name == self._task.name,
+                )
+            ).scalar_one()
 
     def preview(self) -> tuple[list[Candidate], list[Skipped]]:
         """What a pass would select now; reads only (a read-only transaction)."""

@@ -49,6 +49,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated seconds between webhook attempts (default 5,10)",
     )
     parser.add_argument(
+        "--per-page-s",
+        type=float,
+        default=defaults.per_page_s,
+        help="scraping time of each start URL (pages go one after another)",
+    )
+    parser.add_argument(
+        "--parallel-tasks",
+        type=int,
+        default=defaults.parallel_tasks,
+        help="jobs running at once; the rest wait to be scheduled (0: no limit)",
+    )
+    parser.add_argument(
         "--data-delay-s",
         type=float,
         default=0.0,
@@ -66,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         schedule_delay_s=args.schedule_delay_s,
         start_delay_s=args.start_delay_s,
         run_s=args.run_s,
+        per_page_s=args.per_page_s,
+        parallel_tasks=args.parallel_tasks,
         webhook_url=args.webhook_url,
         webhook_timeout_s=args.webhook_timeout_s,
         webhook_retry_delays_s=args.webhook_retry_delays,

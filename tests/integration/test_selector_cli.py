@@ -204,3 +204,48 @@ def test_the_daemon_stops_at_start_on_a_bad_setting(env):
     assert daemon.stderr.read().strip() == (
         "selector: SELECTOR_INTERVAL_S must be a number of seconds, more than 0, got '-1'"
     )
+
+
+def test_under_a_backlog_the_daemon_keeps_the_publisher_fed_not_its_interval(db, env):
+    """A full pass means more purchases wait: the next pass runs as soon as the
+    publisher has taken the jobs in hand (here: they got scraping job ids), not after
+    SELECTOR_INTERVAL_S; a pass that was not full waits the interval as before."""
+    from sqlalchemy import update
+
+    from shared.db.models import TrackingJob
+
+    account = rows.account(db)
+    for _ in range(12):
+        rows.purchase(db, account)
+    daemon = start_daemon(
+        {
+            **env,
+            "SELECTOR_MAX_RECORDS": "5",
+            "SELECTOR_INTERVAL_S": "60",
+            "PUBLISH_MAX_URLS_PER_JOB": "1",
+        }
+    )
+
+    def published_by_the_publisher() -> None:
+        with db.begin() as connection:
+            connection.execute(
+                update(TrackingJob)
+                .where(TrackingJob.status == "queued")
+                .values(status="pending", job_id=TrackingJob.id + 1000)
+            )
+
+    try:
+        assert wait_until(lambda: counts(db)[1] == 5, timeout=15)
+        time.sleep(1.0)
+        assert counts(db)[1] == 5  # five wait for the publisher: enough in hand
+        published_by_the_publisher()
+        assert wait_until(lambda: counts(db)[1] == 10, timeout=5)  # fed at once
+        published_by_the_publisher()
+        assert wait_until(lambda: counts(db)[1] == 12, timeout=5)  # the rest: 2 of 5
+        published_by_the_publisher()
+        rows.purchase(db, account)
+        time.sleep(2.0)
+        assert counts(db)[1] == 12  # no backlog any more: the interval (60 s) again
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(10)
