@@ -1,278 +1,249 @@
-"""The API quota under a backlog: trackfill's publisher against the seed's pacing.
+"""The quota under a backlog, through the whole pipeline: packing against the seed.
 
-A backlog of candidates goes through the real publisher (RabbitMQ, PostgreSQL, the
-ledger) against the simulator with a compressed window; a stand-in for the ingestor
-makes each job's follow-up calls (GET job, GET json) through the same ledger when the
-simulator's webhook arrives. Then the seed's behaviour runs against the same simulator:
-a loop that sleeps the fixed interval (6 s per 900 s, scaled) before each creation and
-downloads each job's data when it ends, with no ledger.
+One run measures four ways of spending the same quota (200 calls per 9 s: production's
+15 minutes compressed a hundredfold) on a backlog of purchases whose pages all carry a
+valid tracking number:
 
-Prints, for both: calls, the busiest window against the allowed number, utilisation
-(calls per full window over the run, against the allowed number), 429 answers, and for
-trackfill the parkings per message. Goal (issue 4): utilisation >= 97%, 0 429s.
+- trackfill with ``PUBLISH_MAX_URLS_PER_JOB`` 1 (one purchase per scraping job), 20 (the
+  default) and 100: a scratch database and vhost, the simulator and the four services
+  as processes (demo.stack), the selector as its daemon (20 a pass), until every
+  purchase is filled or the run's time is up;
+- the seed's loop against the same simulator: a creation every 6 s (scaled), one
+  purchase per job, the download when the job's webhook comes, no ledger.
 
-    .venv/bin/python bench/quota.py [--candidates 400] [--calls 200] [--window 9]
+The simulator scrapes a page in 0.04 s (2 s + 2 s scaled) and runs 10 jobs at once.
+Printed for each: purchases filled per window (over the run, and in its best window),
+API calls per filled purchase, 429 answers, and p50/p95 from selection to filled.
+Goals with the default of 20 (issue 20): >= 1,000 filled per window, <= 0.2 calls per
+filled purchase, 0 429s.
 
-The defaults are production's numbers with time compressed a hundredfold.
+    .venv/bin/python bench/quota.py [--backlog 3000] [--seconds 60]
 """
 
 from __future__ import annotations
 
 import argparse
-import queue
 import statistics
 import sys
+import tempfile
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-from sqlalchemy import text, update  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from bench.scratch import scratch_services  # noqa: E402
-from publisher import handler as handler_module  # noqa: E402
-from publisher.__main__ import build  # noqa: E402
-from selector.service import Selector  # noqa: E402
-from shared.db.models import TrackingJob  # noqa: E402
-from shared.db.session import make_engine, make_session_factory  # noqa: E402
-from shared.messaging.publishing import MessagePublisher, connect  # noqa: E402
-from shared.messaging.topology import PUBLISHER_WAIT  # noqa: E402
-from shared.settings import load_settings  # noqa: E402
-from shared.webscraper.client import QuotaWait, WebScraperClient  # noqa: E402
-from shared.webscraper.quota import QuotaLedger, QuotaPolicy  # noqa: E402
-from tests.support import rows  # noqa: E402
+from demo.stack import Timings, start_stack  # noqa: E402
+from shared.db.models import OfficialAccount, Purchasing, TrackingJob  # noqa: E402
+from shared.db.session import make_engine  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 from webscraper_sim.server import Simulator  # noqa: E402
 from webscraper_sim.state import SimConfig  # noqa: E402
 
-TOKEN = "bench-token"
+FACTOR = 100
+WINDOW_S = 900 / FACTOR
+CALLS = 200
+PAGE_S = 4 / FACTOR
+PARALLEL = 10
+TIMINGS = Timings(factor=FACTOR, sim_run_s=0.4, ingest_retry_s=0.3)
+EMAIL = "quota.buyer@example.com"
 
 
-def window_figures(times: list[float], calls: int, window: float) -> tuple[int, float]:
-    """(the most calls in any window, mean calls per full window / allowed)."""
-    times = sorted(times)
-    busiest = max(
-        (sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times)),
+def seed_rows(engine, backlog: int) -> None:
+    """``backlog`` purchases whose pages the simulator fills (order endings 0-3)."""
+    with engine.begin() as db:
+        account = db.execute(
+            insert(OfficialAccount).values(email=EMAIL).returning(OfficialAccount.id)
+        ).scalar_one()
+        orders = [f"W{7_000_000_000 + n * 10 + n % 4:010d}" for n in range(backlog)]
+        db.execute(
+            insert(Purchasing),
+            [{"order_number": order, "official_account_id": account} for order in orders],
+        )
+
+
+def filled(engine) -> list[float]:
+    """Seconds from selection to filled, for each purchase filled so far."""
+    with engine.connect() as db:
+        ages = db.execute(
+            select(func.extract("epoch", TrackingJob.completed_at - TrackingJob.created_at))
+            .join(Purchasing, Purchasing.id == TrackingJob.purchasing_id)
+            .where(TrackingJob.status == "completed", Purchasing.tracking_number.is_not(None))
+        ).scalars()
+        return [float(age) for age in ages]
+
+
+def fill_times(engine) -> list[float]:
+    with engine.connect() as db:
+        return [
+            float(t)
+            for t in db.execute(
+                select(func.extract("epoch", TrackingJob.completed_at)).where(
+                    TrackingJob.status == "completed"
+                )
+            ).scalars()
+        ]
+
+
+def run_trackfill(most: int, args) -> dict:
+    with scratch_services() as (database_url, amqp_url), tempfile.TemporaryDirectory() as logs:
+        engine = make_engine(database_url)
+        seed_rows(engine, args.backlog)
+        stack = start_stack(
+            database_url,
+            amqp_url,
+            Path(logs),
+            TIMINGS,
+            extra_env={
+                "PUBLISH_MAX_URLS_PER_JOB": str(most),
+                "SELECTOR_MAX_RECORDS": "20",
+                "SELECTOR_INTERVAL_S": f"{WINDOW_S:g}",
+                "LOG_FORMAT": "json",
+            },
+            sim_args=["--per-page-s", f"{PAGE_S:g}", "--parallel-tasks", str(PARALLEL)],
+        )
+        try:
+            command, env = [sys.executable, "-m", "selector"], dict(stack.env)
+            stack.launches["selector"] = (command, env)
+            started = time.time()
+            stack.restart("selector")
+            deadline = time.monotonic() + args.seconds
+            while time.monotonic() < deadline and len(filled(engine)) < args.backlog:
+                time.sleep(0.5)
+            elapsed = time.time() - started
+            calls = stack.sim_state()["calls"]
+            result = {
+                "ages": filled(engine),
+                "fills": [t - started for t in fill_times(engine)],
+                "calls": len(calls),
+                "429": sum(1 for c in calls if c["status"] == 429),
+                "elapsed": elapsed,
+            }
+        finally:
+            stack.stop()
+            engine.dispose()
+    return result
+
+
+def run_seed(args) -> dict:
+    """The seed's loop: sleep the interval, create one job per purchase; download each
+    when its webhook comes. No ledger: what the API refuses is lost."""
+    hooks = Receiver()
+    sim = Simulator(
+        SimConfig(
+            api_token="seed-token",
+            quota_calls=CALLS,
+            quota_window_s=WINDOW_S,
+            schedule_delay_s=0.1,
+            start_delay_s=0.1,
+            run_s=0.2,
+            per_page_s=PAGE_S,
+            parallel_tasks=PARALLEL,
+            webhook_url=hooks.url,
+        )
+    ).start()
+    http = requests.Session()
+    params = {"api_token": "seed-token"}
+    created: dict[int, float] = {}
+    ages: list[float] = []
+    fills: list[float] = []
+    stop = threading.Event()
+    started = time.time()
+
+    def download() -> None:
+        seen = 0
+        while not stop.is_set():
+            for hook in hooks.requests[seen:]:
+                seen += 1
+                job_id = int(hook.form["scrapingjob_id"])
+                answer = http.get(sim.api_url + f"scraping-job/{job_id}/json", params=params)
+                if answer.status_code == 200 and answer.content.strip() and job_id in created:
+                    ages.append(time.time() - created[job_id])
+                    fills.append(time.time() - started)
+            stop.wait(0.02)
+
+    downloader = threading.Thread(target=download, daemon=True)
+    downloader.start()
+    try:
+        for n in range(args.backlog):
+            if time.time() - started > args.seconds:
+                break
+            time.sleep(6 / FACTOR)
+            selected = time.time()
+            url = f"https://store.apple.com/go/jp/vieworder/W{7_000_000_000 + n * 10:010d}/{EMAIL}"
+            answer = http.post(
+                sim.api_url + "scraping-job",
+                params=params,
+                json={
+                    "sitemap_id": 1421177,
+                    "driver": "fulljs",
+                    "page_load_delay": 2000,
+                    "request_interval": 2000,
+                    "custom_id": f"owryt-seed{n:04x}-0000",
+                    "start_urls": [url],
+                },
+            )
+            if answer.status_code == 200:
+                created[answer.json()["data"]["id"]] = selected
+        time.sleep(2)  # the last jobs end and are downloaded
+        stop.set()
+        downloader.join(5)
+        calls = sim.state.snapshot()["calls"]
+        return {
+            "ages": ages,
+            "fills": fills,
+            "calls": len(calls),
+            "429": sum(1 for c in calls if c["status"] == 429),
+            "elapsed": time.time() - started,
+        }
+    finally:
+        sim.stop()
+        hooks.close()
+
+
+def report(name: str, result: dict) -> str:
+    ages, fills = sorted(result["ages"]), sorted(result["fills"])
+    n = len(ages)
+    windows = result["elapsed"] / WINDOW_S
+    best = max(
+        (sum(1 for t in fills[i:] if t < start + WINDOW_S) for i, start in enumerate(fills)),
         default=0,
     )
-    full = int((times[-1] - times[0]) // window) if times else 0
-    if full == 0:
-        return busiest, 0.0
-    counts = [
-        sum(1 for t in times if times[0] + k * window <= t < times[0] + (k + 1) * window)
-        for k in range(full)
-    ]
-    return busiest, statistics.mean(counts) / calls
-
-
-def run_trackfill(args, url: str, amqp_url: str, sim: Simulator) -> dict:
-    env = {
-        "DATABASE_URL": url,
-        "AMQP_URL": amqp_url,
-        "WEBSCRAPER_API_URL": sim.api_url,
-        "WEBSCRAPER_API_TOKEN": TOKEN,
-        "API_QUOTA_CALLS": str(args.calls),
-        "API_QUOTA_WINDOW_S": str(args.window),
-        "PUBLISH_MIN_INTERVAL_S": str(args.window * 6 / 900),
-        "API_FOLLOWUP_CALLS_PER_JOB": "2",
-        "SELECTOR_MAX_RECORDS": str(args.candidates),
-    }
-    settings = load_settings(env)
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
-    account = rows.account(engine)
-    for _ in range(args.candidates):
-        rows.purchase(engine, account)
-    parkings: Counter = Counter()
-    original = handler_module.CandidateHandler.__call__
-
-    def counting(self, delivery):
-        custom_id = delivery.message.custom_id
-        parkings[custom_id] = max(parkings[custom_id], delivery.deaths(PUBLISHER_WAIT))
-        return original(self, delivery)
-
-    handler_module.CandidateHandler.__call__ = counting
-    hooks = Receiver()
-    sim.state.config.webhook_url = hooks.url
-    stop = threading.Event()
-    loop = build(settings, stop)
-    threads = [
-        threading.Thread(target=loop.run, daemon=True),
-        threading.Thread(target=follow_ups, args=(settings, sessions, hooks, stop), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    started = time.monotonic()
-    with connect(amqp_url) as connection:
-        Selector(settings, sessions, MessagePublisher(connection)).run_pass("bench")
-    while time.monotonic() - started < args.timeout:
-        with engine.connect() as connection:
-            done = connection.execute(
-                text("SELECT count(*) FROM tracking_job WHERE status = 'completed'")
-            ).scalar()
-        if done == args.candidates:
-            break
-        time.sleep(0.2)
-    elapsed = time.monotonic() - started
-    stop.set()
-    for thread in threads:
-        thread.join(15)
-    hooks.close()
-    handler_module.CandidateHandler.__call__ = original
-    engine.dispose()
-    calls = sim.state.snapshot()["calls"]
-    return {
-        "calls": calls,
-        "completed": done,
-        "elapsed": elapsed,
-        "parkings": list(parkings.values()),
-    }
-
-
-def follow_ups(settings, sessions, hooks: Receiver, stop: threading.Event) -> None:
-    """The ingestor's share of the quota: GET job and GET json per finished job, by a
-    few workers (as ingestor replicas would) sharing one ledger."""
-    todo: queue.Queue[int] = queue.Queue()
-    workers = [
-        threading.Thread(target=follow_up_worker, args=(settings, sessions, todo, stop))
-        for _ in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    seen = 0
-    while not stop.wait(0.02):
-        for hook in hooks.requests[seen:]:
-            todo.put(int(hook.form["scrapingjob_id"]))
-            seen += 1
-    for worker in workers:
-        worker.join(10)
-
-
-def follow_up_worker(settings, sessions, todo: queue.Queue, stop: threading.Event) -> None:
-    client = WebScraperClient(
-        settings.webscraper_api_url, TOKEN, QuotaLedger(sessions, QuotaPolicy.of(settings))
+    per_call = result["calls"] / n if n else float("inf")
+    p50 = statistics.median(ages) if ages else float("nan")
+    p95 = ages[int(0.95 * (n - 1))] if ages else float("nan")
+    return (
+        f"{name:26} {n:6d} {n / windows:9.0f} {best:6d} {per_call:7.3f} {result['429']:5d} "
+        f"{p50:7.1f} {p95:7.1f} {result['elapsed']:6.0f}"
     )
-    while not stop.is_set():
-        try:
-            job_id = todo.get(timeout=0.05)
-        except queue.Empty:
-            continue
-        for call in (client.get_job, client.download_json):
-            while not stop.is_set():
-                try:
-                    call(job_id)
-                    break
-                except QuotaWait as wait:
-                    time.sleep(min(wait.wait_s, 0.5))
-        with sessions() as session, session.begin():
-            session.execute(
-                update(TrackingJob).where(TrackingJob.job_id == job_id).values(status="completed")
-            )
-
-
-def run_seed(args, sim: Simulator, candidates: int) -> dict:
-    """The seed: sleep the interval, create; download each job once it has ended."""
-    http = requests.Session()
-    interval = args.window * 6 / 900
-    created: list[tuple[int, float]] = []
-    started = time.monotonic()
-    for n in range(candidates):
-        time.sleep(interval)
-        answer = http.post(
-            sim.api_url + "scraping-job",
-            params={"api_token": TOKEN},
-            json={
-                "sitemap_id": 1421177,
-                "driver": "fulljs",
-                "page_load_delay": 2000,
-                "request_interval": 2000,
-                "custom_id": f"seed-{n:04d}",
-                "start_urls": [f"https://store.apple.com/go/jp/vieworder/W{n:010d}/a@b.jp"],
-            },
-        )
-        if answer.status_code == 200:
-            created.append((answer.json()["data"]["id"], time.monotonic()))
-    for job_id, _ in created:
-        http.get(sim.api_url + f"scraping-job/{job_id}/json", params={"api_token": TOKEN})
-    return {
-        "calls": sim.state.snapshot()["calls"],
-        "completed": len(created),
-        "elapsed": time.monotonic() - started,
-        "parkings": [],
-    }
-
-
-def per_window(calls: list[dict], window: float) -> list[str]:
-    """creations+follow-ups in each full window from the first call (for the eye)."""
-    if not calls:
-        return []
-    start = min(c["t"] for c in calls)
-    full = int((max(c["t"] for c in calls) - start) // window)
-    cells = []
-    for k in range(full):
-        inside = [c for c in calls if start + k * window <= c["t"] < start + (k + 1) * window]
-        made = sum(1 for c in inside if c["kind"] == "create")
-        cells.append(f"{made}+{len(inside) - made}")
-    return cells
-
-
-def report(name: str, result: dict, args) -> None:
-    calls = result["calls"]
-    busiest, utilisation = window_figures([c["t"] for c in calls], args.calls, args.window)
-    too_many = sum(1 for c in calls if c["status"] == 429)
-    kinds = Counter(c["kind"] for c in calls)
-    parkings = result["parkings"]
-    print(
-        f"{name}: {len(calls)} calls ({dict(kinds)}) in {result['elapsed']:.1f}s, "
-        f"{result['completed']} jobs done"
-    )
-    print(
-        f"  busiest window: {busiest} calls (allowed {args.calls}); utilisation "
-        f"{utilisation:.1%} of the allowed calls per full window; 429 answers: {too_many}"
-    )
-    print(f"  per full window (creations+others): {' '.join(per_window(calls, args.window))}")
-    if parkings:
-        print(f"  parkings per message: max {max(parkings)}, mean {statistics.mean(parkings):.2f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", type=int, default=400)
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--window", type=float, default=9.0)
-    parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--backlog", type=int, default=3000)
+    parser.add_argument("--seconds", type=float, default=60.0, help="each mode's longest run")
+    parser.add_argument("--modes", default="1,20,100,seed")
     args = parser.parse_args()
-    sim = Simulator(
-        SimConfig(
-            api_token=TOKEN,
-            quota_calls=args.calls,
-            quota_window_s=args.window,
-            schedule_delay_s=0.05,
-            start_delay_s=0.05,
-            run_s=0.3,
-        )
-    ).start()
-    try:
-        with scratch_services() as (url, amqp_url):
-            print(
-                f"{args.candidates} candidates; quota {args.calls} calls per "
-                f"{args.window:g}s; creations at least {args.window * 6 / 900:.3f}s apart "
-                "(6 s per 900 s)"
-            )
-            report("trackfill", run_trackfill(args, url, amqp_url, sim), args)
-        sim.state.reset()
-        sim.state.config.webhook_url = None
-        report(
-            "seed (sleep the interval, create, download)",
-            run_seed(args, sim, args.candidates),
-            args,
-        )
-    finally:
-        sim.stop()
+    print(
+        f"backlog {args.backlog} purchases; {CALLS} calls per {WINDOW_S:g} s window; "
+        f"each mode at most {args.seconds:g} s ({args.seconds / WINDOW_S:.1f} windows)"
+    )
+    print(
+        f"{'mode':26} {'filled':>6} {'/window':>9} {'best':>6} {'calls/':>7} {'429s':>5} "
+        f"{'p50 s':>7} {'p95 s':>7} {'run s':>6}"
+    )
+    print(f"{'':26} {'':>6} {'':>9} {'window':>6} {'filled':>7}")
+    for mode in args.modes.split(","):
+        if mode == "seed":
+            line = report("seed loop (6 s, 1 per job)", run_seed(args))
+        else:
+            line = report(f"PUBLISH_MAX_URLS_PER_JOB={mode}", run_trackfill(int(mode), args))
+        print(line, flush=True)
+    print("/window: filled over the run's windows; best window: the most filled in any 9 s")
     return 0
 
 

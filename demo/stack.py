@@ -135,6 +135,7 @@ def start_stack(
     webhook_token: str = "demo-webhook-token-change-me",
     extra_env: dict[str, str] | None = None,
     webhook_retry_delays: str = "0.5,1",
+    sim_args: list[str] | None = None,
 ) -> Stack:
     """The simulator, the gateway, the publisher and the ingestor, each ready."""
     logs.mkdir(parents=True, exist_ok=True)
@@ -165,6 +166,7 @@ def start_stack(
                 "--start-delay-s", f"{timings.sim_run_s / 4:g}",
                 "--run-s", f"{timings.sim_run_s / 2:g}",
                 "--webhook-timeout-s", "2", "--webhook-retry-delays", webhook_retry_delays,
+                *(sim_args or []),
             ],
             ready="listening on",
         )  # fmt: skip
