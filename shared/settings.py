@@ -79,7 +79,9 @@ DEFAULTS: dict[str, str] = {
     "RECHECK_MAX_S": "86400",
     "SELECTOR_REPUBLISH_GRACE_S": "120",
     "API_FOLLOWUP_CALLS_PER_JOB": "2",
-    "PUBLISH_MAX_ATTEMPTS": "5",
+    # a pack carries up to PUBLISH_MAX_URLS_PER_JOB purchases: an API outage of a few
+    # minutes (2 s doubling, about 4 minutes over 8 attempts) must not fail them all
+    "PUBLISH_MAX_ATTEMPTS": "8",
     "PUBLISH_RETRY_BASE_S": "2",
     "PUBLISH_MAX_URLS_PER_JOB": "20",
     "AMQP_HEARTBEAT_S": "30",

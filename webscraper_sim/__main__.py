@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="jobs running at once; the rest wait to be scheduled (0: no limit)",
     )
     parser.add_argument(
+        "--latency-s",
+        type=float,
+        default=defaults.latency_s,
+        help="every API call's answer takes this long",
+    )
+    parser.add_argument(
         "--data-delay-s",
         type=float,
         default=0.0,
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         run_s=args.run_s,
         per_page_s=args.per_page_s,
         parallel_tasks=args.parallel_tasks,
+        latency_s=args.latency_s,
         webhook_url=args.webhook_url,
         webhook_timeout_s=args.webhook_timeout_s,
         webhook_retry_delays_s=args.webhook_retry_delays,

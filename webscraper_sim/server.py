@@ -243,8 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._finish(
                 entry, 401, {"success": False, "message": "Unauthenticated."}, headers
             )
-        if slow_s:
-            time.sleep(slow_s)
+        if slow_s or state.config.latency_s:
+            time.sleep(slow_s + state.config.latency_s)
         if kind == "unknown":
             return self._finish(entry, 404, {"success": False, "message": "Not Found"}, headers)
         body = _json_or_none(raw)

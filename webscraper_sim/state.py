@@ -36,6 +36,8 @@ class SimConfig:
     #: jobs that run at once (the plan's parallel tasks); the rest wait, as
     #: ``waiting-to-be-scheduled``, in the order they were created; 0: no limit
     parallel_tasks: int = 0
+    #: every API call's answer takes this long (a network and a server; 0: at once)
+    latency_s: float = 0.0
     #: records come back in no promised order: shuffled with this seed (None: in order)
     shuffle_seed: int | None = 0
     sitemaps: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_SITEMAPS))

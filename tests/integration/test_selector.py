@@ -436,9 +436,8 @@ def slow_job_inserts(db):
 def a_manual_request(sessions, pid: int) -> None:
     from publisher.jobs import Jobs as PublisherJobs
     from shared.contracts import CandidateFound
-    from shared.db.rechecks import Recheck
 
-    PublisherJobs(sessions, Recheck(60, 600)).resolve(
+    PublisherJobs(sessions).resolve(
         CandidateFound(TASK, pid), OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, "message-1"
     )
 
