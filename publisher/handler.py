@@ -32,7 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from publisher.jobs import JobLocks, Jobs, JobView
-from publisher.packs import Frozen, Packs
+from publisher.packs import UNPUBLISHED, Frozen, Packs
 from shared.contracts import CandidateFound, JobPublished
 from shared.faults import crash_point
 from shared.messaging.consuming import Delivery, Reject, Transient
@@ -76,6 +76,8 @@ class _InHand:
     delivery: Delivery
     task: TaskConfig
     job: JobView
+    #: None: acked (handled, or parked); else what the consumer loop does with it
+    outcome: BaseException | None = None
 
 
 class CandidateHandler:
@@ -106,26 +108,29 @@ class CandidateHandler:
             except Exception as error:  # noqa: BLE001 - each delivery's own outcome
                 outcomes[i] = error
         with self._jobs.locks() as locks:
-            fresh, packs = self._sort(in_hand, locks, outcomes)
+            fresh, packs = self._sort(in_hand, locks)
             for leader_id, members in packs.items():
-                self._settle(lambda m=members, lid=leader_id: self._pack(lid, m), members, outcomes)
-            self._settle(lambda: self._fresh(fresh), fresh, outcomes)
+                self._settle(lambda m=members, lid=leader_id: self._pack(lid, m), members)
+            self._settle(lambda: self._fresh(fresh), fresh)
+        for item in in_hand:
+            outcomes[item.index] = item.outcome
         return outcomes
 
     @staticmethod
-    def _settle(work, members: list[_InHand], outcomes: list) -> None:
-        """Run ``work`` for ``members``; an error is the outcome of each of them (a
-        refusal only of the first: the others' jobs have failed with its reason)."""
+    def _settle(work, members: list[_InHand]) -> None:
+        """Run ``work`` for ``members``; an error is the outcome of each of them not
+        settled otherwise (a refusal only of the first: the others' jobs have failed
+        with its reason)."""
         try:
             work()
         except Reject as refused:
-            outcomes[members[0].index] = refused
+            members[0].outcome = refused
         except Exception as error:  # noqa: BLE001 - the outcome of each
             for member in members:
-                outcomes[member.index] = error
+                member.outcome = member.outcome or error
 
     def _sort(
-        self, in_hand: list[_InHand], locks: JobLocks, outcomes: list
+        self, in_hand: list[_InHand], locks: JobLocks
     ) -> tuple[list[_InHand], dict[int, list[_InHand]]]:
         """Lock each job (and its pack); the fresh ones, and the others by pack. A job
         that another handler holds waits (a transient outcome: retried in place)."""
@@ -134,13 +139,13 @@ class CandidateHandler:
         for item in in_hand:
             job = item.job
             if not locks.take(job.id) or (job.pack_of and not locks.take(job.pack_of)):
-                outcomes[item.index] = Transient(f"{job.custom_id} is in another publisher's hands")
+                item.outcome = Transient(f"{job.custom_id} is in another publisher's hands")
                 continue
             item.job = self._jobs.by_id(job.id) or job  # as the lock's previous holder left it
             self._log_parkings(item)
             if item.job.job_id is not None:
                 self._announce([item.job], item.task, item.delivery)  # again: it may have died here
-            elif item.job.status not in ("queued", "publishing"):
+            elif item.job.status not in UNPUBLISHED:
                 log.info("%s %s already ended (%s)", TAG, item.job.custom_id, item.job.status)
             elif item.job.pack_of is None:
                 fresh.append(item)
@@ -150,16 +155,8 @@ class CandidateHandler:
 
     # -- a pack whose members come back ---------------------------------------------------
     def _pack(self, leader_id: int, members: list[_InHand]) -> None:
-        leader = self._jobs.by_id(leader_id)
-        if (
-            leader is None
-            or leader.job_id is not None
-            or leader.status
-            not in (
-                "queued",
-                "publishing",
-            )
-        ):
+        leader = self._unpublished(leader_id)
+        if leader is None:
             self._orphans(members)  # the pack went on without them, or ended
             return
         if self._adopt_existing(leader, members):
@@ -174,18 +171,27 @@ class CandidateHandler:
         self._create(leader, reservation, members)
 
     def _orphans(self, members: list[_InHand]) -> None:
-        """Members whose pack left without them (a join that lost a race with the
-        freeze cannot happen under the leader's row lock; this is the guard): announce
-        the ones that have a job, treat the rest as fresh."""
-        again = []
+        """Candidates whose pack went on without them, or that a pack could not take
+        (they changed meanwhile; under the leader's row lock this is only a guard):
+        each is looked at again as it is now, once; one still unplaced is retried."""
         for member in members:
             member.job = self._jobs.by_id(member.job.id) or member.job
-            if member.job.job_id is not None:
-                self._announce([member.job], member.task, member.delivery)
-            elif member.job.status == "queued":
-                again.append(member)
-        if again:
-            self._fresh(again)
+            job = member.job
+            if job.job_id is not None:
+                self._announce([job], member.task, member.delivery)
+            elif job.status not in UNPUBLISHED:
+                continue
+            elif job.pack_of not in (None, job.id) and (other := self._unpublished(job.pack_of)):
+                self._park([member], self._slot(other).wait_s)  # it joined another pack
+            else:  # handled again, alone, after the back-off
+                member.outcome = Transient(f"{job.custom_id} changed while it was being packed")
+
+    def _unpublished(self, leader_id: int) -> JobView | None:
+        """The pack's leader while the pack has no scraping job and has not ended."""
+        leader = self._jobs.by_id(leader_id)
+        if leader is None or leader.job_id is not None or leader.status not in UNPUBLISHED:
+            return None
+        return leader
 
     # -- candidates without a pack ----------------------------------------------------------
     def _fresh(self, fresh: list[_InHand]) -> None:
@@ -202,6 +208,8 @@ class CandidateHandler:
             )
             if near.id is not None:
                 chunk, fresh = self._lead(fresh)
+                if not chunk or chunk[0].job.id != leader.id:
+                    continue  # the first changed meanwhile: its slot is left to pass
                 if not near.ready:
                     time.sleep(near.wait_s)  # a slot this close is waited for in place
                     near = self._slot(leader)
@@ -217,16 +225,19 @@ class CandidateHandler:
                 fresh = [item for item in fresh if item.job.id not in joined]
                 continue
             chunk, fresh = self._lead(fresh)
-            self._park(chunk, self._slot(leader).wait_s)
+            if chunk:
+                self._park(chunk, self._slot(chunk[0].job).wait_s)
 
     def _lead(self, fresh: list[_InHand]) -> tuple[list[_InHand], list[_InHand]]:
         """A new pack of the first candidates (as many as a job takes), led by the
-        first; (its members in hand, the rest)."""
+        first; (its members in hand, the rest). One the pack could not take is looked
+        at again (see :meth:`_orphans`)."""
         chunk, rest = fresh[: self._packs.max_urls], fresh[self._packs.max_urls :]
         led = {job.id: job for job in self._packs.lead([item.job for item in chunk])}
         for item in chunk:
             item.job = led.get(item.job.id, item.job)
-        return chunk, rest
+        self._orphans([item for item in chunk if item.job.id not in led])
+        return [item for item in chunk if item.job.id in led], rest
 
     def _join(self, planned: tuple[str, Reservation], fresh: list[_InHand]) -> list[_InHand]:
         """Join the pack of the slot planned last; those of ``fresh`` that joined (they

@@ -48,21 +48,27 @@ class Packs:
         self.max_urls = max_urls
 
     def lead(self, jobs: list[JobView]) -> list[JobView]:
-        """A new pack of ``jobs`` (those still without one), led by the first."""
-        leader = jobs[0]
+        """A new pack of ``jobs`` (those still without one), led by the first of them."""
         with transaction(self._sessions) as session:
-            ids = session.execute(
-                update(TrackingJob)
-                .where(
-                    TrackingJob.id.in_([job.id for job in jobs]),
-                    TrackingJob.pack_of.is_(None),
-                    TrackingJob.job_id.is_(None),
-                    TrackingJob.status == "queued",
-                )
-                .values(pack_of=leader.id)
-                .returning(TrackingJob.id)
-            ).scalars()
-            return self._members(session, leader.id, set(ids))
+            free = set(
+                session.execute(
+                    select(TrackingJob.id)
+                    .where(
+                        TrackingJob.id.in_([job.id for job in jobs]),
+                        TrackingJob.pack_of.is_(None),
+                        TrackingJob.job_id.is_(None),
+                        TrackingJob.status == "queued",
+                    )
+                    .with_for_update()
+                ).scalars()
+            )
+            if not free:
+                return []
+            leader_id = next(job.id for job in jobs if job.id in free)
+            session.execute(
+                update(TrackingJob).where(TrackingJob.id.in_(free)).values(pack_of=leader_id)
+            )
+            return self._members(session, leader_id, free)
 
     def join(self, leader_id: int, jobs: list[JobView]) -> list[JobView]:
         """Add ``jobs`` (in order, as many as there is room for) to the open pack of

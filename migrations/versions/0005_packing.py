@@ -27,6 +27,8 @@ def upgrade() -> None:
         ondelete="SET NULL",
     )
     op.create_index(op.f("ix_tracking_job_pack_of"), "tracking_job", ["pack_of"])
+    # jobs whose create may be under way, or made, are packs of one (as they were)
+    op.execute("UPDATE tracking_job SET pack_of = id WHERE status IN ('publishing', 'pending')")
 
 
 def downgrade() -> None:

@@ -155,3 +155,45 @@ def test_downgrade_to_base_and_upgrade_again(postgres_admin_url):
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_packing_makes_the_jobs_in_flight_at_the_upgrade_packs_of_one(postgres_admin_url):
+    """Jobs whose create may be under way or made when 0005 runs keep being handled as
+    they were: each its own pack (its custom_id the scraping job's)."""
+    from sqlalchemy.engine import make_url
+
+    name = f"trackfill_mig_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "0004")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tracking_batch (batch_uuid, file_path, task_name, status) "
+                    "VALUES ('00000000-0000-0000-0000-000000000001', 'p', 't', 'processing')"
+                )
+            )
+            for n, status in enumerate(("queued", "publishing", "pending", "completed")):
+                connection.execute(
+                    text(
+                        "INSERT INTO tracking_job (batch_id, custom_id, target_url, index, status) "
+                        "VALUES (1, :custom_id, 'https://x/', :n, :status)"
+                    ),
+                    {"custom_id": f"owryt-00000000-{n:04d}", "n": n, "status": status},
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            packs = dict(
+                connection.execute(text("SELECT status, pack_of = id FROM tracking_job")).all()
+            )
+        assert packs == {"queued": None, "publishing": True, "pending": True, "completed": None}
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
