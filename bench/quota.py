@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,7 @@ def run_trackfill(most: int, args) -> dict:
                 "ages": filled(engine),
                 "fills": [t - started for t in fill_times(engine)],
                 "calls": len(calls),
+                "kinds": Counter(c["kind"] for c in calls),
                 "429": sum(1 for c in calls if c["status"] == 429),
                 "elapsed": elapsed,
             }
@@ -197,6 +199,7 @@ def run_seed(args) -> dict:
             "ages": ages,
             "fills": fills,
             "calls": len(calls),
+            "kinds": Counter(c["kind"] for c in calls),
             "429": sum(1 for c in calls if c["status"] == 429),
             "elapsed": time.time() - started,
         }
@@ -216,9 +219,10 @@ def report(name: str, result: dict) -> str:
     per_call = result["calls"] / n if n else float("inf")
     p50 = statistics.median(ages) if ages else float("nan")
     p95 = ages[int(0.95 * (n - 1))] if ages else float("nan")
+    kinds = " ".join(f"{kind} {count}" for kind, count in sorted(result["kinds"].items()))
     return (
         f"{name:26} {n:6d} {n / windows:9.0f} {best:6d} {per_call:7.3f} {result['429']:5d} "
-        f"{p50:7.1f} {p95:7.1f} {result['elapsed']:6.0f}"
+        f"{p50:7.1f} {p95:7.1f} {result['elapsed']:6.0f}   {kinds}"
     )
 
 

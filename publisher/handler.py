@@ -99,11 +99,16 @@ class CandidateHandler:
         """One outcome per delivery (see :data:`shared.messaging.consuming.GroupHandler`)."""
         outcomes: list[BaseException | None] = [None] * len(deliveries)
         in_hand: list[_InHand] = []
+        known = self._jobs.by_custom_ids(
+            [d.message.custom_id for d in deliveries if d.message.custom_id]
+        )
         for i, delivery in enumerate(deliveries):
             try:
                 message: CandidateFound = delivery.message
                 task = TRACKING_TASK_CONFIGS[message.task]
-                job = self._jobs.resolve(message, task, delivery.envelope.id)
+                job = known.get(message.custom_id or "") or self._jobs.resolve(
+                    message, task, delivery.envelope.id
+                )
                 in_hand.append(_InHand(i, delivery, task, job))
             except Exception as error:  # noqa: BLE001 - each delivery's own outcome
                 outcomes[i] = error
@@ -136,12 +141,15 @@ class CandidateHandler:
         that another handler holds waits (a transient outcome: retried in place)."""
         fresh: list[_InHand] = []
         packs: dict[int, list[_InHand]] = defaultdict(list)
+        held = locks.take(sorted({item.job.id for item in in_hand}))
+        current = self._jobs.by_ids(sorted(held))  # as the locks' previous holders left them
+        held |= locks.take(sorted({job.pack_of for job in current.values() if job.pack_of}))
         for item in in_hand:
-            job = item.job
-            if not locks.take(job.id) or (job.pack_of and not locks.take(job.pack_of)):
+            job = current.get(item.job.id, item.job)
+            if job.id not in held or (job.pack_of and job.pack_of not in held):
                 item.outcome = Transient(f"{job.custom_id} is in another publisher's hands")
                 continue
-            item.job = self._jobs.by_id(job.id) or job  # as the lock's previous holder left it
+            item.job = job
             self._log_parkings(item)
             if item.job.job_id is not None:
                 self._announce([item.job], item.task, item.delivery)  # again: it may have died here

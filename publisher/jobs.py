@@ -128,6 +128,21 @@ class Jobs:
         ).scalar_one_or_none()
         return purchasing_id, order, message.email or ""
 
+    def by_custom_ids(self, custom_ids: list[str]) -> dict[str, JobView]:
+        """The jobs of ``custom_ids`` that exist, in one query (a group's candidates)."""
+        if not custom_ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(job_rows().where(TrackingJob.custom_id.in_(custom_ids))).all()
+        return {row.custom_id: JobView(*row) for row in rows}
+
+    def by_ids(self, job_ids: list[int]) -> dict[int, JobView]:
+        if not job_ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(job_rows().where(TrackingJob.id.in_(job_ids))).all()
+        return {row.id: JobView(*row) for row in rows}
+
     def by_id(self, job_id: int) -> JobView | None:
         with self._sessions() as session:
             row = session.execute(job_rows().where(TrackingJob.id == job_id)).first()
@@ -157,13 +172,17 @@ class JobLocks:
         self._connection = connection
         self._held: list[int] = []
 
-    def take(self, job_id: int) -> bool:
-        """True if this handling holds ``job_id``'s lock now, False if another does."""
-        held = self._connection.execute(_TRY_LOCK, {"space": JOB_LOCK_SPACE, "job": job_id})
-        if held.scalar_one():
-            self._held.append(job_id)
-            return True
-        return False
+    def take(self, job_ids: list[int]) -> set[int]:
+        """The ``job_ids`` whose locks this handling holds now (in one round trip); the
+        others are held by another handler."""
+        if not job_ids:
+            return set()
+        rows = self._connection.execute(
+            _TRY_LOCKS, {"space": JOB_LOCK_SPACE, "jobs": list(job_ids)}
+        ).all()
+        held = {job for job, got in rows if got}
+        self._held.extend(held)
+        return held
 
     def release(self) -> None:
         try:
@@ -176,7 +195,11 @@ class JobLocks:
 
 
 JOB_LOCK_SPACE = 0x7472_6B66  # the first key of the publisher's job locks
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(:space, :job)")
+#: the second key is an int: ids past 2^31 wrap (two jobs 2^31 apart would share a lock)
+_TRY_LOCKS = text(
+    "SELECT job, pg_try_advisory_lock(:space, (job % 2147483647)::int) "
+    "FROM unnest(CAST(:jobs AS bigint[])) AS job"
+)
 
 
 def job_rows():

@@ -20,7 +20,7 @@ log = logging.getLogger("trackfill.selector")
 OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
 
 
-def wait_for_room(selector: Selector, stop, most_s: float, poll_s: float = 0.2) -> None:
+def wait_for_room(selector: Selector, stop, most_s: float, poll_s: float = 0.05) -> None:
     """Under a backlog: wait (at most ``most_s``) until the publisher runs short of jobs,
     so that the quota, not ``SELECTOR_INTERVAL_S``, sets the pace."""
     deadline = time.monotonic() + most_s

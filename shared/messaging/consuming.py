@@ -63,6 +63,8 @@ __all__ = [
 ]
 log = logging.getLogger("trackfill.consumer")
 TICK_S = 0.02
+#: how long a group waits for the next message of a batch arriving together
+FILL_GAP_S = 0.005
 
 
 @dataclass
@@ -231,10 +233,11 @@ class ConsumerLoop:
 
     def _fill_group(self, connection: Connection) -> None:
         """Take in the messages that have already arrived, up to a group (each read of
-        the connection brings one)."""
+        the connection brings one); a message a few milliseconds behind the one before
+        it (a batch published together) still joins the group."""
         while len(self._received) < self._group_size:
             before = len(self._received)
-            self._service(connection, timeout=0.001)
+            self._service(connection, timeout=FILL_GAP_S)
             if len(self._received) == before:
                 return
 

@@ -363,24 +363,11 @@ def test_an_existing_tracking_number_is_never_overwritten(env, published, ingest
     assert "tracking_number_already_set" in published.job(pid).rejected
 
 
-def test_a_notification_before_the_job_id_is_stored_waits_for_it(env, published, ingestor, sim):
-    (pid,) = published.make(1)
-    job = published.job(pid)
-    with published.sessions() as session, session.begin():
-        session.execute(
-            update(TrackingJob)
-            .where(TrackingJob.id == job.id)
-            .values(job_id=None, status="publishing")
-        )
-    assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
-    notify(env, job)
-    threading.Timer(0.3, lambda: _store(published, job)).start()
-    assert wait_until(lambda: published.ended(pid), timeout=10)
-    assert published.job(pid).status == "completed"
-
-
-def test_a_notification_waits_past_its_retries_while_the_publisher_settles_the_create(
-    env, published, ingestor, sim
+# the second is longer than INGEST_MAX_RETRIES x INGEST_RETRY_S (0.6 s): the publisher's
+# settling of a lost answer takes its HTTP timeout, and the notification waits that out
+@pytest.mark.parametrize("stored_after_s", [0.3, 1.5], ids=["soon", "past-its-retries"])
+def test_a_notification_before_the_job_id_is_stored_waits_for_it_while_publishing(
+    env, published, ingestor, sim, stored_after_s
 ):
     (pid,) = published.make(1)
     job = published.job(pid)
@@ -392,9 +379,7 @@ def test_a_notification_waits_past_its_retries_while_the_publisher_settles_the_c
         )
     assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
     notify(env, job)
-    # longer than INGEST_MAX_RETRIES x INGEST_RETRY_S (0.6 s): the publisher's settling of
-    # a lost answer takes its HTTP timeout
-    threading.Timer(1.5, lambda: _store(published, job)).start()
+    threading.Timer(stored_after_s, lambda: _store(published, job)).start()
     assert wait_until(lambda: published.ended(pid), timeout=10)
     assert published.job(pid).status == "completed"
 

@@ -1,5 +1,6 @@
 """The schema as the migrations build it, on PostgreSQL."""
 
+import contextlib
 import uuid
 
 import pytest
@@ -134,7 +135,9 @@ def test_the_selection_index_is_partial_on_a_missing_tracking_number(engine):
     assert "WHERE" in definition and "tracking_number IS NULL" in definition
 
 
-def test_downgrade_to_base_and_upgrade_again(postgres_admin_url):
+@contextlib.contextmanager
+def empty_database(postgres_admin_url: str):
+    """(alembic config, engine) of a database of its own, with no schema; dropped after."""
     from sqlalchemy.engine import make_url
 
     name = f"trackfill_mig_{uuid.uuid4().hex[:8]}"
@@ -144,12 +147,7 @@ def test_downgrade_to_base_and_upgrade_again(postgres_admin_url):
     url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
     engine = create_engine(url)
     try:
-        config = alembic_config(url)
-        command.upgrade(config, "head")
-        command.downgrade(config, "base")
-        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-        command.upgrade(config, "head")
-        assert "tracking_job" in inspect(engine).get_table_names()
+        yield alembic_config(url), engine
     finally:
         engine.dispose()
         with admin.connect() as connection:
@@ -157,19 +155,19 @@ def test_downgrade_to_base_and_upgrade_again(postgres_admin_url):
         admin.dispose()
 
 
+def test_downgrade_to_base_and_upgrade_again(postgres_admin_url):
+    with empty_database(postgres_admin_url) as (config, engine):
+        command.upgrade(config, "head")
+        command.downgrade(config, "base")
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        command.upgrade(config, "head")
+        assert "tracking_job" in inspect(engine).get_table_names()
+
+
 def test_packing_makes_the_jobs_in_flight_at_the_upgrade_packs_of_one(postgres_admin_url):
     """Jobs whose create may be under way or made when 0005 runs keep being handled as
     they were: each its own pack (its custom_id the scraping job's)."""
-    from sqlalchemy.engine import make_url
-
-    name = f"trackfill_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
-    try:
-        config = alembic_config(url)
+    with empty_database(postgres_admin_url) as (config, engine):
         command.upgrade(config, "0004")
         with engine.begin() as connection:
             connection.execute(
@@ -192,8 +190,3 @@ def test_packing_makes_the_jobs_in_flight_at_the_upgrade_packs_of_one(postgres_a
                 connection.execute(text("SELECT status, pack_of = id FROM tracking_job")).all()
             )
         assert packs == {"queued": None, "publishing": True, "pending": True, "completed": None}
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

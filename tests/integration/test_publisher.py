@@ -262,22 +262,27 @@ def test_a_lone_candidate_goes_within_the_creation_interval_of_its_selection(
     assert [len(job["start_urls"]) for job in sim.state.snapshot()["jobs"]] == [1, 1]
 
 
-def test_a_burst_beyond_the_quota_is_packed_and_no_candidate_is_parked_more_than_twice(
-    publishers, select_candidates, sim, db, env, monkeypatch
-):
+@pytest.fixture
+def parkings(monkeypatch) -> Counter:
+    """How often each candidate (by custom_id) was parked, at most, when handled."""
     from publisher import handler as handler_module
 
-    parkings: Counter = Counter()
+    seen: Counter = Counter()
     original = handler_module.CandidateHandler.__call__
 
     def counting(self, deliveries):
         for delivery in deliveries:
-            parkings[delivery.message.custom_id] = max(
-                parkings[delivery.message.custom_id], delivery.deaths(PUBLISHER_WAIT)
-            )
+            custom_id = delivery.message.custom_id
+            seen[custom_id] = max(seen[custom_id], delivery.deaths(PUBLISHER_WAIT))
         return original(self, deliveries)
 
     monkeypatch.setattr(handler_module.CandidateHandler, "__call__", counting)
+    return seen
+
+
+def test_a_burst_beyond_the_quota_is_packed_and_no_candidate_is_parked_more_than_twice(
+    publishers, select_candidates, sim, db, env, monkeypatch, parkings
+):
     monkeypatch.setattr(sim.state.config, "quota_calls", 3)
     env = {**env, "API_QUOTA_CALLS": "3", "PUBLISH_MAX_URLS_PER_JOB": "4"}
     publishers.settings = load_settings(env)
@@ -292,21 +297,8 @@ def test_a_burst_beyond_the_quota_is_packed_and_no_candidate_is_parked_more_than
 
 
 def test_a_burst_of_20_parks_each_candidate_at_most_twice(
-    publishers, select_candidates, sim, db, env, monkeypatch
+    publishers, select_candidates, sim, db, env, monkeypatch, parkings
 ):
-    from publisher import handler as handler_module
-
-    parkings: Counter = Counter()
-    original = handler_module.CandidateHandler.__call__
-
-    def counting(self, deliveries):
-        for delivery in deliveries:
-            parkings[delivery.message.custom_id] = max(
-                parkings[delivery.message.custom_id], delivery.deaths(PUBLISHER_WAIT)
-            )
-        return original(self, deliveries)
-
-    monkeypatch.setattr(handler_module.CandidateHandler, "__call__", counting)
     # a tighter quota than the burst: most candidates must wait for their slot
     monkeypatch.setattr(sim.state.config, "quota_calls", 5)
     publishers.settings = load_settings({**env, "API_QUOTA_CALLS": "5"})
