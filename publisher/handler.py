@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from publisher.jobs import JobLocks, Jobs, JobView
 from publisher.packs import UNPUBLISHED, Frozen, Packs
+from publisher.settling import InHand, LostCreates
 from shared.contracts import CandidateFound, JobPublished
 from shared.faults import crash_point
 from shared.messaging.consuming import Delivery, Reject, Transient
@@ -47,14 +48,10 @@ from shared.webscraper.client import (
     Retryable,
     WebScraperClient,
 )
-from shared.webscraper.quota import CREATE, CreateMade, QuotaLedger, Reservation
+from shared.webscraper.quota import CREATE, QuotaLedger, Reservation
 
 log = logging.getLogger("trackfill.publisher")
 TAG = "[tracking_number_empty_worker]"
-#: a longer job list is not searched (each page is a call): the pack fails for an operator
-SEARCH_MAX_PAGES = 20
-#: where a search stopped by the quota goes on: "<create call id>:<page>"
-SEARCH_AT = "x-trackfill-search-at"
 
 
 @dataclass(frozen=True)
@@ -68,19 +65,7 @@ class PublisherConfig:
     sleep_max_s: float = 1.0
 
 
-@dataclass
-class _InHand:
-    """A delivery of the group, its job, and its outcome once decided."""
-
-    index: int
-    delivery: Delivery
-    task: TaskConfig
-    job: JobView
-    #: None: acked (handled, or parked); else what the consumer loop does with it
-    outcome: BaseException | None = None
-
-
-class CandidateHandler:
+class CandidateHandler(LostCreates):
     def __init__(
         self,
         jobs: Jobs,
@@ -98,7 +83,7 @@ class CandidateHandler:
     def __call__(self, deliveries: list[Delivery]) -> list[BaseException | None]:
         """One outcome per delivery (see :data:`shared.messaging.consuming.GroupHandler`)."""
         outcomes: list[BaseException | None] = [None] * len(deliveries)
-        in_hand: list[_InHand] = []
+        in_hand: list[InHand] = []
         known = self._jobs.by_custom_ids(
             [d.message.custom_id for d in deliveries if d.message.custom_id]
         )
@@ -109,7 +94,7 @@ class CandidateHandler:
                 job = known.get(message.custom_id or "") or self._jobs.resolve(
                     message, task, delivery.envelope.id
                 )
-                in_hand.append(_InHand(i, delivery, task, job))
+                in_hand.append(InHand(i, delivery, task, job))
             except Exception as error:  # noqa: BLE001 - each delivery's own outcome
                 outcomes[i] = error
         with self._jobs.locks() as locks:
@@ -122,7 +107,7 @@ class CandidateHandler:
         return outcomes
 
     @staticmethod
-    def _settle(work, members: list[_InHand]) -> None:
+    def _settle(work, members: list[InHand]) -> None:
         """Run ``work`` for ``members``; an error is the outcome of each of them not
         settled otherwise (a refusal only of the first: the others' jobs have failed
         with its reason)."""
@@ -135,12 +120,12 @@ class CandidateHandler:
                 member.outcome = member.outcome or error
 
     def _sort(
-        self, in_hand: list[_InHand], locks: JobLocks
-    ) -> tuple[list[_InHand], dict[int, list[_InHand]]]:
+        self, in_hand: list[InHand], locks: JobLocks
+    ) -> tuple[list[InHand], dict[int, list[InHand]]]:
         """Lock each job (and its pack); the fresh ones, and the others by pack. A job
         that another handler holds waits (a transient outcome: retried in place)."""
-        fresh: list[_InHand] = []
-        packs: dict[int, list[_InHand]] = defaultdict(list)
+        fresh: list[InHand] = []
+        packs: dict[int, list[InHand]] = defaultdict(list)
         held = locks.take(sorted({item.job.id for item in in_hand}))
         current = self._jobs.by_ids(sorted(held))  # as the locks' previous holders left them
         held |= locks.take(sorted({job.pack_of for job in current.values() if job.pack_of}))
@@ -162,7 +147,7 @@ class CandidateHandler:
         return fresh, packs
 
     # -- a pack whose members come back ---------------------------------------------------
-    def _pack(self, leader_id: int, members: list[_InHand]) -> None:
+    def _pack(self, leader_id: int, members: list[InHand]) -> None:
         leader = self._unpublished(leader_id)
         if leader is None:
             self._orphans(members)  # the pack went on without them, or ended
@@ -178,7 +163,7 @@ class CandidateHandler:
             return
         self._create(leader, reservation, members)
 
-    def _orphans(self, members: list[_InHand]) -> None:
+    def _orphans(self, members: list[InHand]) -> None:
         """Candidates whose pack went on without them, or that a pack could not take
         (they changed meanwhile; under the leader's row lock this is only a guard):
         each is looked at again as it is now, once; one still unplaced is retried."""
@@ -202,7 +187,7 @@ class CandidateHandler:
         return leader
 
     # -- candidates without a pack ----------------------------------------------------------
-    def _fresh(self, fresh: list[_InHand]) -> None:
+    def _fresh(self, fresh: list[InHand]) -> None:
         """Pack the fresh candidates: all at once on a slot free now; else into the
         pack planned last while it has room, the rest into new packs on the next slots."""
         while fresh:
@@ -236,7 +221,7 @@ class CandidateHandler:
             if chunk:
                 self._park(chunk, self._slot(chunk[0].job).wait_s)
 
-    def _lead(self, fresh: list[_InHand]) -> tuple[list[_InHand], list[_InHand]]:
+    def _lead(self, fresh: list[InHand]) -> tuple[list[InHand], list[InHand]]:
         """A new pack of the first candidates (as many as a job takes), led by the
         first; (its members in hand, the rest). One the pack could not take is looked
         at again (see :meth:`_orphans`)."""
@@ -247,7 +232,7 @@ class CandidateHandler:
         self._orphans([item for item in chunk if item.job.id not in led])
         return [item for item in chunk if item.job.id in led], rest
 
-    def _join(self, planned: tuple[str, Reservation], fresh: list[_InHand]) -> list[_InHand]:
+    def _join(self, planned: tuple[str, Reservation], fresh: list[InHand]) -> list[InHand]:
         """Join the pack of the slot planned last; those of ``fresh`` that joined (they
         are parked until that slot)."""
         custom_id, slot = planned
@@ -280,7 +265,7 @@ class CandidateHandler:
             return near
         return self._ledger.reserve(CREATE, leader.custom_id, not_before_s=not_before_s, plan=True)
 
-    def _create(self, leader: JobView, reservation: Reservation, members: list[_InHand]):
+    def _create(self, leader: JobView, reservation: Reservation, members: list[InHand]):
         frozen = self._packs.freeze(leader)
         if frozen is None:
             log.info("%s %s changed meanwhile; nothing to publish", TAG, leader.custom_id)
@@ -319,7 +304,7 @@ class CandidateHandler:
         )
         self._announce(stored, task, members[0].delivery)
 
-    def _retry_or_fail(self, leader: JobView, attempt: int, reason: str, members: list[_InHand]):
+    def _retry_or_fail(self, leader: JobView, attempt: int, reason: str, members: list[InHand]):
         if attempt >= self._config.max_attempts:
             failure = f"create failed after {attempt} attempts: {reason}"
             self._packs.fail(leader, failure)
@@ -335,83 +320,12 @@ class CandidateHandler:
         )
         self._park(members, self._slot(leader, not_before_s=backoff).wait_s)
 
-    # -- a create of unknown effect ---------------------------------------------------------
-    def _adopt_existing(self, leader: JobView, members: list[_InHand]) -> bool:
-        """If an earlier create call for this pack may have worked, settle it first: take
-        the id the ledger kept, or look for the job in the job list. True if the pack
-        is dealt with (adopted, parked or failed); False: create."""
-        made = self._ledger.create_made(leader.custom_id)
-        if made is None:
-            return False
-        found = made.job_id
-        if found is None:
-            if made.age_s < self._config.settle_after_s:
-                # the call may still be served: look once its answer could no longer come
-                wait = self._slot(leader, self._config.settle_after_s - made.age_s).wait_s
-                self._park(members, wait)
-                return True
-            try:
-                found = self._search(members[0].delivery, members[0].task, leader, made)
-            except _Paused as paused:
-                self._park(members, paused.wait_s, **{SEARCH_AT: f"{made.call.id}:{paused.page}"})
-                return True
-            except Retryable as error:
-                frozen = self._packs.freeze(leader)
-                if frozen is not None:
-                    reason = f"looking for the job: {error}"
-                    self._retry_or_fail(leader, frozen.attempt, reason, members)
-                return True
-            except ApiError as error:
-                self._packs.fail(leader, f"looking for the job failed: {error}")
-                raise Reject(f"{leader.custom_id}: looking for the job failed: {error}") from None
-            self._ledger.record_outcome(made.call, None, f"settled: {found or 'not created'}")
-            if found is None:
-                return False
-            log.warning(
-                "%s %s: the job created before its answer was lost is %s; adopting it",
-                TAG,
-                leader.custom_id,
-                found,
-            )
-        self._announce(self._packs.store(leader, found), members[0].task, members[0].delivery)
-        return True
-
-    def _search(
-        self, delivery: Delivery, task: TaskConfig, leader: JobView, made: CreateMade
-    ) -> int | None:
-        """The id of the job listed under the leader's custom_id, or None when every page
-        was read without it. Raises :class:`_Paused` when the quota stops it (it goes on
-        from that page), :class:`Reject` (after failing the pack) when the list is too
-        long to read whole."""
-        call, _, at = str(delivery.headers.get(SEARCH_AT) or "").partition(":")
-        page = int(at) if call == str(made.call.id) and at.isdigit() else 1
-        last = page
-        while page <= last:
-            try:
-                listing = self._client.list_jobs(page, task.sitemap_id)
-            except QuotaWait as wait:
-                raise _Paused(page, wait.wait_s) from None
-            for scraping_job in listing.data:
-                if scraping_job.get("custom_id") == leader.custom_id:
-                    return int(scraping_job["id"])
-            last = listing.last_page
-            if last > SEARCH_MAX_PAGES:
-                reason = (
-                    f"create of unknown effect: scraping-jobs has {last} pages, more than "
-                    f"the {SEARCH_MAX_PAGES} searched; an operator must look for "
-                    f"{leader.custom_id}"
-                )
-                self._packs.fail(leader, reason)
-                raise Reject(f"{leader.custom_id}: {reason}")
-            page += 1
-        return None
-
     # -- messages -------------------------------------------------------------------------
-    def _park(self, members: list[_InHand], wait_s: float, **notes) -> None:
+    def _park(self, members: list[InHand], wait_s: float, **notes) -> None:
         for member in members:
             member.delivery.park(wait_s, **notes)
 
-    def _log_parkings(self, item: _InHand) -> None:
+    def _log_parkings(self, item: InHand) -> None:
         parkings = item.delivery.deaths(PUBLISHER_WAIT)
         if parkings > self._config.max_parkings_logged:
             log.warning("%s %s has been parked %d times", TAG, item.job.custom_id, parkings)
@@ -453,11 +367,3 @@ def _payload(task: TaskConfig, leader: JobView, frozen: Frozen) -> dict:
         "start_urls": frozen.start_urls,
         "custom_id": leader.custom_id,
     }
-
-
-class _Paused(Exception):
-    """A search stopped by the quota at ``page``: go on in ``wait_s``."""
-
-    def __init__(self, page: int, wait_s: float):
-        super().__init__(page, wait_s)
-        self.page, self.wait_s = page, wait_s

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import func, select
 
 from publisher.__main__ import build, candidate_handler
-from publisher.handler import SEARCH_MAX_PAGES
 from publisher.jobs import Jobs as PublisherJobs
 from publisher.packs import Packs
+from publisher.settling import SEARCH_MAX_PAGES
 from selector.service import Selector
 from shared.contracts import CandidateFound
 from shared.db.models import ApiCall, PurchaseCheck, TrackingBatch, TrackingJob

@@ -1,0 +1,123 @@
+"""A create call of unknown effect (no answer, a 5xx, a death right after the answer),
+settled for its pack before anything is created again.
+
+The search starts no sooner than the call's HTTP timeout after it was made (a request
+still being served may yet create its job) and pages through the whole of
+``scraping-jobs`` for the leader's custom_id, in whatever order the service lists
+them, each page through the ledger; stopped by the quota, it goes on from that page.
+Only a complete search that does not find the job means "not created"; a list too long
+to search fails the pack for an operator instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from publisher.jobs import JobView
+from shared.messaging.consuming import Delivery, Reject
+from shared.tasks import TaskConfig
+from shared.webscraper.client import ApiError, QuotaWait, Retryable
+from shared.webscraper.quota import CreateMade
+
+log = logging.getLogger("trackfill.publisher")
+TAG = "[tracking_number_empty_worker]"
+#: a longer job list is not searched (each page is a call): the pack fails for an operator
+SEARCH_MAX_PAGES = 20
+#: where a search stopped by the quota goes on: "<create call id>:<page>"
+SEARCH_AT = "x-trackfill-search-at"
+
+
+@dataclass
+class InHand:
+    """A delivery of the publisher's group, its job, and its outcome once decided."""
+
+    index: int
+    delivery: Delivery
+    task: TaskConfig
+    job: JobView
+    #: None: acked (handled, or parked); else what the consumer loop does with it
+    outcome: BaseException | None = None
+
+
+class LostCreates:
+    """The publisher's handling of lost creates (mixed into its CandidateHandler, whose
+    ledger, client, packs, jobs and parking it uses)."""
+
+    def _adopt_existing(self, leader: JobView, members: list[InHand]) -> bool:
+        """If an earlier create call for this pack may have worked, settle it first: take
+        the id the ledger kept, or look for the job in the job list. True if the pack
+        is dealt with (adopted, parked or failed); False: create."""
+        made = self._ledger.create_made(leader.custom_id)
+        if made is None:
+            return False
+        found = made.job_id
+        if found is None:
+            if made.age_s < self._config.settle_after_s:
+                # the call may still be served: look once its answer could no longer come
+                wait = self._slot(leader, self._config.settle_after_s - made.age_s).wait_s
+                self._park(members, wait)
+                return True
+            try:
+                found = self._search(members[0].delivery, members[0].task, leader, made)
+            except _Paused as paused:
+                self._park(members, paused.wait_s, **{SEARCH_AT: f"{made.call.id}:{paused.page}"})
+                return True
+            except Retryable as error:
+                frozen = self._packs.freeze(leader)
+                if frozen is not None:
+                    reason = f"looking for the job: {error}"
+                    self._retry_or_fail(leader, frozen.attempt, reason, members)
+                return True
+            except ApiError as error:
+                self._packs.fail(leader, f"looking for the job failed: {error}")
+                raise Reject(f"{leader.custom_id}: looking for the job failed: {error}") from None
+            self._ledger.record_outcome(made.call, None, f"settled: {found or 'not created'}")
+            if found is None:
+                return False
+            log.warning(
+                "%s %s: the job created before its answer was lost is %s; adopting it",
+                TAG,
+                leader.custom_id,
+                found,
+            )
+        self._announce(self._packs.store(leader, found), members[0].task, members[0].delivery)
+        return True
+
+    def _search(
+        self, delivery: Delivery, task: TaskConfig, leader: JobView, made: CreateMade
+    ) -> int | None:
+        """The id of the job listed under the leader's custom_id, or None when every page
+        was read without it. Raises :class:`_Paused` when the quota stops it (it goes on
+        from that page), :class:`Reject` (after failing the pack) when the list is too
+        long to read whole."""
+        call, _, at = str(delivery.headers.get(SEARCH_AT) or "").partition(":")
+        page = int(at) if call == str(made.call.id) and at.isdigit() else 1
+        last = page
+        while page <= last:
+            try:
+                listing = self._client.list_jobs(page, task.sitemap_id)
+            except QuotaWait as wait:
+                raise _Paused(page, wait.wait_s) from None
+            for scraping_job in listing.data:
+                if scraping_job.get("custom_id") == leader.custom_id:
+                    return int(scraping_job["id"])
+            last = listing.last_page
+            if last > SEARCH_MAX_PAGES:
+                reason = (
+                    f"create of unknown effect: scraping-jobs has {last} pages, more than "
+                    f"the {SEARCH_MAX_PAGES} searched; an operator must look for "
+                    f"{leader.custom_id}"
+                )
+                self._packs.fail(leader, reason)
+                raise Reject(f"{leader.custom_id}: {reason}")
+            page += 1
+        return None
+
+
+class _Paused(Exception):
+    """A search stopped by the quota at ``page``: go on in ``wait_s``."""
+
+    def __init__(self, page: int, wait_s: float):
+        super().__init__(page, wait_s)
+        self.page, self.wait_s = page, wait_s
