@@ -122,6 +122,15 @@ def creates(sim) -> list[dict]:
     return [c for c in sim.state.snapshot()["calls"] if c["kind"] == "create"]
 
 
+def dead_letter_reason(vhost, timeout: float = 20) -> str:
+    """The reason kept with the first message dead-lettered from publisher.candidates."""
+    dead = vhost.management.wait_for_messages(
+        vhost.name, "publisher.candidates.dead-letter", 1, timeout=timeout
+    )
+    assert dead, "nothing was dead-lettered"
+    return dead[0]["properties"]["headers"]["x-trackfill-reason"]
+
+
 def jobs(db) -> list[TrackingJob]:
     with make_session_factory(db)() as session:
         return session.execute(select(TrackingJob).order_by(TrackingJob.id)).scalars().all()
@@ -347,10 +356,7 @@ def test_a_refused_create_fails_at_once_without_retry(
     monkeypatch.setattr(sim.state.config, "sitemaps", {1: "another"})  # 422 for ours
     select_candidates(1)
     publishers.start()
-    dead = vhost.management.wait_for_messages(
-        vhost.name, "publisher.candidates.dead-letter", 1, timeout=20
-    )
-    assert "create refused" in dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    assert "create refused" in dead_letter_reason(vhost, timeout=20)
     (job,) = jobs(db)
     assert job.status == "failed" and "sitemap_id" in job.error
     assert len(creates(sim)) == 1
@@ -506,10 +512,7 @@ def test_a_job_list_too_long_to_search_fails_the_job_for_an_operator_and_creates
     select_candidates(1)
     sim.state.faults.update({"lose_create_answer": 1})
     publishers.start()
-    dead = vhost.management.wait_for_messages(
-        vhost.name, "publisher.candidates.dead-letter", 1, timeout=30
-    )
-    assert "an operator must look for" in dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    assert "an operator must look for" in dead_letter_reason(vhost, timeout=30)
     (job,) = jobs(db)
     assert job.status == "failed" and "21 pages" in job.error
     assert len(creates(sim)) == 1
