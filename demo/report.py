@@ -9,23 +9,28 @@ from typing import Any
 from rich.console import Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from demo.data import DemoRow
 from shared.db import sync_log
 from shared.db.models import (
     FINAL_BATCH_STATUSES,
+    ApiCall,
     PurchaseCheck,
     Purchasing,
     SyncLog,
     TrackingBatch,
     TrackingJob,
 )
+from shared.webscraper.windows import in_window
 
-QUOTA_SQL = text(
-    "SELECT count(*) FILTER (WHERE kind = 'create'), count(*) FROM api_call "
-    "WHERE at > clock_timestamp() - make_interval(secs => :window) AND at <= clock_timestamp()"
-)
+
+def quota_in_window(window_s: float):
+    """(creations, calls) in the window of ``window_s`` that ends now."""
+    span = func.make_interval(0, 0, 0, 0, 0, 0, window_s)
+    return select(func.count().filter(ApiCall.kind == "create"), func.count()).where(
+        in_window(ApiCall.at, func.clock_timestamp(), span)
+    )
 
 
 def progress(engine: Engine, window_s: float = 30.0, calls: int = 200) -> Group:
@@ -45,7 +50,7 @@ def progress(engine: Engine, window_s: float = 30.0, calls: int = 200) -> Group:
             .group_by(TrackingBatch.id)
             .order_by(TrackingBatch.id)
         ).all()
-        creates, used = connection.execute(QUOTA_SQL, {"window": window_s}).one()
+        creates, used = connection.execute(quota_in_window(window_s)).one()
     for uuid, total, status, completed, failed, published in batches:
         grid.add_row(
             f"batch {uuid.hex[:8]}",

@@ -13,6 +13,7 @@ from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, Tracki
 from shared.messaging.topology import all_queues
 from shared.settings import Settings
 from shared.webscraper.quota import QuotaPolicy
+from shared.webscraper.windows import in_window
 
 
 def overview(engine: Engine, connection: Connection | None, settings: Settings) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def overview(engine: Engine, connection: Connection | None, settings: Settings) 
         ).all()
         calls = db.execute(
             select(ApiCall.kind, func.count())
-            .where(ApiCall.at > now - span, ApiCall.at <= now)
+            .where(in_window(ApiCall.at, now, span))
             .group_by(ApiCall.kind)
         ).all()
         blocked = db.execute(select(QuotaState.blocked_until)).scalar_one_or_none()

@@ -15,6 +15,8 @@ import datetime as dt
 
 from sqlalchemy import Connection
 
+from shared.webscraper.windows import WINDOW_SQL
+
 #: The advisory lock every change to the ledger takes (the general path's too).
 LEDGER_LOCK = 0x7472_6B66_696C_6C02
 
@@ -40,8 +42,7 @@ UPDATE api_call SET status = v.status, outcome = v.outcome
 FROM unnest(%(ids)s::bigint[], %(statuses)s::int[], %(outcomes)s::text[]) AS v(id, status, outcome)
 WHERE api_call.id = v.id;
 SELECT count(*) FROM api_call, (SELECT clock_timestamp() AS t) AS now_
-WHERE at > now_.t - make_interval(secs => %(span_s)s) AND at <= now_.t
-"""
+WHERE """ + WINDOW_SQL.format(now="now_.t", span_s="%(span_s)s")
 
 
 def reserve_now(

@@ -35,7 +35,7 @@ from shared.db.models import ApiCall, QuotaState
 from shared.db.session import autocommit, transaction
 from shared.webscraper import fast_path
 from shared.webscraper.fast_path import LEDGER_LOCK
-from shared.webscraper.windows import first_valid
+from shared.webscraper.windows import first_valid, in_window
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -251,8 +251,7 @@ class QuotaLedger:
             query = (
                 select(ApiCall.at)
                 .where(
-                    ApiCall.at > now - self._span(),
-                    ApiCall.at <= now,
+                    in_window(ApiCall.at, now, self._span()),
                     # made, not merely planned: a planned slot whose message is late has
                     # not been used, and is checked here itself when it is
                     ApiCall.used_at.is_not(None),
@@ -404,15 +403,12 @@ class QuotaLedger:
 
     def _phantoms(self, session: Session, remaining: int) -> int:
         """Calls the API counts that the ledger does not (made by another client)."""
-        now = session.execute(select(func.clock_timestamp())).scalar_one()
-        used = self._count_since(session, now - self._span(), now)
-        return max(0, (self.policy.calls - used) - remaining)
+        return max(0, (self.policy.calls - self._count_in_window(session)) - remaining)
 
     def used_in_window(self) -> int:
         """Calls reserved in the last window up to now (for figures and status)."""
         with self._sessions() as session:
-            now = session.execute(select(func.clock_timestamp())).scalar_one()
-            return self._count_since(session, now - self._span(), now)
+            return self._count_in_window(session)
 
     # -- internals -----------------------------------------------------------------------
     def _lock(self, session: Session) -> dt.datetime:
@@ -422,9 +418,10 @@ class QuotaLedger:
     def _span(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.policy.span_s)
 
-    def _count_since(self, session: Session, start: dt.datetime, end: dt.datetime) -> int:
+    def _count_in_window(self, session: Session) -> int:
+        """Calls in the window that ends now (the database's clock)."""
         return session.execute(
-            select(func.count()).where(ApiCall.at > start, ApiCall.at <= end)
+            select(func.count()).where(in_window(ApiCall.at, func.clock_timestamp(), self._span()))
         ).scalar_one()
 
     def _blocked_until(self, session: Session) -> dt.datetime | None:

@@ -1,9 +1,22 @@
-"""The ledger's window arithmetic, as pure functions over sorted reservation times."""
+"""The ledger's window arithmetic, as pure functions over sorted reservation times, and
+its one rule of which calls a window holds."""
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+from typing import Any
+
+#: :func:`in_window` for the statements sent as text (one round trip each, see
+#: ``fast_path``): format it with the SQL of ``now`` and of the span in seconds
+WINDOW_SQL = "at > {now} - make_interval(secs => {span_s}) AND at <= {now}"
+
+
+def in_window(at: Any, now: Any, span: Any) -> Any:
+    """The calls of the window of length ``span`` that ends at ``now``: (now - span, now].
+    ``at`` is the call time column; ``now`` and ``span`` values or SQL expressions. The
+    ledger's rule, and what every figure of "calls in the current window" counts."""
+    return (at > now - span) & (at <= now)
 
 
 def first_valid(

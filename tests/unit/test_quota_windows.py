@@ -54,3 +54,11 @@ def test_every_limit_must_hold_at_the_slot():
     assert first_valid([(calls, 10), (creations, 3)], at(4)[0], SPAN) == at(4)[0]
     assert first_valid([(calls, 10), (creations, 2)], at(4)[0], SPAN) == at(10)[0]
     assert first_valid([(calls, 4), (creations, 3)], at(4)[0], SPAN) == at(10)[0]
+
+
+def test_a_window_holds_the_calls_after_its_start_up_to_and_at_its_end():
+    from shared.webscraper.windows import in_window
+
+    now, span = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC), dt.timedelta(seconds=9)
+    held = [in_window(now + dt.timedelta(seconds=s), now, span) for s in (-9.0, -8.999, 0.0, 0.001)]
+    assert held == [False, True, True, False]
