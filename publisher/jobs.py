@@ -170,7 +170,6 @@ class JobLocks:
 
     def __init__(self, connection):
         self._connection = connection
-        self._held: list[int] = []
 
     def take(self, job_ids: list[int]) -> set[int]:
         """The ``job_ids`` whose locks this handling holds now (in one round trip); the
@@ -180,9 +179,7 @@ class JobLocks:
         rows = self._connection.execute(
             _TRY_LOCKS, {"space": JOB_LOCK_SPACE, "jobs": list(job_ids)}
         ).all()
-        held = {job for job, got in rows if got}
-        self._held.extend(held)
-        return held
+        return {job for job, got in rows if got}
 
     def release(self) -> None:
         try:
@@ -191,7 +188,6 @@ class JobLocks:
             # a connection that may still hold them is never given back to the pool
             log.warning("a job lock's connection failed at unlock (%s); discarded", error)
             self._connection.invalidate()
-        self._held.clear()
 
 
 JOB_LOCK_SPACE = 0x7472_6B66  # the first key of the publisher's job locks

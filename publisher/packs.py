@@ -95,12 +95,6 @@ class Packs:
             ).scalars()
             return self._members(session, leader_id, set(ids))
 
-    def size(self, leader_id: int) -> int:
-        with self._sessions() as session:
-            return session.execute(
-                select(func.count()).where(TrackingJob.pack_of == leader_id)
-            ).scalar_one()
-
     def freeze(self, leader: JobView) -> Frozen | None:
         """Record the intent before the call: every member ``publishing``, the attempt
         counted on the leader. None if the pack has its scraping job or has ended."""

@@ -122,6 +122,17 @@ def creates(sim) -> list[dict]:
     return [c for c in sim.state.snapshot()["calls"] if c["kind"] == "create"]
 
 
+def publisher_process(env: dict[str, str]) -> subprocess.Popen:
+    """``python -m publisher`` with ``env``; its stderr kept for the test to read."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "publisher"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def dead_letter_reason(vhost, timeout: float = 20) -> str:
     """The reason kept with the first message dead-lettered from publisher.candidates."""
     dead = vhost.management.wait_for_messages(
@@ -580,13 +591,7 @@ def test_a_publisher_killed_at_any_step_creates_exactly_one_job(
     publishers.settings = load_settings(env)
     candidates = 1 if pack == 1 else 5
     select_candidates(candidates)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "publisher"],
-        env={**os.environ, **env, "TRACKFILL_CRASH_AT": point},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = publisher_process({**env, "TRACKFILL_CRASH_AT": point})
     try:
         assert process.wait(30) == 137  # died at the crash point
     finally:
@@ -599,13 +604,7 @@ def test_a_publisher_killed_at_any_step_creates_exactly_one_job(
 
 
 def test_the_publisher_process_exits_0_on_sigterm(env, vhost):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "publisher"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = publisher_process(env)
     try:
         assert wait_until(
             lambda: queue_counts(vhost.amqp_url, "publisher.candidates")[1] == 1, timeout=20
@@ -623,13 +622,7 @@ def test_sigterm_while_the_create_call_hangs_exits_0_within_10_s_and_makes_one_j
     select_candidates(1)
     sim.state.faults.update({"slow": 1, "slow_s": 12})  # longer than the 8 s stop grace
     slow_env = {**env, "HTTP_TIMEOUT_S": "15"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "publisher"],
-        env={**os.environ, **slow_env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = publisher_process(slow_env)
     try:
         assert wait_until(lambda: jobs(db)[0].status == "publishing", timeout=20)
         started = time.monotonic()
