@@ -14,7 +14,6 @@ from sqlalchemy import Engine, func, select
 from demo.data import DemoRow
 from shared.db import sync_log
 from shared.db.models import (
-    FINAL_BATCH_STATUSES,
     ApiCall,
     PurchaseCheck,
     Purchasing,
@@ -22,6 +21,7 @@ from shared.db.models import (
     TrackingBatch,
     TrackingJob,
 )
+from shared.db.statuses import FINAL_BATCH_STATUSES, JobStatus
 from shared.webscraper.windows import in_window
 
 
@@ -42,8 +42,8 @@ def progress(engine: Engine, window_s: float = 30.0, calls: int = 200) -> Group:
                 TrackingBatch.batch_uuid,
                 TrackingBatch.total_jobs,
                 TrackingBatch.status,
-                func.count(TrackingJob.id).filter(TrackingJob.status == "completed"),
-                func.count(TrackingJob.id).filter(TrackingJob.status == "failed"),
+                func.count(TrackingJob.id).filter(TrackingJob.status == JobStatus.COMPLETED),
+                func.count(TrackingJob.id).filter(TrackingJob.status == JobStatus.FAILED),
                 func.count(TrackingJob.id).filter(TrackingJob.job_id.is_not(None)),
             )
             .join(TrackingJob, TrackingJob.batch_id == TrackingBatch.id)
@@ -97,9 +97,9 @@ def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
     for pid, number, status, job_status, error, reason in rows:
         if job_status is None:
             found[pid] = ("skipped", skipped[pid]) if pid in skipped else ("untouched", "")
-        elif job_status == "failed":
+        elif job_status == JobStatus.FAILED:
             found[pid] = ("failed", error or "")
-        elif job_status != "completed":
+        elif job_status != JobStatus.COMPLETED:
             found[pid] = ("in flight", job_status)
         elif number:
             found[pid] = ("filled", f"{number} {status or ''}".strip())

@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ingestor.jobs import ENDED, Ending, JobRow, Jobs
+from ingestor.jobs import Ending, Found, Jobs
 from ingestor.records import read_record, record_for, url_key
 from shared.contracts import JobCompleted
+from shared.db.jobs import Job
+from shared.db.statuses import ENDED, JobStatus
 from shared.messaging.consuming import Delivery, Reject, is_transient
 from shared.metrics import FILL_LATENCY, JOBS_ENDED, VALIDATION_FAILURES
 from shared.webscraper.client import (
@@ -51,7 +53,7 @@ class _Ended:
 
     index: int
     envelope_id: str
-    job: JobRow
+    job: Job
     event: JobCompleted
     ending: Ending
 
@@ -91,18 +93,18 @@ class CompletionHandler:
         its own, then every job that ends is written in one transaction. One outcome per
         delivery (see :data:`shared.messaging.consuming.GroupHandler`)."""
         outcomes: list[BaseException | None] = [None] * len(deliveries)
-        jobs = self._jobs.find_many([d.message for d in deliveries])
+        found = self._jobs.find_many([d.message for d in deliveries])
         ended: list[_Ended] = []
         seen: set[tuple[str, int]] = set()
         with self._client.outcomes_together():
             for i, delivery in enumerate(deliveries):
                 try:
-                    endings = self._look_at(delivery, jobs, seen)
+                    endings = self._look_at(delivery, found, seen)
                 except Exception as error:  # noqa: BLE001 - each delivery's own outcome
                     outcomes[i] = error
                     continue
                 ended += (
-                    _Ended(i, delivery.envelope.id, jobs[custom_id], delivery.message, ending)
+                    _Ended(i, delivery.envelope.id, found.jobs[custom_id], delivery.message, ending)
                     for custom_id, ending in endings.items()
                 )
         for i, outcome in self._finish(ended):
@@ -110,7 +112,7 @@ class CompletionHandler:
         return outcomes
 
     def _look_at(
-        self, delivery: Delivery, jobs: dict[str, JobRow], seen: set[tuple[str, int]]
+        self, delivery: Delivery, found: Found, seen: set[tuple[str, int]]
     ) -> dict[str, Ending]:
         """How the notification's jobs end now, by custom_id (empty: nothing to write)."""
         event: JobCompleted = delivery.message
@@ -119,12 +121,14 @@ class CompletionHandler:
             log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
             return {}
         seen.add(key)
-        if self._check(delivery, event, jobs.get(event.custom_id)) is None:
+        if self._check(delivery, event, found.jobs.get(event.custom_id)) is None:
             return {}
         pack = [
             job
-            for job in jobs.values()
-            if job.job_id == event.scrapingjob_id and job.status not in ENDED and not job.processed
+            for job in found.jobs.values()
+            if job.job_id == event.scrapingjob_id
+            and job.status not in ENDED
+            and job.custom_id not in found.processed
         ]
         if not pack:
             log.info("%s %s: every job ended already; duplicate notification", TAG, event.custom_id)
@@ -132,7 +136,7 @@ class CompletionHandler:
         return self._settled(delivery, event, pack)
 
     def _settled(
-        self, delivery: Delivery, event: JobCompleted, pack: list[JobRow]
+        self, delivery: Delivery, event: JobCompleted, pack: list[Job]
     ) -> dict[str, Ending]:
         """How the pack's jobs end, after the API calls (those waiting for late data, or
         all of them when the message was parked, are left out)."""
@@ -181,7 +185,7 @@ class CompletionHandler:
         for e in ended:
             self._pending.setdefault(e.envelope_id, {})[e.job.custom_id] = e.ending
 
-    def _check(self, delivery: Delivery, event: JobCompleted, job: JobRow | None) -> JobRow | None:
+    def _check(self, delivery: Delivery, event: JobCompleted, job: Job | None) -> Job | None:
         """The notification's job, or None when there is nothing (more) to do."""
         if job is None:
             raise Reject(f"no tracking_job has custom_id {event.custom_id!r}")
@@ -194,14 +198,14 @@ class CompletionHandler:
             )
         return job
 
-    def _wait_for_job_id(self, delivery: Delivery, event: JobCompleted, job: JobRow) -> None:
+    def _wait_for_job_id(self, delivery: Delivery, event: JobCompleted, job: Job) -> None:
         """The publisher has not stored the job's id yet. While it has the job in hand
         (``publishing``: it is settling a create whose answer it lost, which takes at
         least its HTTP timeout) the notification waits, parked, costing no call; the
         publisher's own bound ends that state. Otherwise it waits a few times, then is
         dead-lettered with the reason, never acked and forgotten."""
         waiting = f"{job.custom_id} has no scraping job id stored yet"
-        if job.status == "publishing":
+        if job.status == JobStatus.PUBLISHING:
             log.info("%s %s (publishing); again in %gs", TAG, waiting, self._config.retry_s)
             delivery.park(self._config.retry_s, **{ATTEMPTS: delivery.headers.get(ATTEMPTS, 0)})
             return None
@@ -211,7 +215,7 @@ class CompletionHandler:
         return None
 
     def _endings(
-        self, delivery: Delivery, event: JobCompleted, pack: list[JobRow]
+        self, delivery: Delivery, event: JobCompleted, pack: list[Job]
     ) -> dict[str, Ending]:
         confirmed = _confirmed_from(delivery.headers) or self._confirm(event)
         if confirmed.status in RUNNING:
@@ -222,7 +226,7 @@ class CompletionHandler:
         records = self._download(event, confirmed, pack)
         anchor = confirmed.created or dt.datetime.now(dt.UTC)
         endings: dict[str, Ending] = {}
-        missing: list[JobRow] = []
+        missing: list[Job] = []
         for job in pack:
             record = record_for(records, job.target_url)
             if record is not None:
@@ -236,7 +240,7 @@ class CompletionHandler:
             whole = Ending(failure=f"scraping job {confirmed.status}")
             return {**endings, **{job.custom_id: whole for job in missing}}
         problems = self._problems(event, confirmed, missing)
-        late: list[JobRow] = []
+        late: list[Job] = []
         for job in missing:
             problem = problems.get(url_key(job.target_url))
             if problem is not None:
@@ -249,7 +253,7 @@ class CompletionHandler:
         return endings
 
     def _download(
-        self, event: JobCompleted, confirmed: Confirmed, pack: list[JobRow]
+        self, event: JobCompleted, confirmed: Confirmed, pack: list[Job]
     ) -> list[dict[str, Any]]:
         """The job's records; no call when the job says it holds none and its problem
         pages (or its ending as a whole) account for every URL."""
@@ -261,7 +265,7 @@ class CompletionHandler:
         return self._client.download_json(event.scrapingjob_id)
 
     def _problems(
-        self, event: JobCompleted, confirmed: Confirmed, missing: list[JobRow]
+        self, event: JobCompleted, confirmed: Confirmed, missing: list[Job]
     ) -> dict[str, str]:
         """The problem type (``empty``, ``failed``) of the missing jobs' URLs, by
         :func:`url_key`: from the job's counts when they leave no doubt, else from the
@@ -291,7 +295,7 @@ class CompletionHandler:
         self,
         delivery: Delivery,
         event: JobCompleted,
-        jobs: list[JobRow],
+        jobs: list[Job],
         reason: str,
         confirmed: Confirmed | None = None,
     ) -> dict[str, Ending]:
@@ -310,12 +314,12 @@ class CompletionHandler:
         delivery.park(self._config.retry_s, **notes)
         return {}
 
-    def _log_end(self, job: JobRow, ending: Ending, age_s: float | None) -> None:
+    def _log_end(self, job: Job, ending: Ending, age_s: float | None) -> None:
         if age_s is None:
             log.info("%s %s: duplicate notification, nothing changed", TAG, job.custom_id)
             return
         scraped = ending.scraped
-        JOBS_ENDED.labels("failed" if ending.failure else "completed").inc()
+        JOBS_ENDED.labels(JobStatus.FAILED if ending.failure else JobStatus.COMPLETED).inc()
         if scraped is not None:
             for rule in scraped.rejected:
                 VALIDATION_FAILURES.labels(rule).inc()

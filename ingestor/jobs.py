@@ -13,23 +13,19 @@ from ingestor import statements as sql
 from ingestor.records import Scraped
 from shared.contracts import JobCompleted
 from shared.db.batches import recount_batch
+from shared.db.jobs import Job
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
-
-ENDED = ("completed", "failed")
+from shared.db.statuses import ENDED, JobStatus
 
 
 @dataclass(frozen=True)
-class JobRow:
-    id: int
-    custom_id: str
-    job_id: int | None
-    status: str
-    target_url: str
-    purchasing_id: int | None
-    batch_uuid: str
-    #: this very notification (job id and custom_id) was processed before
-    processed: bool = False
+class Found:
+    """The jobs of a group of notifications, by custom_id, and which of them were
+    processed for their stored scraping job id already (a late duplicate)."""
+
+    jobs: dict[str, Job]
+    processed: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -57,9 +53,8 @@ class Jobs:
         self._sessions = sessions
         self._recheck = recheck
 
-    def find_many(self, events: list[JobCompleted]) -> dict[str, JobRow]:
-        """The notifications' jobs and every job sharing their scraping jobs (a pack), by
-        custom_id, each with whether it was processed for its stored scraping job id."""
+    def find_many(self, events: list[JobCompleted]) -> Found:
+        """The notifications' jobs and every job sharing their scraping jobs (a pack)."""
         with self._sessions() as session:
             rows = session.execute(
                 sql.FIND_JOBS,
@@ -68,9 +63,12 @@ class Jobs:
                     "p_job_ids": sorted({e.scrapingjob_id for e in events}),
                 },
             ).all()
-        return {row.custom_id: JobRow(*row) for row in rows}
+        return Found(
+            {row.custom_id: Job.of(row) for row in rows},
+            frozenset(row.custom_id for row in rows if row.processed),
+        )
 
-    def finish_many(self, endings: list[tuple[JobRow, JobCompleted, Ending]]) -> list[float | None]:
+    def finish_many(self, endings: list[tuple[Job, JobCompleted, Ending]]) -> list[float | None]:
         """End each job as its ending says, all in one transaction; for each, the seconds
         since the job was created (its selection), or None (and nothing changed) if its
         notification was processed before or the job had already ended. Rows are locked
@@ -85,9 +83,7 @@ class Jobs:
                 recount_batch(session, uuid.UUID(batch_uuid))
         return ages
 
-    def _end(
-        self, session: Session, job: JobRow, event: JobCompleted, ending: Ending
-    ) -> float | None:
+    def _end(self, session: Session, job: Job, event: JobCompleted, ending: Ending) -> float | None:
         marked = session.execute(
             sql.MARK_PROCESSED,
             {
@@ -107,7 +103,7 @@ class Jobs:
             sql.END_JOB,
             {
                 "p_job_id": job.id,
-                "p_status": "failed" if ending.failure else "completed",
+                "p_status": JobStatus.FAILED if ending.failure else JobStatus.COMPLETED,
                 "p_error": ending.failure[:2000] if ending.failure else None,
                 "p_rejected": rejected or None,
             },

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, String, any_, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
+from shared.db.jobs import select_jobs
 from shared.db.models import ProcessedNotification, Purchasing, TrackingBatch, TrackingJob
 
 jobs = TrackingJob.__table__
@@ -21,25 +22,15 @@ purchases = Purchasing.__table__
 #: the notifications' jobs, by custom_id and by scraping job id (every job of a pack
 #: shares its scraping job), each with whether it was processed for its stored scraping
 #: job id (any other id is refused before it matters)
-FIND_JOBS = (
-    select(
-        jobs.c.id,
-        jobs.c.custom_id,
-        jobs.c.job_id,
-        jobs.c.status,
-        jobs.c.target_url,
-        jobs.c.purchasing_id,
-        batches.c.batch_uuid.cast(String()),
-        select(processed.c.id)
-        .where(processed.c.custom_id == jobs.c.custom_id)
-        .where(processed.c.scrapingjob_id == jobs.c.job_id)
-        .exists(),
-    )
-    .join(batches, batches.c.id == jobs.c.batch_id)
-    .where(
-        (jobs.c.custom_id == any_(bindparam("p_custom_ids", type_=ARRAY(String()))))
-        | (jobs.c.job_id == any_(bindparam("p_job_ids", type_=ARRAY(BigInteger()))))
-    )
+FIND_JOBS = select_jobs(
+    select(processed.c.id)
+    .where(processed.c.custom_id == jobs.c.custom_id)
+    .where(processed.c.scrapingjob_id == jobs.c.job_id)
+    .exists()
+    .label("processed")
+).where(
+    (jobs.c.custom_id == any_(bindparam("p_custom_ids", type_=ARRAY(String()))))
+    | (jobs.c.job_id == any_(bindparam("p_job_ids", type_=ARRAY(BigInteger()))))
 )
 
 #: the processed mark (unique per job id and custom_id): a row only the first time

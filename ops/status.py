@@ -10,6 +10,7 @@ from kombu import Connection
 from sqlalchemy import Engine, func, select
 
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
+from shared.db.statuses import IN_FLIGHT
 from shared.messaging.topology import all_queues
 from shared.settings import Settings
 from shared.webscraper.quota import QuotaPolicy
@@ -35,7 +36,7 @@ def overview(engine: Engine, connection: Connection | None, settings: Settings) 
         ).all()
         in_flight = db.execute(
             select(TrackingJob.status, func.count(), func.min(TrackingJob.created_at))
-            .where(TrackingJob.status.in_(("queued", "publishing", "pending")))
+            .where(TrackingJob.status.in_(IN_FLIGHT))
             .group_by(TrackingJob.status)
         ).all()
         calls = db.execute(

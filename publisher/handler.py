@@ -31,10 +31,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from publisher.jobs import JobLocks, Jobs, JobView
-from publisher.packs import UNPUBLISHED, Frozen, Packs
+from publisher.jobs import JobLocks, Jobs
+from publisher.packs import Frozen, Packs
 from publisher.settling import InHand, LostCreates
 from shared.contracts import CandidateFound, JobPublished
+from shared.db.jobs import Job
+from shared.db.statuses import UNPUBLISHED
 from shared.faults import crash_point
 from shared.messaging.consuming import Delivery, Reject, Transient
 from shared.messaging.envelope import new_envelope
@@ -179,7 +181,7 @@ class CandidateHandler(LostCreates):
             else:  # handled again, alone, after the back-off
                 member.outcome = Transient(f"{job.custom_id} changed while it was being packed")
 
-    def _unpublished(self, leader_id: int) -> JobView | None:
+    def _unpublished(self, leader_id: int) -> Job | None:
         """The pack's leader while the pack has no scraping job and has not ended."""
         leader = self._jobs.by_id(leader_id)
         if leader is None or leader.job_id is not None or leader.status not in UNPUBLISHED:
@@ -245,7 +247,7 @@ class CandidateHandler(LostCreates):
         return taken
 
     # -- the create call ------------------------------------------------------------------
-    def _slot(self, leader: JobView, not_before_s: float = 0.0) -> Reservation:
+    def _slot(self, leader: Job, not_before_s: float = 0.0) -> Reservation:
         """The pack's creation slot: the one planned for it; else a free one close
         enough to wait for in place (it may fall between planned slots); else the next
         slot in order, to be waited for parked."""
@@ -265,7 +267,7 @@ class CandidateHandler(LostCreates):
             return near
         return self._ledger.reserve(CREATE, leader.custom_id, not_before_s=not_before_s, plan=True)
 
-    def _create(self, leader: JobView, reservation: Reservation, members: list[InHand]):
+    def _create(self, leader: Job, reservation: Reservation, members: list[InHand]):
         frozen = self._packs.freeze(leader)
         if frozen is None:
             log.info("%s %s changed meanwhile; nothing to publish", TAG, leader.custom_id)
@@ -304,7 +306,7 @@ class CandidateHandler(LostCreates):
         )
         self._announce(stored, task, members[0].delivery)
 
-    def _retry_or_fail(self, leader: JobView, attempt: int, reason: str, members: list[InHand]):
+    def _retry_or_fail(self, leader: Job, attempt: int, reason: str, members: list[InHand]):
         if attempt >= self._config.max_attempts:
             failure = f"create failed after {attempt} attempts: {reason}"
             self._packs.fail(leader, failure)
@@ -330,7 +332,7 @@ class CandidateHandler(LostCreates):
         if parkings > self._config.max_parkings_logged:
             log.warning("%s %s has been parked %d times", TAG, item.job.custom_id, parkings)
 
-    def _announce(self, jobs: list[JobView], task: TaskConfig, delivery: Delivery) -> None:
+    def _announce(self, jobs: list[Job], task: TaskConfig, delivery: Delivery) -> None:
         """``job.published`` for each job, confirmed together."""
         events = [
             JobPublished(
@@ -357,7 +359,7 @@ class CandidateHandler(LostCreates):
         crash_point("publisher:before-ack")
 
 
-def _payload(task: TaskConfig, leader: JobView, frozen: Frozen) -> dict:
+def _payload(task: TaskConfig, leader: Job, frozen: Frozen) -> dict:
     """The seed's create-job body, with the pack's URLs and its leader's custom_id."""
     return {
         "sitemap_id": task.sitemap_id,

@@ -7,22 +7,22 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
-from sqlalchemy import String, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.contracts import CandidateFound
 from shared.db.batches import NewJob, create_batch, lock_batches
+from shared.db.jobs import Job, select_jobs
 from shared.db.models import (
-    IN_FLIGHT_STATUSES,
     OfficialAccount,
     Purchasing,
     TrackingBatch,
     TrackingJob,
 )
 from shared.db.session import transaction
+from shared.db.statuses import IN_FLIGHT
 from shared.domain.urls import UnsafeValue, normalize_order_number, order_status_url
 from shared.messaging.consuming import Reject
 from shared.tasks import TaskConfig
@@ -33,25 +33,11 @@ log = logging.getLogger("trackfill.publisher")
 MANUAL_NAMESPACE = uuid.UUID("6f7d2b0e-52a4-4c1e-9a53-0e1f3f1b7a11")
 
 
-@dataclass(frozen=True)
-class JobView:
-    id: int
-    custom_id: str
-    job_id: int | None
-    status: str
-    target_url: str
-    purchasing_id: int | None
-    batch_uuid: str
-    publish_attempts: int
-    #: its pack's leader (itself if it leads one); None until it is given a pack
-    pack_of: int | None = None
-
-
 class Jobs:
     def __init__(self, sessions: sessionmaker[Session]):
         self._sessions = sessions
 
-    def resolve(self, message: CandidateFound, task: TaskConfig, message_id: str) -> JobView:
+    def resolve(self, message: CandidateFound, task: TaskConfig, message_id: str) -> Job:
         """The job a candidate.found is about; manual requests get a batch of their own
         (or the purchase's job already in flight). Raises Reject when there is none."""
         if message.custom_id:
@@ -66,20 +52,20 @@ class Jobs:
                 continue
         raise Reject("could not record the manual request (concurrent requests)")
 
-    def by_custom_id(self, custom_id: str) -> JobView | None:
+    def by_custom_id(self, custom_id: str) -> Job | None:
         with self._sessions() as session:
-            row = session.execute(job_rows().where(TrackingJob.custom_id == custom_id)).first()
-        return JobView(*row) if row else None
+            row = session.execute(select_jobs().where(TrackingJob.custom_id == custom_id)).first()
+        return Job.of(row) if row else None
 
-    def _manual(self, message: CandidateFound, task: TaskConfig, message_id: str) -> JobView:
+    def _manual(self, message: CandidateFound, task: TaskConfig, message_id: str) -> Job:
         batch_uuid = uuid.uuid5(MANUAL_NAMESPACE, f"{task.name}:{message_id}")
         with transaction(self._sessions) as session:
             lock_batches(session)  # a selection pass cannot pick the purchase meanwhile
             earlier = session.execute(
-                job_rows().where(TrackingBatch.batch_uuid == batch_uuid)
+                select_jobs().where(TrackingBatch.batch_uuid == batch_uuid)
             ).first()
             if earlier:
-                return JobView(*earlier)
+                return Job.of(earlier)
             purchasing_id, order, email = self._manual_target(session, message)
             try:
                 url = order_status_url(order, email)
@@ -87,13 +73,13 @@ class Jobs:
                 raise Reject(f"manual request refused: {error}") from None
             if purchasing_id is not None:
                 in_flight = session.execute(
-                    job_rows().where(
+                    select_jobs().where(
                         TrackingJob.purchasing_id == purchasing_id,
-                        TrackingJob.status.in_(IN_FLIGHT_STATUSES),
+                        TrackingJob.status.in_(IN_FLIGHT),
                     )
                 ).first()
                 if in_flight:
-                    return JobView(*in_flight)
+                    return Job.of(in_flight)
             (ref,) = create_batch(
                 session,
                 task,
@@ -101,7 +87,7 @@ class Jobs:
                 batch_uuid=batch_uuid,
             )
             session.flush()
-            return JobView(*session.execute(job_rows().where(TrackingJob.id == ref.id)).one())
+            return Job.of(session.execute(select_jobs().where(TrackingJob.id == ref.id)).one())
 
     def _manual_target(self, session: Session, message: CandidateFound):
         """(purchasing_id or None, order number, e-mail) of a manual request."""
@@ -128,25 +114,25 @@ class Jobs:
         ).scalar_one_or_none()
         return purchasing_id, order, message.email or ""
 
-    def by_custom_ids(self, custom_ids: list[str]) -> dict[str, JobView]:
+    def by_custom_ids(self, custom_ids: list[str]) -> dict[str, Job]:
         """The jobs of ``custom_ids`` that exist, in one query (a group's candidates)."""
         if not custom_ids:
             return {}
         with self._sessions() as session:
-            rows = session.execute(job_rows().where(TrackingJob.custom_id.in_(custom_ids))).all()
-        return {row.custom_id: JobView(*row) for row in rows}
+            rows = session.execute(select_jobs().where(TrackingJob.custom_id.in_(custom_ids))).all()
+        return {row.custom_id: Job.of(row) for row in rows}
 
-    def by_ids(self, job_ids: list[int]) -> dict[int, JobView]:
+    def by_ids(self, job_ids: list[int]) -> dict[int, Job]:
         if not job_ids:
             return {}
         with self._sessions() as session:
-            rows = session.execute(job_rows().where(TrackingJob.id.in_(job_ids))).all()
-        return {row.id: JobView(*row) for row in rows}
+            rows = session.execute(select_jobs().where(TrackingJob.id.in_(job_ids))).all()
+        return {row.id: Job.of(row) for row in rows}
 
-    def by_id(self, job_id: int) -> JobView | None:
+    def by_id(self, job_id: int) -> Job | None:
         with self._sessions() as session:
-            row = session.execute(job_rows().where(TrackingJob.id == job_id)).first()
-        return JobView(*row) if row else None
+            row = session.execute(select_jobs().where(TrackingJob.id == job_id)).first()
+        return Job.of(row) if row else None
 
     @contextmanager
     def locks(self) -> Iterator[JobLocks]:
@@ -196,17 +182,3 @@ _TRY_LOCKS = text(
     "SELECT job, pg_try_advisory_lock(:space, (job % 2147483647)::int) "
     "FROM unnest(CAST(:jobs AS bigint[])) AS job"
 )
-
-
-def job_rows():
-    return select(
-        TrackingJob.id,
-        TrackingJob.custom_id,
-        TrackingJob.job_id,
-        TrackingJob.status,
-        TrackingJob.target_url,
-        TrackingJob.purchasing_id,
-        TrackingBatch.batch_uuid.cast(String()),
-        TrackingJob.publish_attempts,
-        TrackingJob.pack_of,
-    ).join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from publisher.jobs import JobView, job_rows
 from shared.db.batches import recount_batch
+from shared.db.jobs import Job, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
+from shared.db.statuses import UNPUBLISHED, BatchStatus, JobStatus
 from shared.metrics import JOBS_ENDED
-
-UNPUBLISHED = ("queued", "publishing")
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Frozen:
     """A pack at the moment of its create call: the attempt's number and its members."""
 
     attempt: int
-    members: list[JobView]
+    members: list[Job]
 
     @property
     def start_urls(self) -> list[str]:
@@ -47,7 +46,7 @@ class Packs:
         self._recheck = recheck
         self.max_urls = max_urls
 
-    def lead(self, jobs: list[JobView]) -> list[JobView]:
+    def lead(self, jobs: list[Job]) -> list[Job]:
         """A new pack of ``jobs`` (those still without one), led by the first of them."""
         with transaction(self._sessions) as session:
             free = set(
@@ -57,7 +56,7 @@ class Packs:
                         TrackingJob.id.in_([job.id for job in jobs]),
                         TrackingJob.pack_of.is_(None),
                         TrackingJob.job_id.is_(None),
-                        TrackingJob.status == "queued",
+                        TrackingJob.status == JobStatus.QUEUED,
                     )
                     .with_for_update()
                 ).scalars()
@@ -70,7 +69,7 @@ class Packs:
             )
             return self._members(session, leader_id, free)
 
-    def join(self, leader_id: int, jobs: list[JobView]) -> list[JobView]:
+    def join(self, leader_id: int, jobs: list[Job]) -> list[Job]:
         """Add ``jobs`` (in order, as many as there is room for) to the open pack of
         ``leader_id``; the ones that joined (none if the pack is no longer open)."""
         with transaction(self._sessions) as session:
@@ -88,14 +87,14 @@ class Packs:
                     TrackingJob.id.in_(room),
                     TrackingJob.pack_of.is_(None),
                     TrackingJob.job_id.is_(None),
-                    TrackingJob.status == "queued",
+                    TrackingJob.status == JobStatus.QUEUED,
                 )
                 .values(pack_of=leader_id)
                 .returning(TrackingJob.id)
             ).scalars()
             return self._members(session, leader_id, set(ids))
 
-    def freeze(self, leader: JobView) -> Frozen | None:
+    def freeze(self, leader: Job) -> Frozen | None:
         """Record the intent before the call: every member ``publishing``, the attempt
         counted on the leader. None if the pack has its scraping job or has ended."""
         with transaction(self._sessions) as session:
@@ -105,7 +104,7 @@ class Packs:
             members = session.execute(
                 update(TrackingJob)
                 .where(_unpublished_of(leader.id))
-                .values(status="publishing")
+                .values(status=JobStatus.PUBLISHING)
                 .returning(TrackingJob.id, TrackingJob.batch_id)
             ).all()
             if not members:
@@ -120,33 +119,33 @@ class Packs:
                 update(TrackingBatch)
                 .where(
                     TrackingBatch.id.in_({batch for _, batch in members}),
-                    TrackingBatch.status == "pending",
+                    TrackingBatch.status == BatchStatus.PENDING,
                 )
-                .values(status="processing")
+                .values(status=BatchStatus.PROCESSING)
             )
             found = self._members(session, leader.id, {member for member, _ in members})
             return Frozen(attempt, found)
 
-    def store(self, leader: JobView, job_id: int) -> list[JobView]:
+    def store(self, leader: Job, job_id: int) -> list[Job]:
         """The scraping job made for the pack, on every member still without one
         (``pending``); the members it was stored on."""
         with transaction(self._sessions) as session:
             ids = session.execute(
                 update(TrackingJob)
                 .where(_unpublished_of(leader.id))
-                .values(job_id=job_id, status="pending", error=None)
+                .values(job_id=job_id, status=JobStatus.PENDING, error=None)
                 .returning(TrackingJob.id)
             ).scalars()
             return self._members(session, leader.id, set(ids))
 
-    def fail(self, leader: JobView, reason: str) -> int:
+    def fail(self, leader: Job, reason: str) -> int:
         """Every member still without a scraping job ends ``failed`` with ``reason``; each
         purchase waits its re-check delay, and the batches are recounted. How many."""
         with transaction(self._sessions) as session:
             failed = session.execute(
                 update(TrackingJob)
                 .where(_unpublished_of(leader.id))
-                .values(status="failed", error=reason[:2000], completed_at=func.now())
+                .values(status=JobStatus.FAILED, error=reason[:2000], completed_at=func.now())
                 .returning(TrackingJob.purchasing_id, TrackingJob.batch_id)
             ).all()
             for purchasing_id, _ in failed:
@@ -159,7 +158,7 @@ class Packs:
             ).scalars()
             for batch_uuid in sorted(batches):
                 recount_batch(session, uuid.UUID(str(batch_uuid)))
-        JOBS_ENDED.labels("failed").inc(len(failed))
+        JOBS_ENDED.labels(JobStatus.FAILED).inc(len(failed))
         return len(failed)
 
     @staticmethod
@@ -170,20 +169,20 @@ class Packs:
             .where(
                 TrackingJob.id == leader_id,
                 TrackingJob.pack_of == leader_id,
-                TrackingJob.status == "queued",
+                TrackingJob.status == JobStatus.QUEUED,
                 TrackingJob.job_id.is_(None),
             )
             .with_for_update()
         ).scalar_one_or_none()
 
     @staticmethod
-    def _members(session: Session, leader_id: int, ids: set[int]) -> list[JobView]:
+    def _members(session: Session, leader_id: int, ids: set[int]) -> list[Job]:
         if not ids:
             return []
         rows = session.execute(
-            job_rows().where(TrackingJob.id.in_(ids)).order_by(TrackingJob.id)
+            select_jobs().where(TrackingJob.id.in_(ids)).order_by(TrackingJob.id)
         ).all()
-        return [JobView(*row) for row in rows]
+        return [Job.of(row) for row in rows]
 
 
 def _unpublished_of(leader_id: int):

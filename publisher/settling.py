@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from publisher.jobs import JobView
+from shared.db.jobs import Job
 from shared.messaging.consuming import Delivery, Reject
 from shared.tasks import TaskConfig
 from shared.webscraper.client import ApiError, QuotaWait, Retryable
@@ -35,7 +35,7 @@ class InHand:
     index: int
     delivery: Delivery
     task: TaskConfig
-    job: JobView
+    job: Job
     #: None: acked (handled, or parked); else what the consumer loop does with it
     outcome: BaseException | None = None
 
@@ -44,7 +44,7 @@ class LostCreates:
     """The publisher's handling of lost creates (mixed into its CandidateHandler, whose
     ledger, client, packs, jobs and parking it uses)."""
 
-    def _adopt_existing(self, leader: JobView, members: list[InHand]) -> bool:
+    def _adopt_existing(self, leader: Job, members: list[InHand]) -> bool:
         """If an earlier create call for this pack may have worked, settle it first: take
         the id the ledger kept, or look for the job in the job list. True if the pack
         is dealt with (adopted, parked or failed); False: create."""
@@ -85,7 +85,7 @@ class LostCreates:
         return True
 
     def _search(
-        self, delivery: Delivery, task: TaskConfig, leader: JobView, made: CreateMade
+        self, delivery: Delivery, task: TaskConfig, leader: Job, made: CreateMade
     ) -> int | None:
         """The id of the job listed under the leader's custom_id, or None when every page
         was read without it. Raises :class:`_Paused` when the quota stops it (it goes on

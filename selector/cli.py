@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from selector.service import Selector
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.session import make_engine, make_session_factory
+from shared.db.statuses import JobStatus
 from shared.domain.masking import mask_email, mask_emails_in
 from shared.logs import setup_logging
 from shared.messaging.consuming import CONNECTION_ERRORS
@@ -184,8 +185,8 @@ def _progress(sessions: sessionmaker[Session], batches: list[str]) -> dict[str, 
             select(
                 TrackingBatch.batch_uuid,
                 func.count(TrackingJob.id),
-                func.count(TrackingJob.id).filter(TrackingJob.status == "completed"),
-                func.count(TrackingJob.id).filter(TrackingJob.status == "failed"),
+                func.count(TrackingJob.id).filter(TrackingJob.status == JobStatus.COMPLETED),
+                func.count(TrackingJob.id).filter(TrackingJob.status == JobStatus.FAILED),
             )
             .join(TrackingJob, TrackingJob.batch_id == TrackingBatch.id)
             .where(TrackingBatch.batch_uuid.in_(batches))

@@ -11,7 +11,6 @@ from sqlalchemy import BigInteger, DateTime, Select, exists, func, select, tuple
 from sqlalchemy.orm import Session
 
 from shared.db.models import (
-    IN_FLIGHT_STATUSES,
     NEEDS_TRACKING,
     OfficialAccount,
     PurchaseCheck,
@@ -19,6 +18,7 @@ from shared.db.models import (
     TrackingJob,
 )
 from shared.db.prepared import Prepared, parameter
+from shared.db.statuses import IN_FLIGHT
 from shared.domain.statuses import not_done_sql
 from shared.domain.urls import UnsafeValue, order_status_url
 
@@ -48,9 +48,7 @@ class Skipped:
 def matching_query() -> Select:
     """Purchases to look up, oldest first; ``NEEDS_TRACKING`` matches the partial index."""
     p, account = Purchasing, OfficialAccount
-    in_flight = exists().where(
-        TrackingJob.purchasing_id == p.id, TrackingJob.status.in_(IN_FLIGHT_STATUSES)
-    )
+    in_flight = exists().where(TrackingJob.purchasing_id == p.id, TrackingJob.status.in_(IN_FLIGHT))
     waiting = exists().where(
         PurchaseCheck.purchasing_id == p.id, PurchaseCheck.next_check_at > func.now()
     )

@@ -14,16 +14,17 @@ from selector.selection import Candidate, Skipped, choose, iter_matches
 from shared.contracts import CandidateFound
 from shared.db import sync_log
 from shared.db.batches import (
-    JobRef,
     NewJob,
     create_batch,
     lock_batches,
     mark_published,
     unpublished_jobs,
 )
+from shared.db.jobs import Job
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import schedule_recheck
 from shared.db.session import transaction
+from shared.db.statuses import UNPUBLISHED
 from shared.domain.masking import mask_email
 from shared.domain.urls import order_of
 from shared.messaging.envelope import new_envelope
@@ -93,7 +94,7 @@ class Selector:
                 .select_from(TrackingJob)
                 .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
                 .where(
-                    TrackingJob.status.in_(("queued", "publishing")),
+                    TrackingJob.status.in_(UNPUBLISHED),
                     TrackingBatch.task_name == self._task.name,
                 )
             ).scalar_one()
@@ -131,7 +132,7 @@ class Selector:
             raise PublishError(result.error)
         return result
 
-    def _select(self, result: PassResult) -> tuple[list[JobRef], list[JobRef]]:
+    def _select(self, result: PassResult) -> tuple[list[Job], list[Job]]:
         """In one transaction: the jobs owed a publish, and a new batch of the selected
         candidates (the skipped ones wait their re-check delay)."""
         with transaction(self._sessions) as session:
@@ -152,7 +153,7 @@ class Selector:
             new_jobs = [NewJob(c.match.purchasing_id, order_of(c.url), c.url) for c in candidates]
             return owed, create_batch(session, self._task, new_jobs) if new_jobs else []
 
-    def _log_selection(self, result: PassResult, jobs: list[JobRef]) -> None:
+    def _log_selection(self, result: PassResult, jobs: list[Job]) -> None:
         log.info("%s Found %d matching records", TAG, result.found)
         for skipped in result.skipped:
             match = skipped.match
@@ -168,7 +169,7 @@ class Selector:
             short = jobs[0].batch_uuid.replace("-", "")[:8]
             log.info("%s Created TrackingBatch %s with %d jobs", TAG, short, len(jobs))
 
-    def _publish(self, jobs: list[JobRef], verb: str) -> tuple[int, str | None]:
+    def _publish(self, jobs: list[Job], verb: str) -> tuple[int, str | None]:
         """Publish the jobs' candidate.found messages together (one wait for all the
         confirms); (how many were confirmed, the error if any).
         On an error none is confirmed: a later pass re-publishes them all."""
@@ -198,7 +199,7 @@ class Selector:
             )
         return len(jobs), None
 
-    def _outgoing(self, job: JobRef) -> Outgoing:
+    def _outgoing(self, job: Job) -> Outgoing:
         message = CandidateFound(
             task=self._task.name,
             purchasing_id=job.purchasing_id,

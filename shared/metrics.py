@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import JOB_STATUSES, TrackingJob
+from shared.db.models import TrackingJob
+from shared.db.statuses import JOB_STATUSES
 from shared.webscraper.quota import QuotaLedger
 
 API_CALLS = Counter(

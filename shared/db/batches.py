@@ -11,8 +11,9 @@ from sqlalchemy import Executable, Row, bindparam, case, func, insert, select, u
 from sqlalchemy.orm import Session
 
 from shared.db import sync_log
-from shared.db.models import FINAL_BATCH_STATUSES, TrackingBatch, TrackingJob
-from shared.domain.urls import order_of
+from shared.db.jobs import Job, select_jobs
+from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.statuses import FINAL_BATCH_STATUSES, BatchStatus, JobStatus
 from shared.tasks import TaskConfig
 
 #: Serialises everything that makes jobs: selection passes (daemon, manual runs,
@@ -29,17 +30,6 @@ def lock_batches(session: Session) -> None:
 
 
 @dataclass(frozen=True)
-class JobRef:
-    """What a candidate.found message needs to say about one job."""
-
-    id: int
-    custom_id: str
-    purchasing_id: int | None
-    batch_uuid: str
-    order_number: str
-
-
-@dataclass(frozen=True)
 class NewJob:
     purchasing_id: int | None
     order_number: str
@@ -48,7 +38,7 @@ class NewJob:
 
 def create_batch(
     session: Session, task: TaskConfig, new_jobs: list[NewJob], batch_uuid: uuid.UUID | None = None
-) -> list[JobRef]:
+) -> list[Job]:
     """A ``pending`` tracking_batch with one ``queued`` tracking_job per new job (two
     statements: a pass writes them on its hot path)."""
     batch_uuid = batch_uuid or uuid.uuid4()
@@ -60,7 +50,7 @@ def create_batch(
             file_path=f"{task.filename_prefix}{short}",
             task_name=task.name,
             total_jobs=len(new_jobs),
-            status="pending",
+            status=BatchStatus.PENDING,
         )
         .returning(TrackingBatch.id)
     ).scalar_one()
@@ -71,7 +61,7 @@ def create_batch(
             "custom_id": task.custom_id(short, index),
             "target_url": new.url,
             "index": index,
-            "status": "queued",
+            "status": JobStatus.QUEUED,
         }
         for index, new in enumerate(new_jobs)
     ]
@@ -83,19 +73,26 @@ def create_batch(
         .all()
     )
     return [
-        JobRef(job_id, row["custom_id"], row["purchasing_id"], str(batch_uuid), new.order_number)
-        for job_id, row, new in zip(ids, rows, new_jobs, strict=True)
+        Job(
+            job_id,
+            row["custom_id"],
+            None,
+            JobStatus.QUEUED,
+            row["target_url"],
+            row["purchasing_id"],
+            str(batch_uuid),
+        )
+        for job_id, row in zip(ids, rows, strict=True)
     ]
 
 
-def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list[JobRef]:
+def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list[Job]:
     """Queued jobs whose candidate.found was never confirmed (the process died between
     commit and publish), older than ``grace_s`` so a pass still publishing is left alone."""
     rows = session.execute(
-        select(TrackingJob, TrackingBatch.batch_uuid)
-        .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
+        select_jobs()
         .where(
-            TrackingJob.status == "queued",
+            TrackingJob.status == JobStatus.QUEUED,
             TrackingJob.published_at.is_(None),
             TrackingJob.job_id.is_(None),
             TrackingBatch.task_name == task.name,
@@ -103,10 +100,7 @@ def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list
         )
         .order_by(TrackingJob.id)
     ).all()
-    return [
-        JobRef(job.id, job.custom_id, job.purchasing_id, str(batch_uuid), order_of(job.target_url))
-        for job, batch_uuid in rows
-    ]
+    return [Job.of(row) for row in rows]
 
 
 def mark_published(session: Session, job_ids: list[int]) -> None:
@@ -130,15 +124,17 @@ def _recount_statements() -> tuple[Executable, Executable]:
     counts = (
         select(
             jobs.c.batch_id,
-            func.count().filter(jobs.c.status == "completed").label("completed"),
-            func.count().filter(jobs.c.status == "failed").label("failed"),
+            func.count().filter(jobs.c.status == JobStatus.COMPLETED).label("completed"),
+            func.count().filter(jobs.c.status == JobStatus.FAILED).label("failed"),
         )
         .where(jobs.c.batch_id == bindparam("batch_id"))
         .group_by(jobs.c.batch_id)
         .subquery()
     )
     ended = case(
-        (counts.c.failed == 0, "completed"), (counts.c.completed == 0, "failed"), else_="partial"
+        (counts.c.failed == 0, BatchStatus.COMPLETED),
+        (counts.c.completed == 0, BatchStatus.FAILED),
+        else_=BatchStatus.PARTIAL,
     )
     recount = (
         update(batches)
@@ -184,7 +180,7 @@ def _record_end(session: Session, batch: Row[Any]) -> None:
     sync_log.record(
         session,
         sync_log.COMPLETED,
-        batch.status == "completed",
+        batch.status == BatchStatus.COMPLETED,
         f"TrackingBatch {short} {batch.status}: {batch.completed_jobs} completed, "
         f"{batch.failed_jobs} failed of {batch.total_jobs}",
         {
@@ -193,7 +189,7 @@ def _record_end(session: Session, batch: Row[Any]) -> None:
             "total_jobs": batch.total_jobs,
             "completed_jobs": batch.completed_jobs,
             "failed_jobs": batch.failed_jobs,
-            "failed": {job.custom_id: job.error for job in jobs if job.status == "failed"},
+            "failed": {job.custom_id: job.error for job in jobs if job.status == JobStatus.FAILED},
             "rejected_values": dict(rejected),
         },
     )

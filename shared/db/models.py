@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db.statuses import BATCH_STATUSES, IN_FLIGHT, JOB_STATUSES, BatchStatus, JobStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -38,15 +40,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-BATCH_STATUSES = ("pending", "processing", "completed", "failed", "partial")
-FINAL_BATCH_STATUSES = ("completed", "failed", "partial")
-JOB_STATUSES = ("queued", "publishing", "pending", "completed", "failed")
-#: A job in one of these states has not ended: its purchase is not selected again.
-IN_FLIGHT_STATUSES = ("queued", "publishing", "pending")
-
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -112,7 +108,9 @@ class TrackingBatch(Base):
     total_jobs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     completed_jobs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     failed_jobs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
+    status: Mapped[str] = mapped_column(
+        String(20), nullable=False, server_default=BatchStatus.PENDING.value
+    )
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 
@@ -137,7 +135,9 @@ class TrackingJob(Base):
     )
     target_url: Mapped[str] = mapped_column(Text, nullable=False)
     index: Mapped[int] = mapped_column(Integer, nullable=False)
-    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="queued")
+    status: Mapped[str] = mapped_column(
+        String(20), nullable=False, server_default=JobStatus.QUEUED.value
+    )
     error: Mapped[str | None] = mapped_column(Text)
     #: create calls tried for this job (the publisher's retry limit)
     publish_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
@@ -154,7 +154,7 @@ Index(
     "uq_tracking_job_in_flight_purchase",
     TrackingJob.purchasing_id,
     unique=True,
-    postgresql_where=TrackingJob.status.in_(IN_FLIGHT_STATUSES),
+    postgresql_where=TrackingJob.status.in_(IN_FLIGHT),
 )
 
 

@@ -1,0 +1,62 @@
+"""One tracking_job row as every service reads it, and the statement that reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import Select, String, select
+
+from shared.db.models import TrackingBatch, TrackingJob
+from shared.domain.urls import order_of
+
+_jobs, _batches = TrackingJob.__table__, TrackingBatch.__table__
+
+
+@dataclass(frozen=True)
+class Job:
+    """A tracking_job with its batch's uuid."""
+
+    id: int
+    custom_id: str
+    #: its scraping job, once the create call was answered
+    job_id: int | None
+    status: str
+    target_url: str
+    purchasing_id: int | None
+    batch_uuid: str
+    #: create calls tried for it (the publisher's retry limit)
+    publish_attempts: int = 0
+    #: its pack's leader (itself if it leads one); None until it is given a pack
+    pack_of: int | None = None
+
+    @property
+    def order_number(self) -> str:
+        return order_of(self.target_url)
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> Job:
+        """The job of a row that starts with :data:`JOB_COLUMNS` (more may follow)."""
+        return cls(*row[: len(_FIELDS)])
+
+
+_FIELDS = fields(Job)
+#: the columns of :class:`Job`, in its order
+JOB_COLUMNS = (
+    _jobs.c.id,
+    _jobs.c.custom_id,
+    _jobs.c.job_id,
+    _jobs.c.status,
+    _jobs.c.target_url,
+    _jobs.c.purchasing_id,
+    _batches.c.batch_uuid.cast(String()).label("batch_uuid"),
+    _jobs.c.publish_attempts,
+    _jobs.c.pack_of,
+)
+assert len(JOB_COLUMNS) == len(_FIELDS)
+
+
+def select_jobs(*more: Any) -> Select[Any]:
+    """Jobs as :class:`Job` rows (then ``more`` columns), with their batches joined."""
+    return select(*JOB_COLUMNS, *more).join(_batches, _batches.c.id == _jobs.c.batch_id)
