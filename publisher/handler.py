@@ -194,13 +194,7 @@ class CandidateHandler(LostCreates):
         pack planned last while it has room, the rest into new packs on the next slots."""
         while fresh:
             leader = fresh[0].job
-            near = self._ledger.reserve(
-                CREATE,
-                leader.custom_id,
-                plan=True,
-                within_s=self._config.sleep_max_s,
-                ordered=False,
-            )
+            near = self._ledger.plan_near(leader.custom_id, within_s=self._config.sleep_max_s)
             if near.id is not None:
                 chunk, fresh = self._lead(fresh)
                 if not chunk or chunk[0].job.id != leader.id:
@@ -255,17 +249,12 @@ class CandidateHandler(LostCreates):
             planned = self._ledger.claim(leader.custom_id)
             if planned is not None:
                 return planned
-        near = self._ledger.reserve(
-            CREATE,
-            leader.custom_id,
-            not_before_s=not_before_s,
-            plan=True,
-            within_s=self._config.sleep_max_s,
-            ordered=False,
+        near = self._ledger.plan_near(
+            leader.custom_id, within_s=self._config.sleep_max_s, not_before_s=not_before_s
         )
         if near.id is not None:
             return near
-        return self._ledger.reserve(CREATE, leader.custom_id, not_before_s=not_before_s, plan=True)
+        return self._ledger.plan(CREATE, leader.custom_id, not_before_s=not_before_s)
 
     def _create(self, leader: Job, reservation: Reservation, members: list[InHand]):
         frozen = self._packs.freeze(leader)

@@ -15,11 +15,12 @@ import datetime as dt
 
 from sqlalchemy import Connection
 
-from shared.webscraper.windows import WINDOW_SQL
+from shared.webscraper.windows import AROUND_SQL, WINDOW_SQL
 
 #: The advisory lock every change to the ledger takes (the general path's too).
 LEDGER_LOCK = 0x7472_6B66_696C_6C02
 
+_AROUND_NOW = AROUND_SQL.format(now="now_.t", span_s="%(span_s)s")
 # The lock is taken by a statement of its own: the INSERT's snapshot is taken after it,
 # so it sees every call the previous holder of the lock committed.
 _RESERVE_NOW = f"""
@@ -29,9 +30,7 @@ SELECT %(kind)s, now_.t, %(custom_id)s, CASE WHEN %(use)s THEN now_.t END
 FROM (SELECT clock_timestamp() AS t) AS now_
 WHERE NOT EXISTS (
         SELECT 1 FROM api_quota_state WHERE id = 1 AND blocked_until > now_.t)
-  AND (SELECT count(*) FROM api_call
-       WHERE at > now_.t - make_interval(secs => %(span_s)s)
-         AND at < now_.t + make_interval(secs => %(span_s)s)) + 1 <= %(calls)s
+  AND (SELECT count(*) FROM api_call WHERE {_AROUND_NOW}) + 1 <= %(calls)s
 RETURNING id, at
 """
 

@@ -10,6 +10,10 @@ from typing import Any
 #: :func:`in_window` for the statements sent as text (one round trip each, see
 #: ``fast_path``): format it with the SQL of ``now`` and of the span in seconds
 WINDOW_SQL = "at > {now} - make_interval(secs => {span_s}) AND at <= {now}"
+#: :func:`around` as text, formatted the same way
+AROUND_SQL = (
+    "at > {now} - make_interval(secs => {span_s}) AND at < {now} + make_interval(secs => {span_s})"
+)
 
 
 def in_window(at: Any, now: Any, span: Any) -> Any:
@@ -17,6 +21,13 @@ def in_window(at: Any, now: Any, span: Any) -> Any:
     ``at`` is the call time column; ``now`` and ``span`` values or SQL expressions. The
     ledger's rule, and what every figure of "calls in the current window" counts."""
     return (at > now - span) & (at <= now)
+
+
+def around(at: Any, slot: Any, span: Any) -> Any:
+    """The calls within ``span`` either side of ``slot``: every window holding ``slot``
+    holds only these, so fewer than the cap of them means each such window has room
+    (the common case, counted by the index on ``at`` instead of testing each window)."""
+    return (at > slot - span) & (at < slot + span)
 
 
 def first_valid(

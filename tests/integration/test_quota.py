@@ -38,7 +38,7 @@ def test_calls_are_granted_until_the_window_is_full(sessions):
 
 def test_planned_creations_are_spaced_and_in_increasing_order(sessions):
     quota = ledger(sessions, calls=3, window_s=2.0, interval_s=0.1)
-    slots = [quota.reserve(CREATE, f"owryt-x-{n:04d}", plan=True) for n in range(7)]
+    slots = [quota.plan(CREATE, f"owryt-x-{n:04d}") for n in range(7)]
     times = [s.at for s in slots]
     assert times == sorted(times)
     gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
@@ -71,8 +71,8 @@ def test_two_processes_never_overbook_the_window(sessions):
 def test_creations_leave_room_for_the_follow_ups_each_job_needs(sessions):
     quota = ledger(sessions, calls=12, window_s=5.0, followups=2)
     assert quota.policy.creations_per_window == 4  # 4 jobs x 3 calls = 12
-    assert all(quota.reserve(CREATE, f"owryt-y-{n:04d}", plan=True).ready for n in range(4))
-    fifth = quota.reserve(CREATE, "owryt-y-0004", plan=True)
+    assert all(quota.plan(CREATE, f"owryt-y-{n:04d}").ready for n in range(4))
+    fifth = quota.plan(CREATE, "owryt-y-0004")
     assert fifth.wait_s > 4.9  # next window
     follow_ups = [quota.reserve("json") for _ in range(8)]
     assert all(f.ready for f in follow_ups)  # the room kept for them is there
@@ -104,14 +104,14 @@ def test_retry_after_blocks_every_caller_until_it_passes(sessions):
     quota.observe(remaining=None, retry_after_s=1.5)
     blocked = quota.reserve("get")
     assert not blocked.ready and 1.4 < blocked.wait_s <= 1.5
-    planned = quota.reserve(CREATE, "owryt-b-0000", plan=True)
+    planned = quota.plan(CREATE, "owryt-b-0000")
     assert 1.4 < planned.wait_s <= 1.6
 
 
 def test_a_planned_slot_is_claimed_when_due_and_checked_again_when_used(sessions, db):
     quota = ledger(sessions, calls=1, window_s=0.5)
     first = quota.reserve("get")
-    planned = quota.reserve(CREATE, "owryt-c-0000", plan=True)
+    planned = quota.plan(CREATE, "owryt-c-0000")
     assert not planned.ready
     early = quota.claim("owryt-c-0000")
     assert early is not None and not early.ready  # still ahead: park again
@@ -130,7 +130,7 @@ def test_a_planned_slot_is_claimed_when_due_and_checked_again_when_used(sessions
 
 def test_a_create_of_unknown_effect_is_reported_until_settled(sessions):
     quota = ledger(sessions)
-    reservation = quota.reserve(CREATE, "owryt-d-0000", plan=True)
+    reservation = quota.plan(CREATE, "owryt-d-0000")
     assert quota.create_made("owryt-d-0000") is None  # not made yet
     quota.mark_used(reservation)
     made = quota.create_made("owryt-d-0000")
@@ -143,13 +143,13 @@ def test_a_create_of_unknown_effect_is_reported_until_settled(sessions):
 
 def test_an_answered_create_keeps_its_job_id_and_a_refused_one_made_nothing(sessions):
     quota = ledger(sessions)
-    answered = quota.reserve(CREATE, "owryt-e-0000", plan=True)
+    answered = quota.plan(CREATE, "owryt-e-0000")
     quota.mark_used(answered)
     quota.record_outcome(answered, 200, "OK")
     assert quota.create_made("owryt-e-0000").job_id is None  # died before reading the id
     quota.record_job(answered, 777)
     assert quota.create_made("owryt-e-0000").job_id == 777
-    refused = quota.reserve(CREATE, "owryt-f-0000", plan=True)
+    refused = quota.plan(CREATE, "owryt-f-0000")
     quota.mark_used(refused)
     quota.record_outcome(refused, 422, "Unprocessable")
     assert quota.create_made("owryt-f-0000") is None
@@ -167,7 +167,7 @@ def test_a_call_made_late_moves_its_slot_or_is_refused(sessions, db):
     assert quota.mark_used(late, "get")  # the window is empty: it moves to now
     full = quota.reserve("get")
     assert full.ready and quota.mark_used(full, "get")
-    stale = quota.reserve("get", plan=True)  # planned after the two leave the window
+    stale = quota.plan("get")  # planned after the two leave the window
     with db.begin() as connection:
         connection.execute(
             update(ApiCall)
@@ -181,8 +181,8 @@ def test_a_call_made_late_moves_its_slot_or_is_refused(sessions, db):
 
 def test_a_planned_slot_whose_message_is_late_does_not_block_the_call_made_first(sessions, db):
     quota = ledger(sessions, calls=1, window_s=1.0)
-    late = quota.reserve(CREATE, "owryt-g-0000", plan=True)
-    prompt = quota.reserve(CREATE, "owryt-g-0001", plan=True)
+    late = quota.plan(CREATE, "owryt-g-0000")
+    prompt = quota.plan(CREATE, "owryt-g-0001")
     with db.begin() as connection:  # both due; the first one's message has not come back
         for reservation, ago in ((late, "0.3"), (prompt, "0.2")):
             connection.execute(
@@ -236,7 +236,7 @@ def test_calls_at_once_and_the_general_path_agree_at_the_cap(sessions, db):
             is None
         )
     # a planned creation ahead counts too: the fourth call of the window is the last
-    quota.reserve("get", not_before_s=1.0, plan=True)
+    quota.plan("get", not_before_s=1.0)
     assert quota.reserve("get").ready
     refused = quota.reserve("get")
     assert refused.id is None and refused.wait_s > 4.0
@@ -334,7 +334,7 @@ def test_an_answer_that_reports_less_room_tightens_the_ledger_at_once(sessions, 
 
 def test_a_reservation_is_used_once_only(sessions):
     quota = ledger(sessions, calls=5)
-    slot = quota.reserve(CREATE, "owryt-x-0000", plan=True)
+    slot = quota.plan(CREATE, "owryt-x-0000")
     assert quota.mark_used(slot, CREATE)
     assert not quota.mark_used(slot, CREATE)  # a second caller holding the same slot
     assert quota.used_in_window() == 1  # and the window did not lose a call
@@ -342,7 +342,7 @@ def test_a_reservation_is_used_once_only(sessions):
 
 def test_a_slot_claimed_before_a_429_is_not_used_while_the_block_is_in_force(sessions, db):
     quota = ledger(sessions, calls=5)
-    slot = quota.reserve(CREATE, "owryt-x-0000", plan=True)
+    slot = quota.plan(CREATE, "owryt-x-0000")
     assert slot.ready
     quota.observe(None, retry_after_s=5)  # a 429 another caller got meanwhile
     assert not quota.mark_used(slot, CREATE)
