@@ -18,7 +18,7 @@ from shared.db.jobs import Job
 from shared.messaging.consuming import Delivery, Reject
 from shared.tasks import TaskConfig
 from shared.webscraper.client import ApiError, QuotaWait, Retryable
-from shared.webscraper.quota import CreateMade
+from shared.webscraper.reservations import CreateMade
 
 log = logging.getLogger("trackfill.publisher")
 TAG = "[tracking_number_empty_worker]"

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.models import ApiCall, QuotaState
 from shared.db.session import autocommit, transaction
 from shared.webscraper import fast_path
-from shared.webscraper.reservations import CREATE, CreateMade, QuotaPolicy, Reservation
+from shared.webscraper.reservations import CREATE, EXTERNAL, CreateMade, QuotaPolicy, Reservation
 
 log = logging.getLogger("trackfill.quota")
 #: (call id, HTTP status, outcome, remaining as the API said)
@@ -159,7 +159,7 @@ class Answers:
         phantom = self._phantoms(session, remaining) if counted else 0
         if phantom > 0:
             session.execute(
-                insert(ApiCall), [{"kind": "external", "at": now, "used_at": now}] * phantom
+                insert(ApiCall), [{"kind": EXTERNAL, "at": now, "used_at": now}] * phantom
             )
 
     def _phantoms(self, session: Session, remaining: int) -> int:

@@ -1,19 +1,14 @@
 """The quota ledger: every call to the scraper's API is reserved here before it is made.
 
-The ledger lives in PostgreSQL (table ``api_call``) and is changed only under an
-advisory lock, on the database's clock, so every process and replica shares one view
-that survives restarts. The rule: no window of ``window_s`` (plus a 1% margin for the
-time between reservation and arrival) holds more than ``calls`` reservations.
-
-Reservations can be planned in the future: a job creation that cannot happen now gets
-the earliest slot that keeps the rule, ``min_interval_s`` after the previous creation,
-and the candidate waits for it parked in RabbitMQ. Slots for creations are handed out
-in increasing order, so the parked messages' expirations never decrease (RabbitMQ
-expires only from a queue's head). Creations also leave room in every window for the
-follow-up calls (status check, download) each job needs later: with
-``followups_per_job`` F they take at most ``calls // (1 + F)`` of any window, so the
-ingestor is never starved (follow-ups may use the whole window). What the API itself says
-(``X-RateLimit-Remaining``, 429 ``Retry-After``) only ever tightens the ledger.
+It lives in PostgreSQL (table ``api_call``), changed only under an advisory lock and on
+the database's clock, so every process and replica shares one view that survives
+restarts. The rule: no window of ``window_s`` (plus a margin for the time from
+reservation to arrival) holds more than ``calls`` reservations. A creation that cannot
+happen now is planned on the earliest slot that keeps it, ``min_interval_s`` after the
+previous one, in increasing order (parked messages expire only from a queue's head).
+Creations take only their share of a window, the rest being the room for the follow-up
+calls their jobs need later (see :meth:`QuotaLedger._caps`); follow-ups may use the whole
+window. What the API says (see :mod:`shared.webscraper.answers`) only tightens the ledger.
 """
 
 from __future__ import annotations
@@ -31,17 +26,13 @@ from shared.db.session import autocommit, transaction
 from shared.webscraper import fast_path
 from shared.webscraper.answers import Answers
 from shared.webscraper.fast_path import LEDGER_LOCK
-from shared.webscraper.reservations import (
-    CREATE,
-    MARGIN,
-    CreateMade,
-    QuotaPolicy,
-    Reservation,
-)
+from shared.webscraper.reservations import CREATE, EXTERNAL, MARGIN, QuotaPolicy, Reservation
 from shared.webscraper.windows import around, first_valid, in_window
 
-__all__ = ["CREATE", "LEDGER_LOCK", "CreateMade", "QuotaLedger", "QuotaPolicy", "Reservation"]
+__all__ = ["CREATE", "LEDGER_LOCK", "QuotaLedger", "QuotaPolicy", "Reservation"]
 log = logging.getLogger("trackfill.quota")
+#: a creation slot reserved and not yet used
+_PLANNED_CREATE = (ApiCall.kind == CREATE) & ApiCall.used_at.is_(None)
 
 
 class QuotaLedger(Answers):
@@ -108,11 +99,7 @@ class QuotaLedger(Answers):
             now = self._lock(session)
             row = session.execute(
                 select(ApiCall.id, ApiCall.at)
-                .where(
-                    ApiCall.custom_id == custom_id,
-                    ApiCall.kind == CREATE,
-                    ApiCall.used_at.is_(None),
-                )
+                .where(_PLANNED_CREATE, ApiCall.custom_id == custom_id)
                 .order_by(ApiCall.at.desc())
                 .limit(1)
             ).first()
@@ -138,7 +125,7 @@ class QuotaLedger(Answers):
                     ApiCall.custom_id,
                     func.extract("epoch", ApiCall.at - func.clock_timestamp()).label("wait"),
                 )
-                .where(ApiCall.kind == CREATE, ApiCall.used_at.is_(None))
+                .where(_PLANNED_CREATE)
                 .order_by(ApiCall.at.desc())
                 .limit(1)
             ).first()
@@ -196,11 +183,11 @@ class QuotaLedger(Answers):
         to now (0: it does now). Of the windows holding ``now``, the one ending at
         ``now`` holds the most past calls, so that one window decides."""
         wait_s = 0.0
-        for of_kind, cap in self.policy.caps(kind):
+        for of_kind, cap in self._caps(session, kind, now):
             query = (
                 select(ApiCall.at)
                 .where(
-                    in_window(ApiCall.at, now, self._span()),
+                    in_window(ApiCall.at, now, self.policy.span),
                     # made, not merely planned: a planned slot whose message is late has
                     # not been used, and is checked here itself when it is
                     ApiCall.used_at.is_not(None),
@@ -214,7 +201,7 @@ class QuotaLedger(Answers):
             if count + 1 > cap:
                 # the call that must leave the window first for there to be room
                 leaving = session.execute(query.offset(count - cap).limit(1)).scalar_one()
-                wait_s = max(wait_s, (leaving + self._span() - now).total_seconds())
+                wait_s = max(wait_s, (leaving + self.policy.span - now).total_seconds())
         return wait_s
 
     def _spacing_wait(self, session: Session, now: dt.datetime) -> float:
@@ -235,13 +222,12 @@ class QuotaLedger(Answers):
         session.execute(select(func.pg_advisory_xact_lock(LEDGER_LOCK)))
         return session.execute(select(func.clock_timestamp())).scalar_one()
 
-    def _span(self) -> dt.timedelta:
-        return self.policy.span
-
     def _count_in_window(self, session: Session) -> int:
         """Calls in the window that ends now (the database's clock)."""
         return session.execute(
-            select(func.count()).where(in_window(ApiCall.at, func.clock_timestamp(), self._span()))
+            select(func.count()).where(
+                in_window(ApiCall.at, func.clock_timestamp(), self.policy.span)
+            )
         ).scalar_one()
 
     def _blocked_until(self, session: Session) -> dt.datetime | None:
@@ -254,12 +240,28 @@ class QuotaLedger(Answers):
     ) -> list[tuple[list[dt.datetime], int]]:
         """(sorted reserved times, cap) for every limit a call of ``kind`` must keep."""
         rows = session.execute(
-            select(ApiCall.at, ApiCall.kind).where(ApiCall.at > now - self._span())
+            select(ApiCall.at, ApiCall.kind).where(ApiCall.at > now - self.policy.span)
         ).all()
         return [
             (sorted(at for at, k in rows if of_kind in (None, k)), cap)
-            for of_kind, cap in self.policy.caps(kind)
+            for of_kind, cap in self._caps(session, kind, now)
         ]
+
+    def _caps(self, session: Session, kind: str, now: dt.datetime) -> list[tuple[str | None, int]]:
+        """The policy's caps, the creations' share sized by what jobs have cost: follow-up
+        calls per creation in the window ending now, once it holds enough creations to
+        say (a pack with problem pages costs a call or more per page of them, so the
+        share the settings give may be too large to leave room for every follow-up)."""
+        if kind != CREATE:
+            return self.policy.caps(kind)
+        creates, followups = session.execute(
+            select(
+                func.count().filter(ApiCall.kind == CREATE),
+                func.count().filter(ApiCall.kind.not_in((CREATE, EXTERNAL))),
+            ).where(in_window(ApiCall.at, now, self.policy.span), ApiCall.used_at.is_not(None))
+        ).one()
+        enough = creates >= max(2, self.policy.creations_per_window // 4)
+        return self.policy.caps(kind, followups / creates if enough else 0.0)
 
     def _earliest_slot(
         self,
@@ -275,11 +277,11 @@ class QuotaLedger(Answers):
             return earliest
         if kind == CREATE and ordered:
             earliest = max(earliest, self._next_create_time(session))
-        return first_valid(self._limits(session, kind, now), earliest, self._span())
+        return first_valid(self._limits(session, kind, now), earliest, self.policy.span)
 
     def _far_from_cap(self, session: Session, slot: dt.datetime) -> bool:
         """Every window holding ``slot`` has room (see :func:`around`)."""
-        count = select(func.count()).where(around(ApiCall.at, slot, self._span()))
+        count = select(func.count()).where(around(ApiCall.at, slot, self.policy.span))
         return session.execute(count).scalar_one() + 1 <= self.policy.calls
 
     def _next_create_time(self, session: Session) -> dt.datetime:

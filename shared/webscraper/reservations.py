@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 CREATE = "create"
+#: calls the API counted that the ledger had not (another client of the account)
+EXTERNAL = "external"
 MARGIN = 0.01  # of the window: calls arrive a little after they are reserved
 #: ...and at least this long: the time from reservation to arrival is a network's, not a
 #: share of the window (it matters when tests and benchmarks compress time 100x)
@@ -70,11 +72,18 @@ class QuotaPolicy:
     def creations_per_window(self) -> int:
         """Each job costs its creation and ``followups_per_job`` calls after it, so
         creations may take 1 / (1 + F) of a window: the rest is the follow-ups' room."""
-        return max(1, self.calls // (1 + self.followups_per_job))
+        return self.creations_with(self.followups_per_job)
 
-    def caps(self, kind: str) -> list[tuple[str | None, int]]:
+    def creations_with(self, followups_per_job: float) -> int:
+        """Creations per window when each job costs ``followups_per_job`` follow-ups
+        (never fewer than the settings say)."""
+        per_job = 1 + max(float(self.followups_per_job), followups_per_job)
+        return max(1, int(self.calls / per_job))
+
+    def caps(self, kind: str, followups_per_job: float = 0.0) -> list[tuple[str | None, int]]:
         """Every (kind counted, or None for all calls; cap per window) a call of ``kind``
-        must keep."""
+        must keep; creations with jobs costing ``followups_per_job`` (see
+        :meth:`creations_with`)."""
         if kind == CREATE:
-            return [(None, self.calls), (CREATE, self.creations_per_window)]
+            return [(None, self.calls), (CREATE, self.creations_with(followups_per_job))]
         return [(None, self.calls)]

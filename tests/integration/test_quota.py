@@ -79,6 +79,20 @@ def test_creations_leave_room_for_the_follow_ups_each_job_needs(sessions):
     assert not quota.reserve("json").ready  # and the whole window is 12
 
 
+def test_jobs_that_cost_more_follow_ups_than_the_setting_shrink_the_creations_share(sessions):
+    # packs with problem pages cost a call per page of them on top of status and download
+    quota = ledger(sessions, calls=20, window_s=5.0, followups=1)
+    assert quota.policy.creations_per_window == 10
+    assert all(quota.reserve(CREATE, f"owryt-z-{n:04d}", use=True).ready for n in range(4))
+    for kind in ("get", "json", "problematic") * 4:  # 3 follow-ups per job so far
+        assert quota.reserve(kind, use=True).ready
+    # 20 / (1 + 3) = 5 creations per window now: one more, and the rest waits a window
+    assert quota.reserve(CREATE, "owryt-z-0004", use=True).ready
+    later = quota.plan(CREATE, "owryt-z-0005")
+    assert later.wait_s > 4.9
+    assert quota.reserve("get").ready  # while follow-ups still find their room
+
+
 def test_what_the_api_reports_tightens_the_ledger(sessions, db):
     quota = ledger(sessions, calls=10)
     quota.reserve("get")
