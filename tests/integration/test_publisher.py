@@ -162,7 +162,7 @@ def assert_within_quota(sim, db) -> None:
     # The quota and the spacing are checked where they are decided, on the ledger's marks,
     # exactly: arrivals at the in-process simulator differ from the marks by the HTTP hop,
     # whose jitter (up to 35 ms seen here, in one busy process, around a failover; more
-    # than the ledger's 0.1 s margin once in the full suite) is nothing against the real
+    # than the ledger's 0.1 s margin then, once in the full suite) is nothing against the real
     # 15-minute window. The simulator's own count of the quota is its 429s.
     marked = [at for kind, at in made if kind == "create"]
     ledger_gaps = [(b - a).total_seconds() for a, b in zip(marked, marked[1:], strict=False)]

@@ -31,8 +31,8 @@ def test_calls_are_granted_until_the_window_is_full(sessions):
     assert all(r.ready and r.id for r in granted)
     refused = quota.reserve("get")
     assert refused.id is None and not refused.ready
-    # when the first call leaves the window plus the margin (here the 0.1 s minimum)
-    assert quota.policy.span_s == pytest.approx(2.1)
+    # when the first call leaves the window plus the margin (here the 0.25 s minimum)
+    assert quota.policy.span_s == pytest.approx(2.25)
     assert 1.9 < refused.wait_s <= quota.policy.span_s
 
 
