@@ -75,6 +75,9 @@ def main() -> int:
     return 0
 
 
+EXPIRE_S = "2592000"  # RECHECK_EXPIRE_S's default, the selection's parameter 3
+
+
 def _server_ms(connection, compiled, seq_scan: bool, runs: int) -> float:
     """Median server-side execution time, without the client's share."""
     samples = []
@@ -84,7 +87,8 @@ def _server_ms(connection, compiled, seq_scan: bool, runs: int) -> float:
                 connection.exec_driver_sql("SET LOCAL enable_indexscan = off")
                 connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
             plan = connection.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", compiled.params
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {str(compiled).replace('$3', EXPIRE_S)}",
+                compiled.params,
             ).scalar()
         samples.append(plan[0]["Execution Time"])
     return statistics.median(samples)
@@ -118,7 +122,9 @@ def run(engine, url: str, amqp_url: str, runs: int) -> None:
 
     def query(sessions) -> None:
         with sessions() as session, session.begin():
-            candidates, _ = choose(iter_matches(session), settings.selector_max_records)
+            candidates, _ = choose(
+                iter_matches(session, settings.recheck_expire_s), settings.selector_max_records
+            )
             assert len(candidates) == settings.selector_max_records
 
     seq_sessions = make_session_factory(no_index)
@@ -134,10 +140,11 @@ def run(engine, url: str, amqp_url: str, runs: int) -> None:
             matching_query().limit(20).compile(engine, compile_kwargs={"render_postcompile": True})
         )
         page = matching_page(50)
-        page.execute(connection, "-infinity", 0)
+        page.execute(connection, "-infinity", 0, float(EXPIRE_S))
         plan = (
             connection.exec_driver_sql(
-                f"EXPLAIN EXECUTE {page.name}('-infinity', 0)"  # the plan the selector runs
+                # the plan the selector runs
+                f"EXPLAIN EXECUTE {page.name}('-infinity', 0, {EXPIRE_S})"
             )
             .scalars()
             .all()

@@ -44,6 +44,7 @@ class Timings:
             "RECHECK_MAX_S": f"{86400 / f:g}",
             "SELECTOR_MAX_RECORDS": "100",
             "SELECTOR_REPUBLISH_GRACE_S": f"{120 / f:g}",
+            "RECONCILE_AFTER_S": f"{1800 / f:g}",
             "PUBLISH_RETRY_BASE_S": f"{max(2 / f, 0.05):g}",
             "INGEST_RETRY_S": f"{self.ingest_retry_s:g}",
             "HTTP_TIMEOUT_S": "5",

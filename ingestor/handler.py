@@ -219,6 +219,9 @@ class CompletionHandler:
     ) -> dict[str, Ending]:
         confirmed = _confirmed_from(delivery.headers) or self._confirm(event)
         if confirmed.status in RUNNING:
+            if event.reconcile:  # no webhook yet: the reconciler looks again later
+                log.info("%s %s: reconciled, still %s", TAG, event.custom_id, confirmed.status)
+                return {}
             return self._retry(delivery, event, pack, f"the API still says {confirmed.status}")
         if confirmed.status not in ("finished", "failed", "stopped"):
             unknown = Ending(failure=f"scraping job ended as {confirmed.status!r}")

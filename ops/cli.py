@@ -109,6 +109,7 @@ def _status(args, engine, connection, settings, console: Console) -> int:
             or "none"
         )  # fmt: skip
     )
+    console.print(f"given up (RECHECK_EXPIRE_S passed, no tracking number): {data['expired']}")
     quota = data["quota"]
     console.print(
         f"quota: {quota['used']}/{quota['calls']} calls in the last {quota['window_s']:g} s "

@@ -10,6 +10,7 @@ from kombu import Connection
 from sqlalchemy import Engine, func, select
 
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
+from shared.db.rechecks import count_expired
 from shared.db.statuses import IN_FLIGHT
 from shared.messaging.topology import all_queues
 from shared.settings import Settings
@@ -45,6 +46,7 @@ def overview(engine: Engine, connection: Connection | None, settings: Settings) 
             .group_by(ApiCall.kind)
         ).all()
         blocked = db.execute(select(QuotaState.blocked_until)).scalar_one_or_none()
+        expired = count_expired(db, settings.recheck_expire_s)
         logs = db.execute(
             select(SyncLog.timestamp, SyncLog.operation_type, SyncLog.success, SyncLog.message)
             .order_by(SyncLog.id.desc())
@@ -68,6 +70,8 @@ def overview(engine: Engine, connection: Connection | None, settings: Settings) 
             status: {"count": n, "oldest_age_s": round((now - oldest).total_seconds(), 1)}
             for status, n, oldest in in_flight
         },
+        #: purchases given up, still without a tracking number (CONTRACT.md, Giving up)
+        "expired": expired,
         "quota": {
             "window_s": settings.api_quota_window_s,
             "calls": settings.api_quota_calls,

@@ -41,7 +41,7 @@ def candidate_handler(settings: Settings) -> CandidateHandler:
     recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s)
     return CandidateHandler(
         Jobs(api.sessions),
-        Packs(api.sessions, recheck, settings.publish_max_urls_per_job),
+        Packs(api.sessions, recheck, settings.publish_max_urls_per_job, settings.reconcile_after_s),
         api.ledger,
         api.client,
         PublisherConfig(

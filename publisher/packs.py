@@ -41,10 +41,17 @@ class Frozen:
 
 
 class Packs:
-    def __init__(self, sessions: sessionmaker[Session], recheck: Recheck, max_urls: int):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        recheck: Recheck,
+        max_urls: int,
+        reconcile_after_s: float = 1800.0,
+    ):
         self._sessions = sessions
         self._recheck = recheck
         self.max_urls = max_urls
+        self._reconcile_after_s = reconcile_after_s
 
     def lead(self, jobs: list[Job]) -> list[Job]:
         """A new pack of ``jobs`` (those still without one), led by the first of them."""
@@ -128,12 +135,20 @@ class Packs:
 
     def store(self, leader: Job, job_id: int) -> list[Job]:
         """The scraping job made for the pack, on every member still without one
-        (``pending``); the members it was stored on."""
+        (``pending``); the members it was stored on. The reconciler looks at it
+        ``reconcile_after_s`` from now if no ending has come by then."""
+        after = func.make_interval(0, 0, 0, 0, 0, 0, self._reconcile_after_s)
         with transaction(self._sessions) as session:
             ids = session.execute(
                 update(TrackingJob)
                 .where(_unpublished_of(leader.id))
-                .values(job_id=job_id, status=JobStatus.PENDING, error=None)
+                .values(
+                    job_id=job_id,
+                    status=JobStatus.PENDING,
+                    error=None,
+                    reconcile_at=func.now() + after,
+                    reconcile_count=0,
+                )
                 .returning(TrackingJob.id)
             ).scalars()
             return self._members(session, leader.id, set(ids))

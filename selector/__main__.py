@@ -1,4 +1,6 @@
-"""``python -m selector``: a selection pass every ``SELECTOR_INTERVAL_S`` until SIGTERM."""
+"""``python -m selector``: until SIGTERM, a selection pass every ``SELECTOR_INTERVAL_S``
+(or as the publisher runs short, under a backlog), each followed by the reconciler's look
+at overdue jobs; and the tables' retention every few minutes."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import time
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from selector.reconciling import Reconciler
 from selector.service import Selector
 from shared import metrics
+from shared.db.retention import Kept, prune
 from shared.db.session import make_engine, make_session_factory
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import CONNECTION_ERRORS
@@ -18,6 +22,7 @@ from shared.webscraper.quota import QuotaLedger, QuotaPolicy
 
 log = logging.getLogger("trackfill.selector")
 OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
+PRUNE_EVERY_S = 300.0
 
 
 def wait_for_room(selector: Selector, stop, most_s: float, poll_s: float = 0.05) -> None:
@@ -35,16 +40,24 @@ def main() -> int:
     stop = stop_on_signals()
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
-    metrics.register_database(sessions, QuotaLedger(sessions, QuotaPolicy.of(settings)))
+    policy = QuotaPolicy.of(settings)
+    metrics.register_database(sessions, QuotaLedger(sessions, policy))
     metrics.serve(settings.metrics_port)
     log.info("selector started: a pass every %gs", settings.selector_interval_s)
     retry_s = min(settings.selector_interval_s, 5.0)
+    kept = Kept(2 * policy.span_s, settings.processed_keep_s, settings.sync_log_keep_s)
+    pruned_at = -PRUNE_EVERY_S
     while not stop.is_set():
         try:
             # a connection per pass: an idle one would miss its heartbeats for 15 minutes
             with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
-                selector = Selector(settings, sessions, MessagePublisher(connection))
+                publisher = MessagePublisher(connection)
+                selector = Selector(settings, sessions, publisher)
                 result = selector.run_pass("daemon")
+                Reconciler(settings, sessions, publisher, selector.task).run()
+            if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                log.info("retention: %s", prune(sessions, kept))
+                pruned_at = time.monotonic()
             if selector.backlog_after(result):
                 wait_for_room(selector, stop, settings.selector_interval_s)
             else:

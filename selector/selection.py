@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, DateTime, Select, exists, func, select, tuple_
+from sqlalchemy import BigInteger, DateTime, Float, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from shared.db.models import (
@@ -18,6 +18,7 @@ from shared.db.models import (
     TrackingJob,
 )
 from shared.db.prepared import Prepared, parameter
+from shared.db.rechecks import expired_before
 from shared.db.statuses import IN_FLIGHT
 from shared.domain.statuses import not_done_sql
 from shared.domain.urls import UnsafeValue, order_status_url
@@ -46,11 +47,14 @@ class Skipped:
 
 @functools.cache  # built once: constructing it costs about a millisecond of Python
 def matching_query() -> Select:
-    """Purchases to look up, oldest first; ``NEEDS_TRACKING`` matches the partial index."""
+    """Purchases to look up, oldest first; ``NEEDS_TRACKING`` matches the partial index.
+    Its parameter 3 is ``RECHECK_EXPIRE_S``: purchases whose attempts began longer ago
+    than that are given up."""
     p, account = Purchasing, OfficialAccount
     in_flight = exists().where(TrackingJob.purchasing_id == p.id, TrackingJob.status.in_(IN_FLIGHT))
     waiting = exists().where(
-        PurchaseCheck.purchasing_id == p.id, PurchaseCheck.next_check_at > func.now()
+        PurchaseCheck.purchasing_id == p.id,
+        (PurchaseCheck.next_check_at > func.now()) | expired_before(parameter(3, Float())),
     )
     return (
         select(p.id, p.order_number, account.email, p.created_at)
@@ -76,17 +80,18 @@ def matching_page(size: int) -> Prepared:
         parameter(1, DateTime(timezone=True)), parameter(2, BigInteger())
     )
     page = matching_query().where(after).limit(size)
-    return Prepared(f"trackfill_matching_page_{size}", page, ("timestamptz", "bigint"))
+    return Prepared(
+        f"trackfill_matching_page_{size}", page, ("timestamptz", "bigint", "double precision")
+    )
 
 
-def iter_matches(session: Session, page_size: int = 50) -> Iterator[Match]:
+def iter_matches(session: Session, expire_s: float, page_size: int = 50) -> Iterator[Match]:
     """The matches in order, a page at a time (keyset on ``(created_at, id)``): the usual
     pass reads one page; callers stop reading once they have enough."""
     after: tuple[object, int] = ("-infinity", 0)
+    page = matching_page(page_size)
     while True:
-        rows = [
-            Match(*row) for row in matching_page(page_size).execute(session.connection(), *after)
-        ]
+        rows = [Match(*row) for row in page.execute(session.connection(), *after, expire_s)]
         yield from rows
         if len(rows) < page_size:
             return

@@ -22,7 +22,7 @@ from shared.db.batches import (
 )
 from shared.db.jobs import Job
 from shared.db.models import TrackingBatch, TrackingJob
-from shared.db.rechecks import schedule_recheck
+from shared.db.rechecks import count_expired, schedule_recheck
 from shared.db.session import transaction
 from shared.db.statuses import UNPUBLISHED
 from shared.domain.masking import mask_email
@@ -44,6 +44,8 @@ class PassResult:
     found: int = 0
     dispatched: int = 0
     republished: int = 0
+    #: purchases given up (RECHECK_EXPIRE_S), still without a tracking number
+    expired: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     error: str | None = None
 
@@ -54,6 +56,7 @@ class PassResult:
             "found": self.found,
             "dispatched": self.dispatched,
             "republished": self.republished,
+            "expired": self.expired,
             "skipped": [
                 {"purchasing_id": s.match.purchasing_id, "reason": s.reason} for s in self.skipped
             ],
@@ -73,6 +76,10 @@ class Selector:
         self._sessions = sessions
         self._publisher = publisher
         self._task = task
+
+    @property
+    def task(self) -> TaskConfig:
+        return self._task
 
     @property
     def feed_level(self) -> int:
@@ -103,7 +110,10 @@ class Selector:
         """What a pass would select now; reads only (a read-only transaction)."""
         with self._sessions() as session, session.begin():
             session.execute(text("SET TRANSACTION READ ONLY"))
-            return choose(iter_matches(session), self._settings.selector_max_records)
+            return choose(
+                iter_matches(session, self._settings.recheck_expire_s),
+                self._settings.selector_max_records,
+            )
 
     def run_pass(self, source: str = "daemon") -> PassResult:
         """Select and publish; the result is also written to sync_log."""
@@ -139,9 +149,11 @@ class Selector:
             lock_batches(session)
             owed = unpublished_jobs(session, self._task, self._settings.selector_republish_grace_s)
             candidates, result.skipped = choose(
-                iter_matches(session), self._settings.selector_max_records
+                iter_matches(session, self._settings.recheck_expire_s),
+                self._settings.selector_max_records,
             )
             result.found = len(candidates) + len(result.skipped)
+            result.expired = count_expired(session, self._settings.recheck_expire_s)
             for skipped in result.skipped:
                 schedule_recheck(
                     session,

@@ -155,6 +155,9 @@ class JobCompleted:
     custom_id: str
     sitemap_id: int | None = None
     sitemap_name: str | None = None
+    #: a hint of the reconciler (no webhook came): a job still running is left for its
+    #: next look instead of being waited for
+    reconcile: bool = False
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> JobCompleted:
@@ -166,10 +169,14 @@ class JobCompleted:
             custom_id=fields.text("custom_id", 100),  # type: ignore[arg-type]
             sitemap_id=fields.integer("sitemap_id", required=False),
             sitemap_name=fields.text("sitemap_name", 200, required=False),
+            reconcile=payload.get("reconcile") is True,
         )
 
     def to_payload(self) -> dict[str, Any]:
-        return _payload(self)
+        payload = _payload(self)
+        if not self.reconcile:
+            del payload["reconcile"]  # a webhook's message, as it always was
+        return payload
 
 
 CONTRACTS = {c.KIND: c for c in (CandidateFound, JobPublished, JobCompleted)}

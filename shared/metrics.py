@@ -38,6 +38,12 @@ WEBHOOKS = Counter("trackfill_webhooks_total", "Webhook requests by outcome", ["
 VALIDATION_FAILURES = Counter(
     "trackfill_validation_failures_total", "Scraped values refused, by rule", ["rule"]
 )
+RECONCILED = Counter(
+    "trackfill_reconciled_total",
+    "In-flight jobs looked at again by the reconciler: a job.completed hint for a scraping "
+    "job without an ending, or a candidate.found re-sent for a job without a scraping job",
+    ["action"],
+)
 JOBS_ENDED = Counter("trackfill_jobs_ended_total", "Tracking jobs ended, by status", ["status"])
 FILL_LATENCY = Histogram(
     "trackfill_fill_latency_seconds",

@@ -40,6 +40,10 @@ class Settings:
     recheck_base_s: float
     recheck_max_s: float
     selector_republish_grace_s: float
+    recheck_expire_s: float
+    reconcile_after_s: float
+    processed_keep_s: float
+    sync_log_keep_s: float
     api_followup_calls_per_job: int
     publish_max_attempts: int
     publish_max_urls_per_job: int
@@ -78,6 +82,11 @@ DEFAULTS: dict[str, str] = {
     "RECHECK_BASE_S": "1800",
     "RECHECK_MAX_S": "86400",
     "SELECTOR_REPUBLISH_GRACE_S": "120",
+    "RECHECK_EXPIRE_S": "2592000",
+    "RECONCILE_AFTER_S": "1800",
+    # a late duplicate webhook (the scraper retries for hours) must still hit its key
+    "PROCESSED_KEEP_S": "604800",
+    "SYNC_LOG_KEEP_S": "7776000",
     "API_FOLLOWUP_CALLS_PER_JOB": "2",
     # a pack carries up to PUBLISH_MAX_URLS_PER_JOB purchases: an API outage of a few
     # minutes (2 s doubling, about 4 minutes over 8 attempts) must not fail them all
@@ -129,6 +138,10 @@ def load_settings(
         recheck_base_s=env.duration("RECHECK_BASE_S", allow_zero=True),
         recheck_max_s=env.duration("RECHECK_MAX_S", allow_zero=True),
         selector_republish_grace_s=env.duration("SELECTOR_REPUBLISH_GRACE_S", allow_zero=True),
+        recheck_expire_s=env.duration("RECHECK_EXPIRE_S"),
+        reconcile_after_s=env.duration("RECONCILE_AFTER_S"),
+        processed_keep_s=env.duration("PROCESSED_KEEP_S"),
+        sync_log_keep_s=env.duration("SYNC_LOG_KEEP_S"),
         api_followup_calls_per_job=env.count("API_FOLLOWUP_CALLS_PER_JOB", minimum=0),
         publish_max_attempts=env.count("PUBLISH_MAX_ATTEMPTS"),
         publish_max_urls_per_job=env.count(

@@ -51,7 +51,8 @@ def create_app(settings: Settings, broker: Broker, registry: CollectorRegistry =
             )
             WEBHOOKS.labels("ignored").inc()
             return jsonify(status="ignored", reason="custom_id of no known task"), 200
-        event = JobCompleted.parse({**fields, "task": task.name})
+        # a webhook is never the reconciler's hint, whatever its body says
+        event = JobCompleted.parse({**fields, "task": task.name, "reconcile": False})
         envelope = new_envelope(JOB_COMPLETED, event.to_payload())
         broker.publish(JOB_COMPLETED, task.name, envelope)
         log.info(

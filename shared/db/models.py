@@ -49,8 +49,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _created() -> Mapped[dt.datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+def _created(index: bool = False) -> Mapped[dt.datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False, index=index
+    )
 
 
 def _updated() -> Mapped[dt.datetime]:
@@ -147,6 +149,10 @@ class TrackingJob(Base):
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     #: scraped values that failed validation and were not written: {rule: reason}
     rejected: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    #: when the reconciler looks at it next while it is in flight (NULL: its
+    #: RECONCILE_AFTER_S after creation); how many times it has
+    reconcile_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    reconcile_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
 
 #: At most one unfinished job per purchase, whoever creates it (selector, manual request).
@@ -154,6 +160,11 @@ Index(
     "uq_tracking_job_in_flight_purchase",
     TrackingJob.purchasing_id,
     unique=True,
+    postgresql_where=TrackingJob.status.in_(IN_FLIGHT),
+)
+Index(
+    "ix_tracking_job_reconcile_at",
+    TrackingJob.reconcile_at,
     postgresql_where=TrackingJob.status.in_(IN_FLIGHT),
 )
 
@@ -169,6 +180,8 @@ class PurchaseCheck(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_check_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     last_reason: Mapped[str | None] = mapped_column(Text)
+    #: when its attempts began (RECHECK_EXPIRE_S after it, they end: see Giving up)
+    first_attempt_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 
 
@@ -197,7 +210,7 @@ class ProcessedNotification(Base):
     custom_id: Mapped[str] = mapped_column(String(100), nullable=False)
     status: Mapped[str] = mapped_column(String(50), nullable=False)
     outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
-    processed_at: Mapped[dt.datetime] = _created()
+    processed_at: Mapped[dt.datetime] = _created(index=True)
 
 
 class ApiCall(Base):

@@ -5,12 +5,13 @@ further attempt, at most ``RECHECK_MAX_S``; measured on the database's clock."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Float, bindparam, func
+from sqlalchemy import Connection, Float, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import PurchaseCheck
+from shared.db.models import NEEDS_TRACKING, PurchaseCheck, Purchasing
 
 
 def _schedule_statement():
@@ -67,3 +68,21 @@ def schedule_recheck(
             "p_max_s": max_s,
         },
     )
+
+
+def expired_before(expire_s: Any) -> Any:
+    """A purchase's attempts began more than ``expire_s`` ago: it is given up
+    (CONTRACT.md, Giving up). ``expire_s`` a value or a SQL expression."""
+    return PurchaseCheck.first_attempt_at < func.now() - func.make_interval(
+        0, 0, 0, 0, 0, 0, expire_s
+    )
+
+
+def count_expired(db: Session | Connection, expire_s: float) -> int:
+    """Purchases given up, still without a tracking number."""
+    return db.execute(
+        select(func.count())
+        .select_from(PurchaseCheck)
+        .join(Purchasing, Purchasing.id == PurchaseCheck.purchasing_id)
+        .where(NEEDS_TRACKING, expired_before(expire_s))
+    ).scalar_one()

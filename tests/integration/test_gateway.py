@@ -74,6 +74,13 @@ def test_a_json_body_is_accepted_too(client, vhost):
     assert payload_json(message)["scrapingjob_id"] == 501
 
 
+def test_a_webhook_can_never_pose_as_the_reconcilers_hint(client, vhost):
+    answer = client.post(f"{PATH}?token={TOKEN}", json={**FORM, "reconcile": True})
+    assert answer.status_code == 200
+    (message,) = vhost.management.wait_for_messages(vhost.name, INGESTOR_COMPLETIONS, 1)
+    assert "reconcile" not in payload_json(message)
+
+
 @pytest.mark.parametrize(
     "query,status,code",
     [

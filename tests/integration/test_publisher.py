@@ -3,6 +3,7 @@ compressed: 20 calls per 3 s window, creations at least 0.06 s apart."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from publisher.__main__ import build, candidate_handler
 from publisher.jobs import Jobs as PublisherJobs
@@ -22,7 +23,7 @@ from publisher.settling import SEARCH_MAX_PAGES
 from selector.service import Selector
 from shared.contracts import CandidateFound
 from shared.db.models import ApiCall, PurchaseCheck, TrackingBatch, TrackingJob
-from shared.db.rechecks import Recheck
+from shared.db.rechecks import Recheck, count_expired, schedule_recheck
 from shared.db.session import make_session_factory
 from shared.messaging.consuming import Delivery, Transient
 from shared.messaging.envelope import new_envelope
@@ -551,6 +552,21 @@ def test_a_manual_request_typed_into_the_management_ui_is_published(
         f"/{order}/u@example.com" if "email" in payload else f"/{order}/user@example.com"
     )
     assert job.custom_id.startswith("owryt-")
+
+
+def test_a_manual_request_for_a_purchase_given_up_is_still_published(publishers, sim, db, vhost):
+    pid = rows.purchase(db, rows.account(db))
+    with make_session_factory(db)() as session, session.begin():
+        schedule_recheck(session, pid, "not shipped yet", base_s=0, max_s=0)
+        session.execute(
+            update(PurchaseCheck).values(first_attempt_at=func.now() - dt.timedelta(days=40))
+        )
+        assert count_expired(session, 2592000) == 1
+    publishers.start()
+    vhost.management.publish(vhost.name, "candidate.found", "manual", f'{{"purchasing_id": {pid}}}')
+    assert wait_until(lambda: all_published(db, 1), timeout=15)
+    (job,) = jobs(db)
+    assert job.purchasing_id == pid and job.job_id is not None
 
 
 def test_a_poison_message_is_dead_lettered_while_the_next_candidate_flows(

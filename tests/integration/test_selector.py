@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text, update
 
 from selector.service import Selector
 from shared.db.batches import NewJob, create_batch
-from shared.db.models import PurchaseCheck, SyncLog, TrackingBatch, TrackingJob
+from shared.db.models import PurchaseCheck, Purchasing, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import schedule_recheck
 from shared.db.session import make_session_factory, transaction
 from shared.domain.statuses import is_done
@@ -328,6 +328,46 @@ def test_a_purchase_waits_for_its_recheck_and_the_delay_doubles_up_to_the_max(
     assert selected_ids(selector) == {pid}
 
 
+def test_a_purchase_attempted_for_longer_than_recheck_expire_s_is_given_up_and_counted(
+    db, sessions, settings, publisher, acct
+):
+    expiring, fresh, filled = (rows.purchase(db, acct) for _ in range(3))
+    with transaction(sessions) as session:
+        for pid in (expiring, fresh, filled):
+            schedule_recheck(session, pid, "not shipped yet", base_s=0, max_s=0)
+        session.execute(
+            update(PurchaseCheck)
+            .where(PurchaseCheck.purchasing_id.in_([expiring, filled]))
+            .values(first_attempt_at=func.now() - func.make_interval(0, 0, 0, 31))
+        )
+    with db.begin() as connection:  # a number written by anyone ends the matter
+        connection.execute(
+            update(Purchasing).where(Purchasing.id == filled).values(tracking_number="1" * 12)
+        )
+    selector = Selector(
+        load_settings({**settings_env(settings), "RECHECK_EXPIRE_S": "2592000"}),
+        sessions,
+        publisher,
+    )
+    assert selected_ids(selector) == {fresh}
+    result = selector.run_pass("test")
+    assert (result.dispatched, result.expired) == (1, 1)
+    with sessions() as session:
+        log = session.execute(select(SyncLog).order_by(SyncLog.id.desc()).limit(1)).scalar_one()
+    assert log.details["expired"] == 1
+    # a longer RECHECK_EXPIRE_S takes it back
+    patient = Selector(
+        load_settings({**settings_env(settings), "RECHECK_EXPIRE_S": "3000000"}),
+        sessions,
+        publisher,
+    )
+    assert selected_ids(patient) == {expiring}
+
+
+def settings_env(settings) -> dict[str, str]:
+    return {"DATABASE_URL": settings.database_url, "AMQP_URL": settings.amqp_url}
+
+
 # -- concurrency and recovery ----------------------------------------------------------------
 
 
@@ -404,8 +444,8 @@ def test_matches_are_read_page_by_page_in_order_without_repeats(db, sessions, ac
     unsafe = [rows.purchase(db, acct, "W1") for _ in range(5)]
     safe = [rows.purchase(db, acct) for _ in range(4)]
     with sessions() as session:
-        everything = [m.purchasing_id for m in iter_matches(session, page_size=3)]
-        candidates, skipped = choose(iter_matches(session, page_size=3), limit=4)
+        everything = [m.purchasing_id for m in iter_matches(session, 3600.0, page_size=3)]
+        candidates, skipped = choose(iter_matches(session, 3600.0, page_size=3), limit=4)
     assert everything == unsafe + safe
     assert [c.match.purchasing_id for c in candidates] == safe
     assert [s.match.purchasing_id for s in skipped] == unsafe

@@ -110,3 +110,22 @@ def queue_counts(amqp_url: str, queue: str) -> tuple[int, int]:
     finally:
         if connection.is_open:
             connection.close()
+
+
+def take_bodies(amqp_url: str, queue: str, idle_s: float = 0.5) -> list[Any]:
+    """The messages of ``queue``, taken (acked) by an independent client (pika) until
+    none comes for ``idle_s``: their JSON bodies. A consumer, not basic.get, which
+    quorum queues with a single active consumer refuse."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel, bodies = connection.channel(), []
+        for method, _, body in channel.consume(queue, inactivity_timeout=idle_s):
+            if method is None:
+                return bodies
+            channel.basic_ack(method.delivery_tag)
+            bodies.append(json.loads(body))
+    finally:
+        connection.close()
+    return bodies
