@@ -4,6 +4,7 @@ once; the status's JSON agrees with the database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -12,11 +13,18 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ingestor.__main__ import build as build_ingestor
 from shared.contracts import JobCompleted
-from shared.db.models import ApiCall, ProcessedNotification, TrackingBatch, TrackingJob
+from shared.db.models import (
+    ApiCall,
+    ProcessedNotification,
+    PurchaseCheck,
+    TrackingBatch,
+    TrackingJob,
+)
+from shared.db.rechecks import schedule_recheck
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS, JOB_COMPLETED
@@ -159,3 +167,19 @@ def test_status_json_agrees_with_the_database(env, db, sim):
     jobs = json.loads(trackfill(env, "status", "--batch", str(batch.batch_uuid), "--json").stdout)
     assert [j["status"] for j in jobs] == ["completed", "pending", "pending"]
     assert "recent batches" in trackfill(env, "status").stdout
+    assert data["expired"] == 0
+
+
+def test_status_counts_the_purchases_given_up(env, db, sim):
+    published = Published(db, sim)
+    pid, other = published.make(4, 5)
+    with published.sessions() as session, session.begin():
+        for purchasing_id in (pid, other):
+            schedule_recheck(session, purchasing_id, "not shipped yet", base_s=60, max_s=60)
+        session.execute(
+            update(PurchaseCheck)
+            .where(PurchaseCheck.purchasing_id == pid)
+            .values(first_attempt_at=func.now() - dt.timedelta(days=31))
+        )
+    assert json.loads(trackfill(env, "status", "--json").stdout)["expired"] == 1
+    assert "no tracking number): 1" in trackfill(env, "status").stdout
