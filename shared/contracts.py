@@ -12,9 +12,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from shared.domain.text import has_control
 from shared.messaging.envelope import MessageDecodeError
 from shared.messaging.topology import CANDIDATE_FOUND, JOB_COMPLETED, JOB_PUBLISHED
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TRACKING_TASK_CONFIGS
+
+#: ids (ours, the service's) are positive integers below this: far above any real one,
+#: and exact in every JSON reader (below 2**53)
+MAX_ID = 10**15
+#: the statuses a scraping job can have (WEBSCRAPER_API.md); another is kept, not refused
+SCRAPER_STATUSES = frozenset(
+    ("waiting-to-be-scheduled", "scheduled", "started", "shelved", "finished", "failed", "stopped")
+)
 
 
 class _Fields:
@@ -36,6 +45,8 @@ class _Fields:
             raise MessageDecodeError(f"{name} must be a string, got {type(value).__name__}")
         if len(value) > max_length:
             raise MessageDecodeError(f"{name} is longer than {max_length} characters")
+        if has_control(value):
+            raise MessageDecodeError(f"{name} contains a control character")
         return value
 
     def integer(self, name: str, required: bool = True) -> int | None:
@@ -46,8 +57,11 @@ class _Fields:
             return None
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-            raise MessageDecodeError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_ID:
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+            raise MessageDecodeError(
+                f"{name} must be a positive integer below {MAX_ID:.0e}, got {shown}"
+            )
         return value
 
     def word(self, name: str) -> str:
@@ -56,6 +70,16 @@ class _Fields:
         if not re.fullmatch(r"[a-z][a-z_-]*", value or ""):
             raise MessageDecodeError(f"{name} must be a lower-case word, got {value!r}")
         return value  # type: ignore[return-value]
+
+    def custom_id(self, task: str, required: bool = True) -> str | None:
+        """A custom id of exactly ``task``'s shape (the registry's)."""
+        value = self.text("custom_id", 100, required=required)
+        if value is not None and not TRACKING_TASK_CONFIGS[task].owns(value):
+            raise MessageDecodeError(
+                f"custom_id {value!r} is not a custom id of task {task} "
+                f"({TRACKING_TASK_CONFIGS[task].custom_id_prefix}<8 hex digits>-<4 digits>)"
+            )
+        return value
 
     def task(self) -> str:
         name = self.text("task", required=False) or OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name
@@ -101,12 +125,13 @@ class CandidateFound:
             )
         if not fields.present("purchasing_id") and not by_order:
             raise MessageDecodeError("purchasing_id is missing (or order_number with email)")
+        task = fields.task()
         return cls(
-            task=fields.task(),
+            task=task,
             purchasing_id=fields.integer("purchasing_id", required=not by_order),
             order_number=fields.text("order_number", 64, required=by_order),
             email=fields.text("email", 254, required=by_order),
-            custom_id=fields.text("custom_id", 100, required=False),
+            custom_id=fields.custom_id(task, required=False),
             batch_uuid=fields.uuid_text("batch_uuid", required=False),
         )
 
@@ -162,15 +187,20 @@ class JobCompleted:
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> JobCompleted:
         fields = _Fields(payload)
+        task = fields.task()
         return cls(
-            task=fields.task(),
+            task=task,
             scrapingjob_id=fields.integer("scrapingjob_id"),  # type: ignore[arg-type]
             status=fields.word("status"),
-            custom_id=fields.text("custom_id", 100),  # type: ignore[arg-type]
+            custom_id=fields.custom_id(task),  # type: ignore[arg-type]
             sitemap_id=fields.integer("sitemap_id", required=False),
             sitemap_name=fields.text("sitemap_name", 200, required=False),
             reconcile=payload.get("reconcile") is True,
         )
+
+    @property
+    def status_known(self) -> bool:
+        return self.status in SCRAPER_STATUSES
 
     def to_payload(self) -> dict[str, Any]:
         payload = _payload(self)

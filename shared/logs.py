@@ -1,6 +1,9 @@
 """One logging set-up for every service: human-readable lines by default, JSON lines with
 ``LOG_FORMAT=json``; e-mail addresses masked in every line; the custom_id a line speaks
-of given its own field."""
+of given its own field. A message is one line whatever it holds: control characters are
+escaped in text lines (``\n``, ``\x00``; JSON lines escape them by themselves) and a
+message longer than :data:`MAX_MESSAGE` characters is cut, so a value that came from
+outside (a webhook's field, a scraped text) cannot forge a line or flood the log."""
 
 from __future__ import annotations
 
@@ -11,16 +14,34 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 from shared.domain.masking import mask_emails_in
+from shared.domain.text import escape_controls
 from shared.tasks import TRACKING_TASK_CONFIGS
 
 #: a custom_id of any registered task: ``owryt-abc12345-0007``
-CUSTOM_ID = re.compile(
-    "(?:{})[0-9a-f]{{8}}-[0-9]{{4}}".format(
-        "|".join(re.escape(t.custom_id_prefix) for t in TRACKING_TASK_CONFIGS.values())
-    )
-)
+CUSTOM_ID = re.compile("|".join(t.custom_id_shape for t in TRACKING_TASK_CONFIGS.values()))
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+MAX_MESSAGE = 4000
+#: what JSON leaves raw of :data:`CONTROL` (it escapes C0 only); written as \\uXXXX,
+#: which decodes back to the same character
+JSON_RAW_CONTROL = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+class OneLineJsonFormatter(JsonFormatter):
+    """JSON lines with no raw control character either (NEL and the Unicode separators
+    end a line for many readers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return JSON_RAW_CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", line)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Text lines whose message cannot span lines (a traceback still follows its line)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 class MaskPersonalData(logging.Filter):
@@ -31,6 +52,8 @@ class MaskPersonalData(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         masked = mask_emails_in(message)
+        if len(masked) > MAX_MESSAGE:
+            masked = f"{masked[:MAX_MESSAGE]}... ({len(masked) - MAX_MESSAGE} characters cut)"
         if masked != message:
             record.msg, record.args = masked, ()
         if not hasattr(record, "custom_id"):
@@ -45,7 +68,7 @@ def setup_logging(log_format: str = "text", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(
-            JsonFormatter(
+            OneLineJsonFormatter(
                 "{asctime}{levelname}{name}{message}{custom_id}",
                 style="{",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
@@ -53,7 +76,7 @@ def setup_logging(log_format: str = "text", level: int = logging.INFO) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(OneLineFormatter(FORMAT))
     handler.addFilter(MaskPersonalData())
     # no format here names the caller's file or line: skip looking them up on every record
     # (the logging HOWTO's "Optimization" section)

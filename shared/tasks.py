@@ -6,6 +6,7 @@ sitemap, the custom-id prefix and a display name. Routing keys are task names.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -21,6 +22,17 @@ class TaskConfig:
     def custom_id(self, batch_short: str, index: int) -> str:
         """The seed's custom id: ``owryt-{batch_short}-{index:04d}``."""
         return f"{self.custom_id_prefix}{batch_short}-{index:04d}"
+
+    @property
+    def custom_id_shape(self) -> str:
+        """The regular expression of every custom id the task makes (:meth:`custom_id`;
+        a packed scraping job carries its first member's): the batch's 8 hex digits and
+        the index, 4 digits or more."""
+        return re.escape(self.custom_id_prefix) + "[0-9a-f]{8}-[0-9]{4,9}"
+
+    def owns(self, custom_id: str) -> bool:
+        """``custom_id`` has exactly the shape of this task's custom ids."""
+        return re.fullmatch(self.custom_id_shape, custom_id) is not None
 
 
 OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO = TaskConfig(

@@ -6,6 +6,7 @@ a loss). No database work here: the answer must be fast."""
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import Any, Protocol
 
@@ -13,6 +14,7 @@ from flask import Flask, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from shared.contracts import JobCompleted
+from shared.domain.text import has_control
 from shared.messaging.envelope import MessageDecodeError, new_envelope
 from shared.messaging.topology import JOB_COMPLETED
 from shared.metrics import WEBHOOKS
@@ -22,6 +24,7 @@ from webhook_gateway import errors
 
 log = logging.getLogger("trackfill.gateway")
 FIELDS = ("scrapingjob_id", "status", "sitemap_id", "sitemap_name", "custom_id")
+FORM_TYPES = ("application/x-www-form-urlencoded",)
 MAX_BODY_BYTES = 16 * 1024
 
 
@@ -41,7 +44,7 @@ def create_app(settings: Settings, broker: Broker, registry: CollectorRegistry =
     expected = settings.webhook_token.encode()
 
     def receive(task_name: str):
-        _check_token(request.args.get("token"), expected)
+        _check_token(_token(), expected)
         fields = _fields()
         custom_id = fields.get("custom_id") or ""
         task = task_for_custom_id(custom_id) if isinstance(custom_id, str) else None
@@ -53,6 +56,8 @@ def create_app(settings: Settings, broker: Broker, registry: CollectorRegistry =
             return jsonify(status="ignored", reason="custom_id of no known task"), 200
         # a webhook is never the reconciler's hint, whatever its body says
         event = JobCompleted.parse({**fields, "task": task.name, "reconcile": False})
+        if not event.status_known:  # kept: the ingestor asks the API what it is
+            log.warning("[webhook] %s: unknown status %r, queued", event.custom_id, event.status)
         envelope = new_envelope(JOB_COMPLETED, event.to_payload())
         broker.publish(JOB_COMPLETED, task.name, envelope)
         log.info(
@@ -85,6 +90,13 @@ def create_app(settings: Settings, broker: Broker, registry: CollectorRegistry =
     return app
 
 
+def _token() -> str | None:
+    given = request.args.getlist("token")
+    if len(given) > 1:
+        raise MessageDecodeError("the token query parameter is given more than once")
+    return given[0] if given else None
+
+
 def _check_token(given: str | None, expected: bytes) -> None:
     if not given:
         raise errors.TokenMissing("the token query parameter is missing")
@@ -93,19 +105,45 @@ def _check_token(given: str | None, expected: bytes) -> None:
 
 
 def _fields() -> dict[str, Any]:
-    """The notification's fields from a form body (as the service sends them) or JSON."""
-    if request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise MessageDecodeError("the JSON body is not an object")
+    """The notification's fields from a form body (as the service sends them) or JSON:
+    one value per field, each a string (or a JSON number for the ids)."""
+    if request.mimetype == "application/json":
+        body = _json_body()
         values = {name: body.get(name) for name in FIELDS}
+    elif request.mimetype in FORM_TYPES or not request.content_length:
+        values = {}
+        for name in FIELDS:
+            given = request.form.getlist(name)
+            if len(given) > 1:
+                raise MessageDecodeError(f"{name} is given {len(given)} times; give it once")
+            values[name] = given[0] if given else None
     else:
-        values = {name: request.form.get(name) for name in FIELDS}
+        raise errors.UnsupportedType(
+            f"a {request.mimetype or 'body without a content type'} is not a notification: "
+            "send application/x-www-form-urlencoded or application/json"
+        )
     return {name: _as_text(name, value) for name, value in values.items() if value is not None}
+
+
+def _json_body() -> dict[str, Any]:
+    """The body as a JSON object; a 400 for anything the decoder cannot take (not JSON,
+    not UTF-8, nested too deeply)."""
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except RecursionError:
+        raise MessageDecodeError("the JSON body is nested too deeply") from None
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise MessageDecodeError(f"the body is not JSON: {str(error)[:100]}") from None
+    if not isinstance(body, dict):
+        raise MessageDecodeError("the JSON body is not an object")
+    return body
 
 
 def _as_text(name: str, value: Any) -> str:
     """Every field is a string on the wire; JSON numbers are accepted for the ids."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise MessageDecodeError(f"{name} must be a string, got {type(value).__name__}")
-    return str(value).strip()
+    text = str(value)
+    if has_control(text):  # before any strip: a trailing newline is one too
+        raise MessageDecodeError(f"{name} contains a control character")
+    return text.strip()

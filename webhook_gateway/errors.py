@@ -22,11 +22,16 @@ class TokenWrong(Exception):
     """A ``token`` that is not the webhook token."""
 
 
+class UnsupportedType(Exception):
+    """A body that is neither a form nor JSON (multipart, text, ...)."""
+
+
 #: exception class → (HTTP status, error code); the first matching class wins.
 ERRORS: list[tuple[type[BaseException], int, str]] = [
     (TokenMissing, 401, "token_missing"),
     (TokenWrong, 403, "token_wrong"),
     (MessageDecodeError, 400, "bad_request"),
+    (UnsupportedType, 415, "unsupported_media_type"),
     (PublishError, 503, "broker_unavailable"),
 ]
 

@@ -206,7 +206,7 @@ class QuotaLedger(Answers):
 
     def _spacing_wait(self, session: Session, now: dt.datetime) -> float:
         last = session.execute(
-            select(func.max(ApiCall.used_at)).where(ApiCall.kind == CREATE)
+            select(func.max(ApiCall.used_at)).where(ApiCall.kind == CREATE, self._recent(now))
         ).scalar_one()
         if last is None:
             return 0.0
@@ -223,11 +223,11 @@ class QuotaLedger(Answers):
         return session.execute(select(func.clock_timestamp())).scalar_one()
 
     def _count_in_window(self, session: Session) -> int:
-        """Calls in the window that ends now (the database's clock)."""
+        """Calls in the window that ends now (the database's clock, read once: a volatile
+        function in the condition would make PostgreSQL scan the whole table)."""
+        now = select(func.clock_timestamp()).scalar_subquery()
         return session.execute(
-            select(func.count()).where(
-                in_window(ApiCall.at, func.clock_timestamp(), self.policy.span)
-            )
+            select(func.count()).where(in_window(ApiCall.at, now, self.policy.span))
         ).scalar_one()
 
     def _blocked_until(self, session: Session) -> dt.datetime | None:
@@ -276,7 +276,7 @@ class QuotaLedger(Answers):
         if kind != CREATE and self._far_from_cap(session, earliest):
             return earliest
         if kind == CREATE and ordered:
-            earliest = max(earliest, self._next_create_time(session))
+            earliest = max(earliest, self._next_create_time(session, now))
         return first_valid(self._limits(session, kind, now), earliest, self.policy.span)
 
     def _far_from_cap(self, session: Session, slot: dt.datetime) -> bool:
@@ -284,9 +284,15 @@ class QuotaLedger(Answers):
         count = select(func.count()).where(around(ApiCall.at, slot, self.policy.span))
         return session.execute(count).scalar_one() + 1 <= self.policy.calls
 
-    def _next_create_time(self, session: Session) -> dt.datetime:
+    def _recent(self, now: dt.datetime):
+        """Calls that can bear on the spacing of creations (found by the index on ``at``;
+        a made call's ``at`` is its ``used_at``)."""
+        back = max(self.policy.span_s, self.policy.min_interval_s)
+        return ApiCall.at > now - dt.timedelta(seconds=back)
+
+    def _next_create_time(self, session: Session, now: dt.datetime) -> dt.datetime:
         last = session.execute(
-            select(func.max(ApiCall.at)).where(ApiCall.kind == CREATE)
+            select(func.max(ApiCall.at)).where(ApiCall.kind == CREATE, self._recent(now))
         ).scalar_one()
         if last is None:
             return dt.datetime.min.replace(tzinfo=dt.UTC)

@@ -68,6 +68,16 @@ def test_a_demo_batch_runs_end_to_end_with_every_outcome(stack, db, vhost):
     oversized = json.dumps({"purchasing_id": 1, "padding": "x" * 70_000})
     for exchange in ("candidate.found", "job.completed"):
         vhost.management.publish(vhost.name, exchange, TASK.name, oversized)
+    # typed by hand with the edge's field rules broken (issue 18)
+    forged = "owryt-ab\n2026-12-02 09:00:00,000 INFO trackfill.ingestor FORGED LINE"
+    vhost.management.publish(
+        vhost.name, "candidate.found", TASK.name,
+        json.dumps({"order_number": "W1\n23", "email": "u@example.com"}),
+    )  # fmt: skip
+    vhost.management.publish(
+        vhost.name, "job.completed", TASK.name,
+        json.dumps({"scrapingjob_id": 5, "status": "finished", "custom_id": forged}),
+    )  # fmt: skip
     selection = select_candidates(stack)
     assert selection.returncode == 0, selection.stderr
     assert "51 dispatched, 2 skipped" in selection.stdout
@@ -118,16 +128,19 @@ def test_a_demo_batch_runs_end_to_end_with_every_outcome(stack, db, vhost):
     assert kinds["json"] == downloads_owed(state)
     assert kinds["problematic"] <= len(state["jobs"])
 
-    assert wait_until(lambda: all(len(v) == 2 for v in dead_letters(vhost).values()), timeout=10)
+    assert wait_until(lambda: all(len(v) == 3 for v in dead_letters(vhost).values()), timeout=10)
     reasons = dead_letters(vhost)
     assert any(
         "purchasing_id must be a positive integer" in r for r in reasons[DEAD_LETTER_QUEUES[0]]
     )
     assert any("body is not JSON" in r for r in reasons[DEAD_LETTER_QUEUES[1]])
+    assert any("order_number contains a control" in r for r in reasons[DEAD_LETTER_QUEUES[0]])
+    assert any("custom_id contains a control" in r for r in reasons[DEAD_LETTER_QUEUES[1]])
     for queue in DEAD_LETTER_QUEUES:  # the oversized ones, on both exchanges
         assert any("more than 65536" in r for r in reasons[queue]), reasons[queue]
     assert queue_counts(vhost.amqp_url, "publisher.candidates")[0] == 0
     logged = "".join(p.read_text() for p in stack.logs.glob("*.log"))
+    assert "\nFORGED" not in logged and "\n2026-12-02 09:00:00,000 INFO" not in logged
     for name in ("selector", "publisher", "webhook_gateway", "ingestor"):
         text = (stack.logs / f"{name}.log").read_text().splitlines()
         # every log line is JSON (the selector's file also holds its command's report)

@@ -101,6 +101,12 @@ def test_a_candidate_id_typed_as_a_string_is_accepted():
         ({"order_number": 1234, "email": "u@example.com"}, "order_number must be a string"),
         ({"purchasing_id": 1, "task": "other"}, "not a known task"),
         ({"purchasing_id": 1, "batch_uuid": "nope"}, "not a UUID"),
+        # typed by hand into the management UI: the gateway's field rules
+        ({"purchasing_id": 10**16}, "positive integer below"),
+        ({"order_number": "W123\n4567890", "email": "u@example.com"}, "control character"),
+        ({"order_number": "W1234567890", "email": "u@example.com\x00"}, "control character"),
+        ({"purchasing_id": 1, "custom_id": "owryt-1-2"}, "not a custom id of task"),
+        ({"purchasing_id": 1, "custom_id": "owryt-abc12345-0000\r"}, "control character"),
     ],
 )
 def test_a_bad_candidate_is_refused_with_a_reason(payload, reason):
@@ -119,6 +125,32 @@ def test_a_job_completed_takes_the_webhooks_string_fields():
         }
     )
     assert (completed.scrapingjob_id, completed.sitemap_id) == (500, 1421177)
+
+
+GOOD_COMPLETED = {
+    "scrapingjob_id": "500",
+    "status": "finished",
+    "custom_id": "owryt-abc12345-0000",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"custom_id": "owryt-zz"}, "not a custom id of task"),
+        ({"custom_id": "owryt-abc12345-0000\nFORGED"}, "control character"),
+        ({"scrapingjob_id": str(10**15)}, "positive integer below"),
+        ({"status": "Finished"}, "lower-case word"),
+    ],
+)
+def test_a_bad_job_completed_typed_by_hand_is_refused_with_a_reason(change, reason):
+    with pytest.raises(MessageDecodeError, match=reason):
+        JobCompleted.parse({**GOOD_COMPLETED, **change})
+
+
+def test_an_unknown_status_is_parsed_and_marked_unknown():
+    assert not JobCompleted.parse({**GOOD_COMPLETED, "status": "archived"}).status_known
+    assert JobCompleted.parse(GOOD_COMPLETED).status_known
 
 
 def test_contract_payloads_round_trip():
