@@ -14,7 +14,6 @@ Ratios are against the pruned ledger, measured in the same run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 
 from bench.scratch import scratch_services  # noqa: E402
+from bench.selector import median_ms  # noqa: E402
 from shared.db.retention import Kept, prune  # noqa: E402
 from shared.db.session import make_engine, make_session_factory  # noqa: E402
 from shared.webscraper.quota import CREATE, QuotaLedger, QuotaPolicy  # noqa: E402
@@ -41,15 +41,6 @@ FROM generate_series(1, :rows) AS i,
 """
 #: the bench's own calls, in the current window (the year ends before it)
 OWN_CALLS = "DELETE FROM api_call WHERE at > now() - make_interval(secs => 990)"
-
-
-def median_ms(action, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
 
 
 def figures(engine, ledger: QuotaLedger, runs: int) -> dict[str, float]:

@@ -26,14 +26,15 @@ from dataclasses import dataclass
 from sqlalchemy import Float, bindparam, func, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.contracts import CandidateFound, JobCompleted
+from selector.service import candidate_found
+from shared.contracts import JobCompleted
 from shared.db.jobs import Job, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.session import transaction
 from shared.db.statuses import IN_FLIGHT
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, Outgoing
-from shared.messaging.topology import CANDIDATE_FOUND, JOB_COMPLETED
+from shared.messaging.topology import JOB_COMPLETED
 from shared.metrics import RECONCILED
 from shared.settings import Settings
 from shared.tasks import TaskConfig
@@ -83,7 +84,7 @@ class Reconciler:
             else:
                 resend.append(job)
         messages = [self._hint(job) for job in hints.values()]
-        messages += [self._candidate(job) for job in resend]
+        messages += [candidate_found(job, self._task) for job in resend]
         self._publisher.publish_many(messages)
         self._looked(list(hints), [job.id for job in resend])
         looked = Looked(len(hints), len(resend))
@@ -123,16 +124,6 @@ class Reconciler:
         )
         envelope = new_envelope(JOB_COMPLETED, message.to_payload())
         return Outgoing.of(JOB_COMPLETED, self._task.name, envelope)
-
-    def _candidate(self, job: Job) -> Outgoing:
-        message = CandidateFound(
-            task=self._task.name,
-            purchasing_id=job.purchasing_id,
-            custom_id=job.custom_id,
-            batch_uuid=job.batch_uuid,
-        )
-        envelope = new_envelope(CANDIDATE_FOUND, message.to_payload())
-        return Outgoing.of(CANDIDATE_FOUND, self._task.name, envelope)
 
     def _looked(self, scraping_jobs: list[int], job_ids: list[int]) -> None:
         """Push the next look out for every job of the hinted scraping jobs, and for the

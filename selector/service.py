@@ -212,14 +212,7 @@ class Selector:
         return len(jobs), None
 
     def _outgoing(self, job: Job) -> Outgoing:
-        message = CandidateFound(
-            task=self._task.name,
-            purchasing_id=job.purchasing_id,
-            custom_id=job.custom_id,
-            batch_uuid=job.batch_uuid,
-        )
-        envelope = new_envelope(CANDIDATE_FOUND, message.to_payload())
-        return Outgoing.of(CANDIDATE_FOUND, self._task.name, envelope)
+        return candidate_found(job, self._task)
 
     def _record(self, result: PassResult, source: str, published: list[int]) -> None:
         """Mark the confirmed jobs published and write the pass's sync_log row."""
@@ -237,3 +230,15 @@ class Selector:
                 message,
                 {**result.details, "source": source},
             )
+
+
+def candidate_found(job: Job, task: TaskConfig) -> Outgoing:
+    """The candidate.found of a job made by a pass (or sent again by the reconciler)."""
+    message = CandidateFound(
+        task=task.name,
+        purchasing_id=job.purchasing_id,
+        custom_id=job.custom_id,
+        batch_uuid=job.batch_uuid,
+    )
+    envelope = new_envelope(CANDIDATE_FOUND, message.to_payload())
+    return Outgoing.of(CANDIDATE_FOUND, task.name, envelope)
