@@ -171,8 +171,7 @@ def start_stack(
             ],
             ready="listening on",
         )  # fmt: skip
-        stack.start("webhook_gateway", [python, "-m", "webhook_gateway"], "listening on")
-        stack.metrics_urls["webhook_gateway"] = f"http://127.0.0.1:{gateway_port}/metrics"
+        stack.start("webhook_gateway", [python, "-m", "webhook_gateway"], "listening on", True)
         stack.start("publisher", [python, "-m", "publisher"], "consuming", metrics=True)
         stack.start("ingestor", [python, "-m", "ingestor"], "consuming", metrics=True)
     except BaseException:

@@ -1,41 +1,67 @@
-"""``trackfill``: the operator's command.
+"""``trackfill``: the operator's command (CONTRACT.md "Operator commands").
 
-trackfill status [--batch UUID] [--json]
-trackfill dead-letters list [--json]
+trackfill status [--batch UUID|PREFIX] [--json]
+trackfill job (ORDER_NUMBER | --purchasing-id N) [--json]
+trackfill enqueue (--purchasing-id N | --order W... --email ADDRESS)
+trackfill dead-letters list [--limit N] [--json]
 trackfill dead-letters replay (--all | MESSAGE_ID ...)
+
+Exit status: 0 done; 1 the batch, purchase or message named does not exist (or the
+publisher would refuse it); 2 a bad setting or argument, or the database or RabbitMQ
+unreachable or refusing; 3 a bug. Always one line on stderr, never a traceback
+(TRACKFILL_DEBUG=1 adds it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
+from amqp.exceptions import AMQPError
+from kombu.exceptions import OperationalError as KombuOperationalError
 from rich.console import Console
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from ops import dead_letters, status
+from ops import dead_letters, enqueue, render, status, story
+from ops.errors import Unknown, Unreachable
 from shared.db.session import make_engine
 from shared.domain.masking import mask_emails_in
+from shared.domain.urls import UnsafeValue, normalize_order_number, order_status_url
 from shared.messaging.consuming import CONNECTION_ERRORS
-from shared.messaging.publishing import connect
-from shared.settings import SettingsError, load_settings
+from shared.messaging.publishing import PublishError, connect
+from shared.settings import Settings, SettingsError, load_settings
 
 PROG = "trackfill"
+BROKER_ERRORS = (*CONNECTION_ERRORS, AMQPError, KombuOperationalError, PublishError)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description="trackfill's operator command")
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("status", help="batches, jobs in flight, quota, queues, sync_log")
-    show.add_argument("--batch", metavar="UUID", help="one batch's jobs with their reasons")
+    show.add_argument(
+        "--batch", metavar="UUID", type=_batch, help="one batch's jobs (full UUID or 8 hex)"
+    )
     show.add_argument("--json", action="store_true", help="JSON for scripts")
+    job = commands.add_parser("job", help="one purchase's whole story")
+    which = job.add_mutually_exclusive_group(required=True)
+    which.add_argument("order_number", nargs="?", type=_order, metavar="ORDER_NUMBER")
+    which.add_argument("--purchasing-id", type=_id, metavar="N")
+    job.add_argument("--json", action="store_true")
+    manual = commands.add_parser("enqueue", help="a manual candidate.found, confirmed")
+    manual.add_argument("--purchasing-id", type=_id, metavar="N")
+    manual.add_argument("--order", type=_order, metavar="ORDER_NUMBER")
+    manual.add_argument("--email", metavar="ADDRESS")
     letters = commands.add_parser("dead-letters", help="list or replay dead-lettered messages")
     actions = letters.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="every dead letter with its reason (none is lost)")
+    listing.add_argument("--limit", type=_id, default=100, metavar="N", help="per queue (100)")
     listing.add_argument("--json", action="store_true")
     again = actions.add_parser("replay", help="publish dead letters back to their exchange")
     again.add_argument("ids", nargs="*", metavar="MESSAGE_ID")
@@ -43,7 +69,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "dead-letters" and args.action == "replay" and not (args.ids or args.all):
         parser.error("dead-letters replay: give message ids or --all")
+    if args.command == "enqueue":
+        _check_manual(manual, args)
     return args
+
+
+def _check_manual(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    by_order = args.order is not None or args.email is not None
+    if (args.purchasing_id is None) == (not by_order):
+        parser.error("give --purchasing-id, or --order with --email")
+    if by_order:
+        if args.order is None or not args.email:
+            parser.error("--order and --email go together")
+        try:
+            order_status_url(args.order, args.email)
+        except UnsafeValue as error:
+            parser.error(str(error))
+
+
+def _batch(text: str) -> str:
+    try:
+        return status.batch_key(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _order(text: str) -> str:
+    try:
+        return normalize_order_number(text)
+    except UnsafeValue as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _id(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 10**15:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,127 +112,120 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
-        return _fail(str(error))
+        return _fail(str(error), 2)
     console = Console(width=None if sys.stdout.isatty() else 200)
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     try:
-        with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
-            if args.command == "status":
-                return _status(args, engine, connection, settings, console)
-            return _dead_letters(args, connection, console)
-    except (OperationalError, InterfaceError) as error:
-        return _fail(f"cannot use the database: {str(error).splitlines()[0]}")
-    except CONNECTION_ERRORS as error:
-        return _fail(f"cannot use RabbitMQ: {error}")
+        return COMMANDS[args.command](args, engine, settings, console)
+    except (Unknown, Unreachable) as error:
+        return _fail(str(error), error.exit_status)
+    except DBAPIError as error:
+        return _fail(f"cannot use the database: {_first_line(error)}", 2)
+    except BROKER_ERRORS as error:
+        return _fail(f"cannot use RabbitMQ: {_first_line(error)}", 2)
+    except Exception as error:  # a bug: still one line, the traceback on request
+        if os.environ.get("TRACKFILL_DEBUG"):
+            traceback.print_exc()
+        return _fail(f"internal error ({type(error).__name__}): {_first_line(error)}", 3)
     finally:
         engine.dispose()
 
 
-def _status(args, engine, connection, settings, console: Console) -> int:
+def _status(args, engine: Engine, settings: Settings, console: Console) -> int:
     if args.batch:
-        jobs = status.batch_jobs(engine, args.batch)
+        batch_uuid, jobs = status.batch_jobs(engine, args.batch)
         if args.json:
-            print(json.dumps(jobs, default=str, ensure_ascii=False))
-            return 0
-        table = Table(title=f"batch {args.batch}")
-        for column in ("custom_id", "purchasing_id", "job_id", "status", "error", "rejected"):
-            table.add_column(column)
-        for job in jobs:
-            table.add_row(*(_text(job[c]) for c in job))
-        console.print(table)
+            _print_json({"batch_uuid": str(batch_uuid), "jobs": jobs})
+        else:
+            render.batch(str(batch_uuid), jobs, console)
         return 0
-    data = status.overview(engine, connection, settings)
+    data = status.overview(engine, settings)
+    data["queues"], data["broker_error"] = None, None
+    try:
+        with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
+            data["queues"] = status.queue_depths(connection)
+    except BROKER_ERRORS as error:  # the database's view still stands
+        data["broker_error"] = _first_line(error)
     if args.json:
-        print(json.dumps(data, ensure_ascii=False))
-        return 0
-    batches = Table(title="recent batches")
-    for column in ("batch", "status", "progress", "completed", "failed", "total", "created"):
-        batches.add_column(column)
-    for b in data["batches"]:
-        ended = b["completed_jobs"] + b["failed_jobs"]
-        batches.add_row(
-            b["batch_uuid"][:8],
-            b["status"],
-            ProgressBar(total=max(b["total_jobs"], 1), completed=ended, width=20),
-            str(b["completed_jobs"]),
-            str(b["failed_jobs"]),
-            str(b["total_jobs"]),
-            b["created_at"][:19],
-        )
-    console.print(batches)
-    flight = data["jobs_in_flight"]
-    console.print(
-        "jobs in flight: "
-        + (
-            ", ".join(
-                f"{s} {v['count']} (oldest {v['oldest_age_s']:g} s)" for s, v in flight.items()
-            )
-            or "none"
-        )  # fmt: skip
-    )
-    console.print(f"given up (RECHECK_EXPIRE_S passed, no tracking number): {data['expired']}")
-    quota = data["quota"]
-    console.print(
-        f"quota: {quota['used']}/{quota['calls']} calls in the last {quota['window_s']:g} s "
-        f"({quota['left']} left) {quota['by_kind']}"
-        + (f"; blocked until {quota['blocked_until']}" if quota["blocked_until"] else "")
-    )
-    queues = Table(title="queues")
-    for column in ("queue", "messages", "consumers"):
-        queues.add_column(column)
-    for name, depth in data["queues"].items():
-        style = "red" if name.endswith(".dead-letter") and depth["messages"] else None
-        queues.add_row(name, str(depth["messages"]), str(depth["consumers"]), style=style)
-    console.print(queues)
-    for entry in data["sync_log"]:
-        mark = "ok" if entry["success"] else "FAILED"
-        console.print(
-            f"{entry['timestamp'][:19]} {entry['operation_type']} {mark}: {entry['message']}"
-        )
+        _print_json(data)
+    else:
+        render.status(data, console)
+    if data["broker_error"]:
+        return _fail(f"cannot use RabbitMQ: {data['broker_error']}", 2)
     return 0
 
 
-def _dead_letters(args, connection, console: Console) -> int:
-    if args.action == "list":
-        letters = dead_letters.peek(connection)
-        if args.json:
-            print(json.dumps([mask(x.as_dict()) for x in letters], ensure_ascii=False))
-            return 0
-        table = Table(title=f"{len(letters)} dead letters (none removed)")
-        for column in ("message id", "origin", "reason", "dead-lettered", "body"):
-            table.add_column(column)
-        for x in letters:
-            table.add_row(
-                x.message_id or "-",
-                x.origin,
-                x.reason,
-                (x.dead_lettered_at or "-")[:19],
-                mask_emails_in(x.body[:120]),
-            )
-        console.print(table)
+def _job(args, engine: Engine, settings: Settings, console: Console) -> int:
+    if args.purchasing_id is not None:
+        ids = [args.purchasing_id]
+    else:
+        ids = story.purchases_of(engine, args.order_number)
+    stories = [story.story(engine, pid, settings.recheck_expire_s) for pid in ids]
+    if args.json:
+        _print_json(stories[0] if args.purchasing_id is not None else {"purchases": stories})
         return 0
-    replayed = dead_letters.replay(connection, None if args.all else set(args.ids))
+    for data in stories:
+        render.story(data, console)
+    return 0
+
+
+def _enqueue(args, engine: Engine, settings: Settings, console: Console) -> int:
+    request = enqueue.request_of(args.purchasing_id, args.order, args.email)
+    with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
+        done = enqueue.enqueue(engine, connection, request, settings)
+    console.print(f"{done.outlook}", markup=False)
+    console.print(
+        f"candidate.found {done.message_id} for {enqueue.described(request)}: "
+        "confirmed by RabbitMQ",
+        markup=False,
+    )
+    return 0
+
+
+def _dead_letters(args, engine: Engine, settings: Settings, console: Console) -> int:
+    with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
+        if args.action == "list":
+            listing = dead_letters.peek(connection, args.limit)
+            if args.json:
+                letters = [_masked(x.as_dict()) for x in listing.letters]
+                _print_json({"letters": letters, "cut": listing.cut})
+            else:
+                render.dead_letters(listing, console)
+            return 0
+        wanted = None if args.all else set(args.ids)
+        replayed = dead_letters.replay(connection, wanted)
     for x in replayed:
         console.print(f"replayed {x.message_id} from {x.queue} to {x.origin} ({x.routing_key})")
     console.print(f"{len(replayed)} replayed")
+    missing = sorted((wanted or set()) - {x.message_id for x in replayed})
+    if missing:
+        raise Unknown(f"no dead letter has message id {', '.join(missing)}")
     return 0
 
 
-def mask(value: dict[str, Any]) -> dict[str, Any]:
+COMMANDS: dict[str, Callable[..., int]] = {
+    "status": _status,
+    "job": _job,
+    "enqueue": _enqueue,
+    "dead-letters": _dead_letters,
+}
+
+
+def _masked(value: dict[str, Any]) -> dict[str, Any]:
     return {k: mask_emails_in(v) if isinstance(v, str) else v for k, v in value.items()}
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict):
-        return ", ".join(value)
-    return str(value)
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, default=str, ensure_ascii=False))
 
 
-def _fail(message: str) -> int:
+def _first_line(error: BaseException) -> str:
+    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
+
+
+def _fail(message: str, exit_status: int) -> int:
     print(f"{PROG}: {mask_emails_in(message)}", file=sys.stderr)
-    return 2
+    return exit_status
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ idempotent, so a replay that is interrupted and done again changes nothing twice
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from amqp.exceptions import NotFound
 from kombu import Connection
 
 from shared.messaging.publishing import ORIGIN_QUEUE_HEADER, REASON_HEADER, MessagePublisher
@@ -65,18 +67,39 @@ def _routing_key(body: str, death: dict) -> str:
     return str(task or (keys[0] if keys else OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name))
 
 
-def peek(connection: Connection, limit: int = 100) -> list[DeadLetter]:
-    """Up to ``limit`` dead letters per queue; all stay where they are."""
+@dataclass(frozen=True)
+class Listing:
+    letters: list[DeadLetter]
+    #: the queues that hold more than the listing's limit (only the first ones shown)
+    cut: list[str]
+
+
+def peek(connection: Connection, limit: int = 100) -> Listing:
+    """Up to ``limit`` dead letters per queue; all stay where they are. A queue that no
+    service has declared yet holds none."""
     found: list[DeadLetter] = []
-    for queue in DEAD_LETTER_QUEUES:
+    cut = []
+    for queue, route in DEAD_LETTER_QUEUES.items():
         with connection.channel() as channel:  # closing it requeues what was taken
-            bound = dead_letter_queue(DEAD_LETTER_QUEUES[queue])(channel)
-            for _ in range(limit):
-                message = bound.get(no_ack=False)
-                if message is None:
+            bound = dead_letter_queue(route)(channel)
+            for taken, message in enumerate(_messages(bound)):
+                if taken == limit:
+                    cut.append(queue)
                     break
                 found.append(_read(queue, message))
-    return found
+    return Listing(found, cut)
+
+
+def _messages(bound: Any) -> Iterator[Any]:
+    """The queue's messages, taken unacknowledged, until it is empty (or missing)."""
+    while True:
+        try:
+            message = bound.get(no_ack=False)
+        except NotFound:
+            return
+        if message is None:
+            return
+        yield message
 
 
 def replay(connection: Connection, ids: set[str] | None, limit: int = 1000) -> list[DeadLetter]:
@@ -87,9 +110,8 @@ def replay(connection: Connection, ids: set[str] | None, limit: int = 1000) -> l
     for queue, route in DEAD_LETTER_QUEUES.items():
         with connection.channel() as channel:
             bound = dead_letter_queue(route)(channel)
-            for _ in range(limit):
-                message = bound.get(no_ack=False)
-                if message is None:
+            for taken, message in enumerate(_messages(bound)):
+                if taken == limit:
                     break
                 letter = _read(queue, message)
                 if ids is not None and letter.message_id not in ids:

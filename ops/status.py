@@ -1,109 +1,173 @@
-"""What is going on, at a glance: batches, jobs in flight, the quota, queues, sync_log."""
+"""What is going on, at a glance: batches, jobs in flight, the quota, queues, sync_log.
+
+The database's view and the broker's are read apart: with RabbitMQ down, the database
+still answers, and ``trackfill status`` shows what it knows.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
+from amqp.exceptions import NotFound
 from kombu import Connection
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection as Db
+from sqlalchemy import Engine, String, cast, func, select
 
+from ops.errors import Unknown
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import count_expired
 from shared.db.statuses import IN_FLIGHT
-from shared.messaging.topology import all_queues
+from shared.messaging.topology import ROUTES, all_queues
 from shared.settings import Settings
 from shared.webscraper.quota import QuotaPolicy
 from shared.webscraper.windows import in_window
 
+#: queues a service must be consuming; one without a consumer is flagged
+CONSUMED = frozenset(name for route in ROUTES.values() for name in route.consumed)
+_UUID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{8}")
 
-def overview(engine: Engine, connection: Connection | None, settings: Settings) -> dict[str, Any]:
-    """Everything ``trackfill status`` shows, as JSON-ready data."""
+
+def batch_key(text: str) -> str:
+    """A batch as the operator gives it: a full UUID or its first 8 hex digits (as the
+    status table shows it). ValueError for anything else."""
+    key = text.strip().lower()
+    if not _UUID.fullmatch(key):
+        raise ValueError(f"not a batch UUID or its 8-hex prefix: {text!r}")
+    return key
+
+
+def find_batch(db: Db, key: str) -> uuid.UUID:
+    """The one batch ``key`` (from :func:`batch_key`) names; :class:`Unknown` if none
+    or, for a prefix, more than one."""
+    if len(key) > 8:
+        found = db.execute(
+            select(TrackingBatch.batch_uuid).where(TrackingBatch.batch_uuid == uuid.UUID(key))
+        ).scalars()
+    else:
+        found = db.execute(
+            select(TrackingBatch.batch_uuid)
+            .where(cast(TrackingBatch.batch_uuid, String).startswith(key))
+            .limit(2)
+        ).scalars()
+    matches = list(found)
+    if not matches:
+        raise Unknown(f"no batch {key}")
+    if len(matches) > 1:
+        raise Unknown(f"more than one batch starts with {key}: give the full UUID")
+    return matches[0]
+
+
+def overview(engine: Engine, settings: Settings) -> dict[str, Any]:
+    """The database's part of ``trackfill status``, as JSON-ready data."""
     with engine.connect() as db:
         now = db.execute(select(func.now())).scalar_one()
-        span = dt.timedelta(seconds=QuotaPolicy.of(settings).span_s)
-        batches = db.execute(
-            select(
-                TrackingBatch.batch_uuid,
-                TrackingBatch.status,
-                TrackingBatch.total_jobs,
-                TrackingBatch.completed_jobs,
-                TrackingBatch.failed_jobs,
-                TrackingBatch.created_at,
-            )
-            .order_by(TrackingBatch.id.desc())
-            .limit(10)
-        ).all()
-        in_flight = db.execute(
-            select(TrackingJob.status, func.count(), func.min(TrackingJob.created_at))
-            .where(TrackingJob.status.in_(IN_FLIGHT))
-            .group_by(TrackingJob.status)
-        ).all()
-        calls = db.execute(
+        return {
+            "at": now.isoformat(),
+            "batches": _batches(db),
+            "jobs_in_flight": _in_flight(db, now, settings.reconcile_after_s),
+            #: purchases given up, still without a tracking number (CONTRACT.md, Giving up)
+            "expired": count_expired(db, settings.recheck_expire_s),
+            "quota": quota(db, now, settings),
+            "sync_log": _sync_log(db),
+        }
+
+
+def _batches(db: Db) -> list[dict[str, Any]]:
+    rows = db.execute(
+        select(
+            TrackingBatch.batch_uuid,
+            TrackingBatch.task_name,
+            TrackingBatch.status,
+            TrackingBatch.total_jobs,
+            TrackingBatch.completed_jobs,
+            TrackingBatch.failed_jobs,
+            TrackingBatch.created_at,
+        )
+        .order_by(TrackingBatch.id.desc())
+        .limit(10)
+    ).all()
+    return [
+        {
+            **row._mapping,
+            "batch_uuid": str(row.batch_uuid),
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+def _in_flight(db: Db, now: dt.datetime, reconcile_after_s: float) -> dict[str, Any]:
+    rows = db.execute(
+        select(TrackingJob.status, func.count(), func.min(TrackingJob.created_at))
+        .where(TrackingJob.status.in_(IN_FLIGHT))
+        .group_by(TrackingJob.status)
+    ).all()
+    flight = {}
+    for status, count, oldest in rows:
+        age = round((now - oldest).total_seconds(), 1)
+        flight[status] = {"count": count, "oldest_age_s": age, "late": age > reconcile_after_s}
+    return flight
+
+
+def quota(db: Db, now: dt.datetime, settings: Settings) -> dict[str, Any]:
+    """The calls of the current quota window, by kind, and whether a 429 blocks us."""
+    span = dt.timedelta(seconds=QuotaPolicy.of(settings).span_s)
+    calls = dict(
+        db.execute(
             select(ApiCall.kind, func.count())
             .where(in_window(ApiCall.at, now, span))
             .group_by(ApiCall.kind)
         ).all()
-        blocked = db.execute(select(QuotaState.blocked_until)).scalar_one_or_none()
-        expired = count_expired(db, settings.recheck_expire_s)
-        logs = db.execute(
-            select(SyncLog.timestamp, SyncLog.operation_type, SyncLog.success, SyncLog.message)
-            .order_by(SyncLog.id.desc())
-            .limit(5)
-        ).all()
-    used = sum(n for _, n in calls)
+    )
+    blocked = db.execute(select(QuotaState.blocked_until)).scalar_one_or_none()
+    used = sum(calls.values())
     return {
-        "at": now.isoformat(),
-        "batches": [
-            {
-                "batch_uuid": str(u),
-                "status": status,
-                "total_jobs": total,
-                "completed_jobs": completed,
-                "failed_jobs": failed,
-                "created_at": created.isoformat(),
-            }
-            for u, status, total, completed, failed, created in batches
-        ],
-        "jobs_in_flight": {
-            status: {"count": n, "oldest_age_s": round((now - oldest).total_seconds(), 1)}
-            for status, n, oldest in in_flight
-        },
-        #: purchases given up, still without a tracking number (CONTRACT.md, Giving up)
-        "expired": expired,
-        "quota": {
-            "window_s": settings.api_quota_window_s,
-            "calls": settings.api_quota_calls,
-            "used": used,
-            "left": max(0, settings.api_quota_calls - used),
-            "by_kind": dict(calls),
-            "blocked_until": blocked.isoformat() if blocked and blocked > now else None,
-        },
-        "queues": queue_depths(connection) if connection is not None else None,
-        "sync_log": [
-            {"timestamp": t.isoformat(), "operation_type": o, "success": s, "message": m}
-            for t, o, s, m in logs
-        ],
+        "window_s": settings.api_quota_window_s,
+        "calls": settings.api_quota_calls,
+        "used": used,
+        "left": max(0, settings.api_quota_calls - used),
+        "by_kind": calls,
+        "blocked_until": blocked.isoformat() if blocked and blocked > now else None,
     }
 
 
-def queue_depths(connection: Connection) -> dict[str, dict[str, int]]:
-    """Ready messages and consumers of every queue (passive declares: nothing changes)."""
+def _sync_log(db: Db) -> list[dict[str, Any]]:
+    rows = db.execute(
+        select(SyncLog.timestamp, SyncLog.operation_type, SyncLog.success, SyncLog.message)
+        .order_by(SyncLog.id.desc())
+        .limit(5)
+    ).all()
+    return [{**row._mapping, "timestamp": row.timestamp.isoformat()} for row in rows]
+
+
+def queue_depths(connection: Connection) -> dict[str, dict[str, Any]]:
+    """Ready messages and consumers of every queue (passive declares: nothing changes).
+    A queue no service has declared yet counts as empty; a consumer queue without a
+    consumer is flagged ``unconsumed``."""
     depths = {}
     for queue in all_queues():
         with connection.channel() as channel:
             try:
                 _, messages, consumers = channel.queue_declare(queue.name, passive=True)
-            except Exception:  # not declared yet: no service has started
-                messages, consumers = 0, 0
-            depths[queue.name] = {"messages": messages, "consumers": consumers}
+                declared = True
+            except NotFound:
+                messages, consumers, declared = 0, 0, False
+        depths[queue.name] = {
+            "messages": messages,
+            "consumers": consumers,
+            "declared": declared,
+            "unconsumed": queue.name in CONSUMED and consumers == 0,
+        }
     return depths
 
 
-def batch_jobs(engine: Engine, batch_uuid: str) -> list[dict[str, Any]]:
-    """One batch's jobs, with their status and reasons."""
+def batch_jobs(engine: Engine, key: str) -> tuple[uuid.UUID, list[dict[str, Any]]]:
+    """The batch ``key`` names, and its jobs with their status and reasons."""
     with engine.connect() as db:
+        batch_uuid = find_batch(db, key)
         rows = db.execute(
             select(
                 TrackingJob.custom_id,
@@ -114,7 +178,7 @@ def batch_jobs(engine: Engine, batch_uuid: str) -> list[dict[str, Any]]:
                 TrackingJob.rejected,
             )
             .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
-            .where(TrackingBatch.batch_uuid == uuid.UUID(batch_uuid))
+            .where(TrackingBatch.batch_uuid == batch_uuid)
             .order_by(TrackingJob.index)
         ).all()
-    return [dict(row._mapping) for row in rows]
+    return batch_uuid, [dict(row._mapping) for row in rows]

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +20,7 @@ from shared.db.models import (
     Purchasing,
     TrackingBatch,
     TrackingJob,
+    holds_order,
 )
 from shared.db.session import transaction
 from shared.db.statuses import IN_FLIGHT
@@ -107,10 +108,7 @@ class Jobs:
         except UnsafeValue as error:
             raise Reject(f"manual request refused: {error}") from None
         purchasing_id = session.execute(
-            select(Purchasing.id)
-            .where(func.upper(func.btrim(Purchasing.order_number)) == order)
-            .order_by(Purchasing.id)
-            .limit(1)
+            select(Purchasing.id).where(holds_order(order)).order_by(Purchasing.id).limit(1)
         ).scalar_one_or_none()
         return purchasing_id, order, message.email or ""
 

@@ -2,8 +2,8 @@
 
 Counters count what a process did since it started; the figures that live in the
 database (jobs by status, the quota used in the current window) are read at scrape time
-by :class:`DatabaseCollector`, so every replica reports the same truth. The gateway
-serves them on ``/metrics``; the other services on ``METRICS_PORT`` (0: off).
+by :class:`DatabaseCollector`, so every replica reports the same truth. Every service
+serves them on ``METRICS_PORT`` (0: off), never on the gateway's public webhook port.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import TrackingJob
-from shared.db.statuses import JOB_STATUSES
+from shared.db.statuses import IN_FLIGHT, JOB_STATUSES
 from shared.webscraper.quota import QuotaLedger
 
 API_CALLS = Counter(
@@ -53,7 +53,8 @@ FILL_LATENCY = Histogram(
 
 
 class DatabaseCollector(Collector):
-    """Jobs by status and the quota of the current window, read when scraped."""
+    """Jobs by status, the oldest job in flight and the quota of the current window,
+    read when scraped."""
 
     def __init__(self, sessions: sessionmaker[Session], ledger: QuotaLedger):
         self._sessions = sessions
@@ -67,9 +68,20 @@ class DatabaseCollector(Collector):
                     select(TrackingJob.status, func.count()).group_by(TrackingJob.status)
                 ).all()
             )
+            oldest = session.execute(
+                select(func.extract("epoch", func.now() - func.min(TrackingJob.created_at))).where(
+                    TrackingJob.status.in_(IN_FLIGHT)
+                )
+            ).scalar()
         for status in JOB_STATUSES:
             jobs.add_metric([status], counts.get(status, 0))
         yield jobs
+        yield GaugeMetricFamily(
+            "trackfill_oldest_in_flight_job_age_seconds",
+            "Age of the oldest tracking job not ended yet (0: none); the reconciler looks "
+            "again at one older than RECONCILE_AFTER_S",
+            value=float(oldest or 0),
+        )
         used = self._ledger.used_in_window()
         yield GaugeMetricFamily(
             "trackfill_quota_used_calls", "API calls in the current quota window", value=used

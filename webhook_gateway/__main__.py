@@ -1,5 +1,6 @@
 """``python -m webhook_gateway``: the webhook receiver on waitress (GATEWAY_BIND,
-GATEWAY_THREADS). SIGTERM lets requests in progress finish, then exits 0."""
+GATEWAY_THREADS), its Prometheus metrics on METRICS_PORT (not on the public webhook
+port). SIGTERM lets requests in progress finish, then exits 0."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 
 from waitress.server import create_server
 
+from shared import metrics
 from shared.lifecycle import service_settings
 from shared.messaging.publishing import connect
 from shared.settings import Settings
@@ -36,6 +38,7 @@ def _interrupt(*_: object) -> None:
 def main() -> int:
     settings = service_settings("webhook_gateway", require=("WEBHOOK_TOKEN",))
     server, broker = build(settings)
+    metrics.serve(settings.metrics_port)
     signal.signal(signal.SIGTERM, _interrupt)
     log.info(
         "webhook gateway listening on %s (%d threads)",

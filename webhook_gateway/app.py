@@ -11,7 +11,6 @@ import logging
 from typing import Any, Protocol
 
 from flask import Flask, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from shared.contracts import JobCompleted
 from shared.domain.text import has_control
@@ -34,7 +33,7 @@ class Broker(Protocol):
     def check(self) -> None: ...
 
 
-def create_app(settings: Settings, broker: Broker, registry: CollectorRegistry = REGISTRY) -> Flask:
+def create_app(settings: Settings, broker: Broker) -> Flask:
     """The gateway's Flask app: the webhook path of every registered task, and /healthz."""
     if not settings.webhook_token:
         raise ValueError("WEBHOOK_TOKEN must be set")
@@ -77,10 +76,6 @@ def create_app(settings: Settings, broker: Broker, registry: CollectorRegistry =
             methods=["POST"],
             defaults={"task_name": task.name},
         )
-
-    @app.get("/metrics")
-    def metrics():
-        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
     @app.get("/healthz")
     def healthz():

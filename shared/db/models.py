@@ -91,6 +91,12 @@ class Purchasing(Base):
 #: expression so that PostgreSQL can use the partial index below.
 NEEDS_TRACKING = or_(Purchasing.tracking_number.is_(None), Purchasing.tracking_number == "")
 
+
+def holds_order(order_number: str) -> Any:
+    """The purchase's order number is ``order_number`` (normalised: trimmed, upper case)."""
+    return func.upper(func.btrim(Purchasing.order_number)) == order_number
+
+
 Index(
     "ix_purchasing_needs_tracking",
     Purchasing.created_at,

@@ -212,6 +212,7 @@ def test_metrics_after_a_run_agree_with_the_rows(stack, db, vhost):
             + scraped[("trackfill_quota_left_calls", ())]
             == 200
         )
+        assert scraped[("trackfill_oldest_in_flight_job_age_seconds", ())] == 0  # all ended
     ended = {s: ingestor[("trackfill_jobs_ended_total", (("status", s),))] for s in statuses}
     assert ended == {"completed": 41, "failed": 10}
     rejected = Counter(rule for j in jobs for rule in (j.rejected or {}))
@@ -222,3 +223,7 @@ def test_metrics_after_a_run_agree_with_the_rows(stack, db, vhost):
     assert ingestor[("trackfill_fill_latency_seconds_count", ())] == expected_filled
     assert filled == expected_filled + 1
     assert gateway[("trackfill_webhooks_total", (("outcome", "queued"),))] == made  # one a job
+    # the public webhook port serves the webhook and /healthz, not the metrics
+    public = f"http://{stack.env['GATEWAY_BIND']}"
+    assert requests.get(f"{public}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{public}/metrics", timeout=5).status_code == 404

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -28,48 +23,23 @@ from shared.db.rechecks import schedule_recheck
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS, JOB_COMPLETED
-from shared.settings import load_settings
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
-from tests.conftest import SIM_TOKEN
+from tests.support.ops import Service, ops_env, trackfill
 from tests.support.published import Published
 from tests.support.rabbit import queue_counts
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-SCRIPT = str(Path(sys.executable).parent / "trackfill")
 DEAD = f"{INGESTOR_COMPLETIONS}.dead-letter"
 
 
 @pytest.fixture
 def env(database_url, vhost, sim) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "AMQP_URL": vhost.amqp_url,
-        "WEBSCRAPER_API_URL": sim.api_url,
-        "WEBSCRAPER_API_TOKEN": SIM_TOKEN,
-        "INGEST_RETRY_S": "0.2",
-        "HTTP_TIMEOUT_S": "2",
-    }
+    return ops_env(database_url, vhost.amqp_url, sim.api_url)
 
 
-class Ingestor:
-    def __init__(self, env: dict[str, str]):
-        self.stop = threading.Event()
-        self.loop = build_ingestor(load_settings(env), self.stop)
-        self.thread = threading.Thread(target=self.loop.run, daemon=True)
-        self.thread.start()
-        assert self.loop.ready.wait(15)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(15)
-
-
-def trackfill(env, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done
+def Ingestor(env: dict[str, str]) -> Service:  # noqa: N802 (reads as the service it runs)
+    return Service(build_ingestor, env)
 
 
 def notify(env, custom_id: str, job_id: int) -> str:
@@ -92,7 +62,7 @@ def test_a_dead_letter_is_listed_replayed_after_the_fix_and_processed_once(env, 
     assert wait_until(lambda: queue_counts(env["AMQP_URL"], DEAD)[0] == 1, timeout=10)
     broken.close()
 
-    listed = json.loads(trackfill(env, "dead-letters", "list", "--json").stdout)
+    listed = json.loads(trackfill(env, "dead-letters", "list", "--json").stdout)["letters"]
     assert [(x["message_id"], x["origin"]) for x in listed] == [(message_id, INGESTOR_COMPLETIONS)]
     assert "the API refused a follow-up call" in listed[0]["reason"]
     assert "revoked-token" not in listed[0]["reason"]
@@ -127,7 +97,7 @@ def test_replay_leaves_the_letters_not_named(env, db, vhost):
     finally:
         ingestor.close()
     assert "1 replayed" in trackfill(env, "dead-letters", "replay", "two").stdout
-    listed = json.loads(trackfill(env, "dead-letters", "list", "--json").stdout)
+    listed = json.loads(trackfill(env, "dead-letters", "list", "--json").stdout)["letters"]
     assert [x["message_id"] for x in listed] == ["one"]
     assert "body is not JSON" in listed[0]["reason"]
     assert queue_counts(env["AMQP_URL"], INGESTOR_COMPLETIONS)[0] == 1  # "two", back again
@@ -163,9 +133,16 @@ def test_status_json_agrees_with_the_database(env, db, sim):
     assert data["quota"]["used"] == calls == 5
     assert data["quota"]["by_kind"] == {"get": 1, "json": 1, "external": 3}
     assert data["quota"]["left"] == data["quota"]["calls"] - 5
-    assert data["queues"][INGESTOR_COMPLETIONS] == {"messages": 0, "consumers": 0}
-    jobs = json.loads(trackfill(env, "status", "--batch", str(batch.batch_uuid), "--json").stdout)
-    assert [j["status"] for j in jobs] == ["completed", "pending", "pending"]
+    assert data["queues"][INGESTOR_COMPLETIONS] == {
+        "messages": 0,
+        "consumers": 0,
+        "declared": True,
+        "unconsumed": True,
+    }
+    assert data["broker_error"] is None
+    shown = json.loads(trackfill(env, "status", "--batch", str(batch.batch_uuid), "--json").stdout)
+    assert shown["batch_uuid"] == str(batch.batch_uuid)
+    assert [j["status"] for j in shown["jobs"]] == ["completed", "pending", "pending"]
     assert "recent batches" in trackfill(env, "status").stdout
     assert data["expired"] == 0
 
