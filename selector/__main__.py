@@ -41,7 +41,7 @@ def main() -> int:
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
     policy = QuotaPolicy.of(settings)
-    metrics.register_database(sessions, QuotaLedger(sessions, policy))
+    metrics.register_database(sessions, QuotaLedger(sessions, policy), settings.reconcile_after_s)
     metrics.serve(settings.metrics_port)
     log.info("selector started: a pass every %gs", settings.selector_interval_s)
     retry_s = min(settings.selector_interval_s, 5.0)

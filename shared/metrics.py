@@ -56,9 +56,12 @@ class DatabaseCollector(Collector):
     """Jobs by status, the oldest job in flight and the quota of the current window,
     read when scraped."""
 
-    def __init__(self, sessions: sessionmaker[Session], ledger: QuotaLedger):
+    def __init__(
+        self, sessions: sessionmaker[Session], ledger: QuotaLedger, reconcile_after_s: float
+    ):
         self._sessions = sessions
         self._ledger = ledger
+        self._reconcile_after_s = reconcile_after_s
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily("trackfill_jobs", "Tracking jobs by status", labels=["status"])
@@ -82,6 +85,11 @@ class DatabaseCollector(Collector):
             "again at one older than RECONCILE_AFTER_S",
             value=float(oldest or 0),
         )
+        yield GaugeMetricFamily(
+            "trackfill_reconcile_after_seconds",
+            "The setting RECONCILE_AFTER_S, for alerts on the age of the oldest job in flight",
+            value=self._reconcile_after_s,
+        )
         used = self._ledger.used_in_window()
         yield GaugeMetricFamily(
             "trackfill_quota_used_calls", "API calls in the current quota window", value=used
@@ -97,14 +105,17 @@ _registered: dict[int, DatabaseCollector] = {}
 
 
 def register_database(
-    sessions: sessionmaker[Session], ledger: QuotaLedger, registry: CollectorRegistry = REGISTRY
+    sessions: sessionmaker[Session],
+    ledger: QuotaLedger,
+    reconcile_after_s: float,
+    registry: CollectorRegistry = REGISTRY,
 ) -> None:
     """Report the database's figures from ``sessions`` (replacing any earlier ones: a
     process reports one database; tests build services more than once)."""
     earlier = _registered.pop(id(registry), None)
     if earlier is not None:
         registry.unregister(earlier)
-    _registered[id(registry)] = collector = DatabaseCollector(sessions, ledger)
+    _registered[id(registry)] = collector = DatabaseCollector(sessions, ledger, reconcile_after_s)
     registry.register(collector)
 
 

@@ -26,7 +26,7 @@ def api_access(settings: Settings) -> ApiAccess:
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
     ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
-    metrics.register_database(sessions, ledger)
+    metrics.register_database(sessions, ledger, settings.reconcile_after_s)
     client = WebScraperClient(
         settings.webscraper_api_url,
         settings.webscraper_api_token or "",

@@ -73,7 +73,7 @@ def rabbitmq_server() -> Iterator[tuple[str, str] | None]:
         return
     from testcontainers.rabbitmq import RabbitMqContainer
 
-    with RabbitMqContainer("rabbitmq:3-management") as container:
+    with RabbitMqContainer("rabbitmq:4.3-management") as container:
         host = container.get_container_host_ip()
         amqp = f"amqp://guest:guest@{host}:{container.get_exposed_port(5672)}/%2F"
         yield amqp, f"http://guest:guest@{host}:{container.get_exposed_port(15672)}/"
