@@ -1,4 +1,3 @@
-"""ingestor: downloads scraped records, validates them and fills the purchases.
-
-Not built yet (issue 5).
+"""ingestor: consumes ``job.completed``, checks the scraping job, downloads its records,
+validates them and fills the purchases, once per notification. ``python -m ingestor``.
 """

@@ -1,2 +1,2 @@
-"""Operator commands (``trackfill status``, ``trackfill dead-letters``): they read the
-database and RabbitMQ; no service imports them."""
+"""The operator's command ``trackfill`` (status, job, enqueue, dead-letters): it reads
+the database and RabbitMQ and publishes manual requests; no service imports it."""

@@ -1,4 +1,3 @@
-"""webhook_gateway: receives Web Scraper's webhooks and queues job.completed.
-
-Not built yet (issue 5).
+"""webhook_gateway: receives Web Scraper's webhooks and answers 2xx only once a
+``job.completed`` is confirmed by RabbitMQ; no database work. ``python -m webhook_gateway``.
 """

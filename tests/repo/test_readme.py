@@ -30,3 +30,28 @@ def test_ci_runs_the_readmes_test_command():
 
 def test_the_test_command_treats_no_tests_as_failure():
     assert '"$status" -eq 5' in RUN
+
+
+def test_run_help_lists_the_commands_and_exits_0():
+    import subprocess
+
+    done = subprocess.run([str(ROOT / "run"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "./run demo" in done.stdout and "./run test" in done.stdout
+    unknown = subprocess.run([str(ROOT / "run"), "nonsense"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown command: nonsense" in unknown.stderr
+
+
+def test_no_package_says_it_is_not_built_yet():
+    for init in ROOT.glob("*/__init__.py"):
+        assert "not built yet" not in init.read_text().lower(), init
+
+
+def test_the_readme_documents_every_operator_command_and_points_to_the_benchmarks():
+    from ops.cli import COMMANDS
+
+    for command in COMMANDS:
+        assert f"trackfill {command}" in README, command
+    assert "bench/README.md" in README and (ROOT / "bench" / "README.md").exists()
+    for diary in ("this session", "earlier session", "last session"):
+        assert diary not in README.lower() and diary not in (ROOT / "bench/README.md").read_text()
