@@ -28,7 +28,7 @@ from shared.contracts import JobCompleted
 from shared.db.jobs import Job
 from shared.db.statuses import ENDED, JobStatus
 from shared.messaging.consuming import Delivery, Reject, is_transient
-from shared.metrics import FILL_LATENCY, JOBS_ENDED, VALIDATION_FAILURES
+from shared.metrics import FILL_LATENCY, JOBS_ENDED, STATUS_CODES, VALIDATION_FAILURES
 from shared.webscraper.client import (
     ApiError,
     NotFound,
@@ -326,6 +326,8 @@ class CompletionHandler:
         if scraped is not None:
             for rule in scraped.rejected:
                 VALIDATION_FAILURES.labels(rule).inc()
+            if scraped.delivery_status_code is not None:
+                STATUS_CODES.labels(scraped.delivery_status_code).inc()
             if scraped.tracking_number:
                 FILL_LATENCY.observe(age_s)
         if ending.failure:

@@ -120,6 +120,7 @@ def _fill(session: Session, purchasing_id: int, scraped: Scraped) -> dict[str, s
     values = {
         "p_tracking_number": number,
         "p_delivery_status": scraped.delivery_status,
+        "p_delivery_status_code": scraped.delivery_status_code,
         "p_shipping_method": scraped.shipping_method,
         "p_estimated_delivery_date": scraped.estimated_delivery_date,
     }

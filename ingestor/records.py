@@ -33,6 +33,10 @@ class Scraped:
     rejected: dict[str, str] = field(default_factory=dict)
 
     @property
+    def delivery_status_code(self) -> statuses.StatusCode | None:
+        return statuses.code_of(self.delivery_status)
+
+    @property
     def outcome(self) -> statuses.Outcome:
         return statuses.classify(self.delivery_status)
 

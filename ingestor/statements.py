@@ -83,6 +83,8 @@ FILL_PURCHASE = (
             else_=purchases.c.tracking_number,
         ),
         latest_delivery_status=_keep_or(purchases.c.latest_delivery_status, "delivery_status"),
+        # written with the status, never apart from it (both None or both set)
+        delivery_status_code=_keep_or(purchases.c.delivery_status_code, "delivery_status_code"),
         shipping_method=_keep_or(purchases.c.shipping_method, "shipping_method"),
         estimated_delivery_date=_keep_or(
             purchases.c.estimated_delivery_date, "estimated_delivery_date"

@@ -91,7 +91,8 @@ def batch(batch_uuid: str, jobs: list[dict[str, Any]], console: Console) -> None
 def story(data: dict[str, Any], console: Console) -> None:
     p = data["purchase"]
     console.print(f"purchase {p['id']}: order {p['order_number'] or '-'}, account {p['email']}")
-    for field in ("tracking_number", "latest_delivery_status", "shipping_method",
+    for field in ("tracking_number", "latest_delivery_status", "delivery_status_code",
+                  "shipping_method",
                   "estimated_delivery_date", "updated_at"):  # fmt: skip
         console.print(f"  {field}: {_text(p[field])}", markup=False)
     check = data["check"]

@@ -63,6 +63,7 @@ def _purchase(db: Db, purchasing_id: int) -> dict[str, Any]:
             OfficialAccount.email,
             Purchasing.tracking_number,
             Purchasing.latest_delivery_status,
+            Purchasing.delivery_status_code,
             Purchasing.shipping_method,
             Purchasing.estimated_delivery_date,
             Purchasing.updated_at,

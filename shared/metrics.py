@@ -38,6 +38,12 @@ WEBHOOKS = Counter("trackfill_webhooks_total", "Webhook requests by outcome", ["
 VALIDATION_FAILURES = Counter(
     "trackfill_validation_failures_total", "Scraped values refused, by rule", ["rule"]
 )
+STATUS_CODES = Counter(
+    "trackfill_delivery_status_codes_total",
+    "Delivery statuses written, by normalised code (unknown: a status no rule knows, "
+    "stored and checked again)",
+    ["code"],
+)
 RECONCILED = Counter(
     "trackfill_reconciled_total",
     "In-flight jobs looked at again by the reconciler: a job.completed hint for a scraping "

@@ -81,6 +81,8 @@ class Purchasing(Base):
     )
     tracking_number: Mapped[str | None] = mapped_column(String(64))
     latest_delivery_status: Mapped[str | None] = mapped_column(String(200))
+    #: the normalised code of latest_delivery_status, written with it (CONTRACT.md)
+    delivery_status_code: Mapped[str | None] = mapped_column(String(32))
     shipping_method: Mapped[str | None] = mapped_column(String(200))
     estimated_delivery_date: Mapped[dt.date | None] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = _created()

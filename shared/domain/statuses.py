@@ -1,8 +1,9 @@
 """Delivery statuses: normalisation and the one "done" rule.
 
-The rule is a table of prefixes. :func:`classify` applies it in Python (the ingestor);
-:func:`not_done_sql` renders the same table as SQL (the selector's query), and a test
-runs both over the same strings so that they cannot drift apart.
+One table of prefixes maps every status we know to its normalised code
+(:func:`code_of`); the done rule is a view of it. :func:`classify` applies the rule in
+Python (the ingestor); :func:`not_done_sql` renders it as SQL (the selector's query), and
+a test runs both over the same strings so that they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -20,9 +21,51 @@ class Outcome(StrEnum):
     KEEP_CHECKING = "keep_checking"
 
 
-#: Prefixes after normalisation (NFKC, trimmed, leading arrows dropped, upper-cased).
-DONE_PREFIXES: dict[Outcome, tuple[str, ...]] = {
-    Outcome.DELIVERED: (
+class StatusCode(StrEnum):
+    """``purchasing.delivery_status_code`` (CONTRACT.md "Normalised status")."""
+
+    PENDING = "pending"
+    INFO_RECEIVED = "info_received"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERY_FAILED = "delivery_failed"
+    READY_FOR_PICKUP = "ready_for_pickup"
+    DELIVERED = "delivered"
+    RETURNED = "returned"
+    CANCELLED = "cancelled"
+    EXCEPTION = "exception"
+    UNKNOWN = "unknown"
+
+
+#: The one table of the statuses we know (DOMAIN.md: Apple, Yamato, Japan Post, Sagawa),
+#: as prefixes after normalisation (NFKC, trimmed, leading arrows dropped, upper-cased).
+#: The done rule is a view of it (:data:`DONE_CODES`); a status no prefix starts is
+#: ``unknown``, and keeps being checked.
+CODES: dict[StatusCode, tuple[str, ...]] = {
+    StatusCode.PENDING: (
+        "伝票番号未登録",  # Yamato: normal for hours after Apple ships
+        "お問い合わせ番号が見つかりません",  # Japan Post: not registered yet
+        "処理中",  # Apple's own page, before a carrier has the parcel
+        "出荷準備中",
+        "配送準備中",
+        "PLACED",  # Apple's order data
+        "PROCESSING",
+        "PREPARED_FOR_SHIPMENT",
+    ),
+    StatusCode.INFO_RECEIVED: ("荷物受付", "引受"),
+    StatusCode.IN_TRANSIT: (
+        "輸送中",
+        "作業店通過",
+        "到着",
+        "通過",
+        "発送済み",
+        "出荷完了",  # Apple: shipped
+        "SHIPPED",
+    ),
+    StatusCode.OUT_FOR_DELIVERY: ("配達中", "持ち出し中"),
+    StatusCode.DELIVERY_FAILED: ("持戻", "ご不在のため持ち戻り"),
+    StatusCode.READY_FOR_PICKUP: ("保管", "窓口保管"),
+    StatusCode.DELIVERED: (
         "配達完了",  # Yamato (also 配達完了（宅配ボックス）) and Sagawa; the seed's string
         "投函完了",
         "お客様引渡完了",
@@ -34,13 +77,22 @@ DONE_PREFIXES: dict[Outcome, tuple[str, ...]] = {
         "配送済み",  # Apple's own page
         "DELIVERED",  # Apple's order data
     ),
-    Outcome.CLOSED: (
-        "返品完了",
-        "差出人に返送済み",
-        "キャンセル",  # Apple: a cancelled order is final
-        "CANCELED",
-        "CANCELLED",
-    ),
+    StatusCode.RETURNED: ("返品完了", "差出人に返送済み"),
+    StatusCode.CANCELLED: ("キャンセル", "CANCELED", "CANCELLED"),  # Apple: final
+    StatusCode.EXCEPTION: ("調査中",),
+}
+
+#: The done rule, as a view of :data:`CODES`: what each final code means.
+DONE_CODES: dict[StatusCode, Outcome] = {
+    StatusCode.DELIVERED: Outcome.DELIVERED,
+    StatusCode.RETURNED: Outcome.CLOSED,
+    StatusCode.CANCELLED: Outcome.CLOSED,
+}
+
+#: the done rule's prefixes by outcome (the selector's SQL renders these)
+DONE_PREFIXES: dict[Outcome, tuple[str, ...]] = {
+    outcome: tuple(p for code, o in DONE_CODES.items() if o is outcome for p in CODES[code])
+    for outcome in (Outcome.DELIVERED, Outcome.CLOSED)
 }
 
 # Leading whitespace and the arrows Sagawa prefixes; trailing whitespace.
@@ -52,15 +104,21 @@ def normalize(status: str) -> str:
     return re.sub(_TRIM, "", unicodedata.normalize("NFKC", status))
 
 
+def code_of(status: str | None) -> StatusCode | None:
+    """The normalised code of a status; None for no status (None or blank)."""
+    if status is None or not normalize(status):
+        return None
+    key = normalize(status).upper()
+    for code, prefixes in _LONGEST_FIRST:
+        if key.startswith(prefixes):
+            return code
+    return StatusCode.UNKNOWN
+
+
 def classify(status: str | None) -> Outcome:
     """What a status means for the purchase; unknown and empty ones keep checking."""
-    if status is None:
-        return Outcome.KEEP_CHECKING
-    key = normalize(status).upper()
-    for outcome, prefixes in DONE_PREFIXES.items():
-        if key.startswith(prefixes):
-            return outcome
-    return Outcome.KEEP_CHECKING
+    code = code_of(status)
+    return DONE_CODES.get(code, Outcome.KEEP_CHECKING) if code else Outcome.KEEP_CHECKING
 
 
 def is_done(status: str | None) -> bool:
@@ -73,6 +131,15 @@ def not_done_sql(column: ColumnElement[str]) -> ColumnElement[bool]:
     key = func.upper(func.regexp_replace(nfkc, _TRIM, "", "g"))
     return or_(column.is_(None), not_(key.regexp_match(_DONE_PATTERN)))
 
+
+def _longest_first() -> list[tuple[StatusCode, tuple[str, ...]]]:
+    """The table's prefixes, longest first (one per entry): where one prefix starts
+    another, the longer one decides."""
+    pairs = sorted(((p, c) for c, ps in CODES.items() for p in ps), key=lambda x: -len(x[0]))
+    return [(code, (prefix,)) for prefix, code in pairs]
+
+
+_LONGEST_FIRST = _longest_first()
 
 _DONE_PATTERN = "^(?:{})".format(
     "|".join(re.escape(p) for group in DONE_PREFIXES.values() for p in group)

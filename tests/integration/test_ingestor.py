@@ -168,6 +168,9 @@ def test_webhooks_fill_every_scenario_end_to_end(published, gateway, ingestor, s
     assert published.purchase(by[5]).latest_delivery_status == "出荷準備中"
     garbage = published.purchase(by[9])
     assert garbage.tracking_number is None and garbage.latest_delivery_status is None
+    # the normalised code is written with the raw status, and only with it
+    codes = {d: published.purchase(by[d]).delivery_status_code for d in (2, 4, 5, 6, 9)}
+    assert codes == {2: "out_for_delivery", 4: "pending", 5: "pending", 6: "delivered", 9: None}
     assert set(published.job(by[9]).rejected) == {
         "tracking_number_check_digit",
         "delivery_status_markup",

@@ -190,3 +190,35 @@ def test_packing_makes_the_jobs_in_flight_at_the_upgrade_packs_of_one(postgres_a
                 connection.execute(text("SELECT status, pack_of = id FROM tracking_job")).all()
             )
         assert packs == {"queued": None, "publishing": True, "pending": True, "completed": None}
+
+
+def test_the_status_code_migration_fills_the_rows_that_have_a_status(postgres_admin_url):
+    with empty_database(postgres_admin_url) as (config, engine):
+        command.upgrade(config, "0006")
+        statuses = ["配達完了", "↓配達完了", "輸送中", "伝票番号未登録", "何か新しい状態", None]
+        with engine.begin() as connection:
+            for n, status in enumerate(statuses):
+                connection.execute(
+                    text(
+                        "INSERT INTO purchasing (id, order_number, latest_delivery_status) "
+                        "VALUES (:id, 'W0000000000', :status)"
+                    ),
+                    {"id": n + 1, "status": status},
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            codes = connection.execute(
+                text("SELECT delivery_status_code FROM purchasing ORDER BY id")
+            ).scalars()
+            assert list(codes) == [
+                "delivered",
+                "delivered",
+                "in_transit",
+                "pending",
+                "unknown",
+                None,
+            ]
+        command.downgrade(config, "0006")
+        assert "delivery_status_code" not in {
+            c["name"] for c in inspect(engine).get_columns("purchasing")
+        }

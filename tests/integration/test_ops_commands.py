@@ -271,6 +271,7 @@ def test_job_tells_a_purchase_whole_story_from_its_rows(env, db, sim):
     assert data["purchase"]["id"] == pid
     assert data["purchase"]["order_number"] == purchase.order_number
     assert data["purchase"]["tracking_number"] is None
+    assert data["purchase"]["delivery_status_code"] is None
     assert data["purchase"]["email"] == "b***@example.com"
     (shown,) = data["jobs"]
     assert (shown["custom_id"], shown["job_id"], shown["status"], shown["error"]) == (
