@@ -73,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     console.print(report.summary(engine, rows))
     console.print(f"RabbitMQ management UI: {management_url}")
     console.print(f"logs: {args.logs}/")
+    example = next((r.order_number for r in rows if r.expected == "pending"), "W...")
     console.print(
         "look around (the rows and the vhost stay until the next run):\n"
         f"  export DATABASE_URL='{database_url}' AMQP_URL='{amqp_url}'\n"
-        "  .venv/bin/trackfill status; .venv/bin/trackfill job ORDER_NUMBER",
+        f"  .venv/bin/trackfill status; .venv/bin/trackfill job {example}",
         markup=False,
+        soft_wrap=True,
     )
     console.print(f"whole run: {time.monotonic() - started:.0f} s")
     engine.dispose()

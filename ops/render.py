@@ -125,7 +125,11 @@ def story(data: dict[str, Any], console: Console) -> None:
     calls = ", ".join(
         f"{c['kind']} {c['status'] or c['outcome'] or '?'}" for c in data["api_calls"]
     )
-    console.print(f"API calls for them: {calls or 'none'}", markup=False)
+    console.print(
+        f"create calls for them in the ledger: {calls or 'none'} (status checks and downloads "
+        "are not recorded per job)",
+        markup=False,
+    )
 
 
 def dead_letters(listing: Listing, console: Console) -> None:
