@@ -125,11 +125,7 @@ def story(data: dict[str, Any], console: Console) -> None:
     calls = ", ".join(
         f"{c['kind']} {c['status'] or c['outcome'] or '?'}" for c in data["api_calls"]
     )
-    console.print(
-        f"create calls for them in the ledger: {calls or 'none'} (status checks and downloads "
-        "are not recorded per job)",
-        markup=False,
-    )
+    console.print(f"API calls for them (the ledger): {calls or 'none'}", markup=False)
 
 
 def dead_letters(listing: Listing, console: Console) -> None:

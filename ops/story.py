@@ -116,9 +116,8 @@ def _jobs(db: Db, purchasing_id: int) -> list[dict[str, Any]]:
 
 
 def _calls(db: Db, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ledger's calls for these jobs, by custom id (a pack's create carries its
-    leader's) or by scraping job id: their creates (the ledger records the follow-up
-    calls without the job they were for)."""
+    """The ledger's calls for these jobs: by custom id (a pack's create carries its
+    leader's) or by scraping job id (status checks, problematic URLs, downloads)."""
     custom_ids = [j["custom_id"] for j in jobs]
     leaders = {j["pack_of"] for j in jobs if j["pack_of"]}
     if leaders:

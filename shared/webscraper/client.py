@@ -119,7 +119,7 @@ class WebScraperClient:
         return created
 
     def get_job(self, job_id: int) -> dict[str, Any]:
-        return self._call("GET", f"scraping-job/{int(job_id)}", "get")
+        return self._call("GET", f"scraping-job/{int(job_id)}", "get", job_id=int(job_id))
 
     def list_jobs(self, page: int, sitemap_id: int | None = None) -> Page:
         params: dict[str, Any] = {"page": page}
@@ -145,6 +145,7 @@ class WebScraperClient:
                 "problematic",
                 params={"page": page},
                 envelope=False,
+                job_id=int(job_id),
             )
             found += [p for p in answer.get("data") or [] if isinstance(p, dict)]
             page, last = page + 1, int(answer.get("last_page", 1))
@@ -152,7 +153,9 @@ class WebScraperClient:
 
     def download_json(self, job_id: int) -> list[dict[str, Any]]:
         """The records of a job; [] while there is none (a zero-byte answer)."""
-        return self._call("GET", f"scraping-job/{int(job_id)}/json", "json", parse=_json_lines)
+        return self._call(
+            "GET", f"scraping-job/{int(job_id)}/json", "json", parse=_json_lines, job_id=int(job_id)
+        )
 
     # -- one call ------------------------------------------------------------------------------
     def _call(
@@ -163,10 +166,11 @@ class WebScraperClient:
         reservation: Reservation | None = None,
         envelope: bool = True,
         parse: Callable[[bytes], Any] | None = None,
+        job_id: int | None = None,
         **kwargs: Any,
     ) -> Any:
         if reservation is None:
-            reservation = self._ledger.reserve(kind, use=True)
+            reservation = self._ledger.reserve(kind, use=True, job_id=job_id)
             if not reservation.ready:
                 raise QuotaWait(reservation.wait_s)
         elif not self._ledger.mark_used(reservation, kind):

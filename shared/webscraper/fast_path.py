@@ -25,8 +25,8 @@ _AROUND_NOW = AROUND_SQL.format(now="now_.t", span_s="%(span_s)s")
 # so it sees every call the previous holder of the lock committed.
 _RESERVE_NOW = f"""
 SELECT pg_advisory_xact_lock({LEDGER_LOCK});
-INSERT INTO api_call (kind, at, custom_id, used_at)
-SELECT %(kind)s, now_.t, %(custom_id)s, CASE WHEN %(use)s THEN now_.t END
+INSERT INTO api_call (kind, at, custom_id, used_at, job_id)
+SELECT %(kind)s, now_.t, %(custom_id)s, CASE WHEN %(use)s THEN now_.t END, %(job_id)s
 FROM (SELECT clock_timestamp() AS t) AS now_
 WHERE NOT EXISTS (
         SELECT 1 FROM api_quota_state WHERE id = 1 AND blocked_until > now_.t)
@@ -51,13 +51,21 @@ def reserve_now(
     use: bool,
     span_s: float,
     calls: int,
+    job_id: int | None = None,
 ) -> tuple[int, dt.datetime] | None:
     """Reserve a call of ``kind`` for now (``use``: marked used too) if no block is in
     force and fewer than ``calls - 1`` calls are reserved within ``span_s`` either side
     of now, so that every window holding now has room; else None, and nothing written."""
     row = connection.exec_driver_sql(
         _RESERVE_NOW,
-        {"kind": kind, "custom_id": custom_id, "use": use, "span_s": span_s, "calls": calls},
+        {
+            "kind": kind,
+            "custom_id": custom_id,
+            "use": use,
+            "span_s": span_s,
+            "calls": calls,
+            "job_id": job_id,
+        },
     ).first()
     return (row[0], row[1]) if row else None
 

@@ -42,18 +42,24 @@ class QuotaLedger(Answers):
         self._held = threading.local()
 
     # -- reservations ------------------------------------------------------------------
-    def reserve(self, kind: str, custom_id: str | None = None, use: bool = False) -> Reservation:
+    def reserve(
+        self, kind: str, custom_id: str | None = None, use: bool = False, job_id: int | None = None
+    ) -> Reservation:
         """Reserve one call of ``kind`` for now, if it can be made now; else nothing is
         reserved and the answer (``id`` None) says when to ask again. With ``use`` it is
-        also marked used (the caller makes it at once, as after :meth:`mark_used`)."""
+        also marked used (the caller makes it at once, as after :meth:`mark_used`).
+        ``job_id``: the scraping job a follow-up call is about (``trackfill job``)."""
         if kind != CREATE:
             with autocommit(self._sessions) as connection:
                 made = fast_path.reserve_now(
-                    connection, kind, custom_id, use, self.policy.span_s, self.policy.calls
-                )
+                    connection, kind, custom_id, use, self.policy.span_s, self.policy.calls,
+                    job_id,
+                )  # fmt: skip
             if made is not None:
                 return Reservation(made[0], made[1], 0.0)
-        return self._reserve(kind, custom_id, 0.0, ordered=True, within_s=0.0, use=use)
+        return self._reserve(
+            kind, custom_id, 0.0, ordered=True, within_s=0.0, use=use, job_id=job_id
+        )
 
     def plan(self, kind: str, custom_id: str | None = None, not_before_s: float = 0.0):
         """Reserve the earliest slot that keeps the rule, no earlier than ``not_before_s``
@@ -75,6 +81,7 @@ class QuotaLedger(Answers):
         ordered: bool,
         within_s: float | None,
         use: bool = False,
+        job_id: int | None = None,
     ) -> Reservation:
         with transaction(self._sessions) as session:
             now = self._lock(session)
@@ -86,7 +93,7 @@ class QuotaLedger(Answers):
             used_at = now if use and wait_s <= 0 else None
             reservation_id = session.execute(
                 insert(ApiCall)
-                .values(kind=kind, at=slot, custom_id=custom_id, used_at=used_at)
+                .values(kind=kind, at=slot, custom_id=custom_id, used_at=used_at, job_id=job_id)
                 .returning(ApiCall.id)
             ).scalar_one()
             return Reservation(reservation_id, slot, wait_s)

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import func, select, update
 
 from ingestor.__main__ import build as build_ingestor
-from shared.contracts import JobCompleted
 from shared.db.models import (
     ApiCall,
     ProcessedNotification,
@@ -20,11 +19,10 @@ from shared.db.models import (
     TrackingJob,
 )
 from shared.db.rechecks import schedule_recheck
-from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS, JOB_COMPLETED
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
-from tests.support.ops import Service, ops_env, trackfill
+from tests.support.ops import Service, notify, ops_env, trackfill
 from tests.support.published import Published
 from tests.support.rabbit import queue_counts
 from tests.support.waiting import wait_until
@@ -40,15 +38,6 @@ def env(database_url, vhost, sim) -> dict[str, str]:
 
 def Ingestor(env: dict[str, str]) -> Service:  # noqa: N802 (reads as the service it runs)
     return Service(build_ingestor, env)
-
-
-def notify(env, custom_id: str, job_id: int) -> str:
-    envelope = new_envelope(
-        JOB_COMPLETED, JobCompleted(TASK.name, job_id, "finished", custom_id).to_payload()
-    )
-    with connect(env["AMQP_URL"]) as connection:
-        MessagePublisher(connection).publish(JOB_COMPLETED, TASK.name, envelope)
-    return envelope.id
 
 
 def test_a_dead_letter_is_listed_replayed_after_the_fix_and_processed_once(env, db, sim):

@@ -30,7 +30,7 @@ from shared.messaging.topology import (
 )
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
 from tests.support import rows
-from tests.support.ops import Service, ops_env, run, trackfill
+from tests.support.ops import Service, notify, ops_env, run, trackfill
 from tests.support.published import Published
 from tests.support.rabbit import queue_counts
 from tests.support.waiting import wait_until
@@ -294,6 +294,27 @@ def test_job_tells_a_purchase_whole_story_from_its_rows(env, db, sim):
     table = trackfill(env, "job", purchase.order_number).stdout
     assert job.custom_id in table and "not shipped yet" in table and "gives up at" in table
     assert EMAIL not in table and published.job(other).custom_id not in table
+
+
+def test_job_lists_the_follow_up_calls_the_ingestor_made_for_its_scraping_job(env, db, sim):
+    published = Published(db, sim)
+    pid, other = published.make(0, 1)
+    assert wait_until(lambda: all(j["status"] == "finished" for j in sim.state.snapshot()["jobs"]))
+    ingestor = Service(build_ingestor, env)
+    try:
+        for purchasing_id in (pid, other):
+            job = published.job(purchasing_id)
+            notify(env, job.custom_id, job.job_id)
+        assert wait_until(lambda: published.ended(pid, other), timeout=15)
+    finally:
+        ingestor.close()
+    data = json.loads(trackfill(env, "job", "--purchasing-id", str(pid), "--json").stdout)
+    job_id = published.job(pid).job_id
+    calls = [(c["kind"], c["job_id"], c["status"]) for c in data["api_calls"]]
+    assert calls == [("get", job_id, 200), ("json", job_id, 200)]  # the other job's are not
+    assert "API calls for them (the ledger): get 200, json 200" in (
+        trackfill(env, "job", "--purchasing-id", str(pid)).stdout
+    )
 
 
 def test_job_says_when_a_purchase_was_given_up(env, db, sim):

@@ -10,7 +10,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.contracts import JobCompleted
+from shared.messaging.envelope import new_envelope
+from shared.messaging.publishing import MessagePublisher, connect
+from shared.messaging.topology import JOB_COMPLETED
 from shared.settings import load_settings
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
 from tests.conftest import SIM_TOKEN
 
 SCRIPT = str(Path(sys.executable).parent / "trackfill")
@@ -38,6 +43,16 @@ def trackfill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     done = run(env, *args)
     assert done.returncode == 0, done.stderr
     return done
+
+
+def notify(env: dict[str, str], custom_id: str, job_id: int) -> str:
+    """The webhook's ``job.completed`` for a finished job, as the gateway publishes it;
+    its message id."""
+    payload = JobCompleted(TASK.name, job_id, "finished", custom_id).to_payload()
+    envelope = new_envelope(JOB_COMPLETED, payload)
+    with connect(env["AMQP_URL"]) as connection:
+        MessagePublisher(connection).publish(JOB_COMPLETED, TASK.name, envelope)
+    return envelope.id
 
 
 class Service:
