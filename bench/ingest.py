@@ -166,7 +166,7 @@ def baseline(amqp_url: str, n: int) -> dict[str, float]:
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     loop.ready.wait(15)
-    jobs = [(f"owryt-baseline-{i:04d}", 1 + i) for i in range(n)]
+    jobs = [(TASK.custom_id("ba5e0000", i), 1 + i) for i in range(n)]
     started = publish(amqp_url, jobs)
     deadline = time.monotonic() + 120
     while len(times) < n and time.monotonic() < deadline:

@@ -41,6 +41,7 @@ from bench.scratch import scratch_services  # noqa: E402
 from demo.stack import Timings, start_stack  # noqa: E402
 from shared.db.models import OfficialAccount, Purchasing, TrackingJob  # noqa: E402
 from shared.db.session import make_engine  # noqa: E402
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 from webscraper_sim.server import Simulator  # noqa: E402
 from webscraper_sim.state import SimConfig  # noqa: E402
@@ -185,7 +186,7 @@ def run_seed(args) -> dict:
                     "driver": "fulljs",
                     "page_load_delay": 2000,
                     "request_interval": 2000,
-                    "custom_id": f"owryt-seed{n:04x}-0000",
+                    "custom_id": TASK.custom_id(f"5eed{n // 10000:04x}", n % 10000),
                     "start_urls": [url],
                 },
             )

@@ -27,6 +27,7 @@ from bench.scratch import scratch_services  # noqa: E402
 from bench.selector import median_ms  # noqa: E402
 from shared.db.retention import Kept, prune  # noqa: E402
 from shared.db.session import make_engine, make_session_factory  # noqa: E402
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK  # noqa: E402
 from shared.webscraper.quota import CREATE, QuotaLedger, QuotaPolicy  # noqa: E402
 
 PER_DAY = 200 * 96  # the full quota: 200 calls a window, 96 windows a day
@@ -51,7 +52,7 @@ def figures(engine, ledger: QuotaLedger, runs: int) -> dict[str, float]:
         size = db.execute(text("SELECT pg_total_relation_size('api_call')")).scalar_one()
 
     def create() -> None:
-        slot = ledger.plan(CREATE, "owryt-bench-0000")
+        slot = ledger.plan(CREATE, TASK.custom_id("be0c0000", 0))
         assert slot.ready and ledger.mark_used(slot, CREATE)
 
     measured = {

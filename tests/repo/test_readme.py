@@ -55,3 +55,10 @@ def test_the_readme_documents_every_operator_command_and_points_to_the_benchmark
     assert "bench/README.md" in README and (ROOT / "bench" / "README.md").exists()
     for diary in ("this session", "earlier session", "last session"):
         assert diary not in README.lower() and diary not in (ROOT / "bench/README.md").read_text()
+
+
+def test_the_benchmarks_make_custom_ids_of_the_tasks_shape():
+    # a hand-written id of another shape is refused at the edge (400, dead letter), and a
+    # benchmark of refusals measures nothing; they use TaskConfig.custom_id
+    for script in (ROOT / "bench").glob("*.py"):
+        assert not re.search(r"[\"']owryt-", script.read_text()), script.name
