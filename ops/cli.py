@@ -33,6 +33,7 @@ from ops.errors import Unknown, Unreachable
 from shared.db.session import make_engine
 from shared.domain.masking import mask_emails_in
 from shared.domain.urls import UnsafeValue, normalize_order_number, order_status_url
+from shared.lifecycle import first_line
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import PublishError, connect
 from shared.settings import Settings, SettingsError, load_settings
@@ -120,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     except (Unknown, Unreachable) as error:
         return _fail(str(error), error.exit_status)
     except DBAPIError as error:
-        return _fail(f"cannot use the database: {_first_line(error)}", 2)
+        return _fail(f"cannot use the database: {first_line(error)}", 2)
     except BROKER_ERRORS as error:
-        return _fail(f"cannot use RabbitMQ: {_first_line(error)}", 2)
+        return _fail(f"cannot use RabbitMQ: {first_line(error)}", 2)
     except Exception as error:  # a bug: still one line, the traceback on request
         if os.environ.get("TRACKFILL_DEBUG"):
             traceback.print_exc()
-        return _fail(f"internal error ({type(error).__name__}): {_first_line(error)}", 3)
+        return _fail(f"internal error ({type(error).__name__}): {first_line(error)}", 3)
     finally:
         engine.dispose()
 
@@ -145,7 +146,7 @@ def _status(args, engine: Engine, settings: Settings, console: Console) -> int:
         with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
             data["queues"] = status.queue_depths(connection)
     except BROKER_ERRORS as error:  # the database's view still stands
-        data["broker_error"] = _first_line(error)
+        data["broker_error"] = first_line(error)
     if args.json:
         _print_json(data)
     else:
@@ -217,10 +218,6 @@ def _masked(value: dict[str, Any]) -> dict[str, Any]:
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, default=str, ensure_ascii=False))
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
 
 
 def _fail(message: str, exit_status: int) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, String, cast, func, select
 
 from ops.errors import Unknown
+from shared.db.jobs import jobs_by_status
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import count_expired
 from shared.db.statuses import IN_FLIGHT
@@ -67,7 +68,7 @@ def overview(engine: Engine, settings: Settings) -> dict[str, Any]:
         return {
             "at": now.isoformat(),
             "batches": _batches(db),
-            "jobs_in_flight": _in_flight(db, now, settings.reconcile_after_s),
+            "jobs_in_flight": _in_flight(db, settings.reconcile_after_s),
             #: purchases given up, still without a tracking number (CONTRACT.md, Giving up)
             "expired": count_expired(db, settings.recheck_expire_s),
             "quota": quota(db, now, settings),
@@ -99,16 +100,11 @@ def _batches(db: Db) -> list[dict[str, Any]]:
     ]
 
 
-def _in_flight(db: Db, now: dt.datetime, reconcile_after_s: float) -> dict[str, Any]:
-    rows = db.execute(
-        select(TrackingJob.status, func.count(), func.min(TrackingJob.created_at))
-        .where(TrackingJob.status.in_(IN_FLIGHT))
-        .group_by(TrackingJob.status)
-    ).all()
+def _in_flight(db: Db, reconcile_after_s: float) -> dict[str, Any]:
     flight = {}
-    for status, count, oldest in rows:
-        age = round((now - oldest).total_seconds(), 1)
-        flight[status] = {"count": count, "oldest_age_s": age, "late": age > reconcile_after_s}
+    for status, jobs in jobs_by_status(db, only=IN_FLIGHT).items():
+        age = round(jobs.oldest_age_s, 1)
+        flight[status] = {"count": jobs.count, "oldest_age_s": age, "late": age > reconcile_after_s}
     return flight
 
 

@@ -23,6 +23,7 @@ from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.session import make_engine, make_session_factory
 from shared.db.statuses import JobStatus
 from shared.domain.masking import mask_email, mask_emails_in
+from shared.lifecycle import first_line
 from shared.logs import setup_logging
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, settings, engine)
     except (OperationalError, InterfaceError) as error:
-        return _fail(f"cannot use the database: {_first_line(error)}")
+        return _fail(f"cannot use the database: {first_line(error)}")
     except (PublishError, *CONNECTION_ERRORS) as error:
-        return _fail(f"cannot use RabbitMQ: {_first_line(error)}")
+        return _fail(f"cannot use RabbitMQ: {first_line(error)}")
     finally:
         engine.dispose()
 
@@ -193,10 +194,6 @@ def _progress(sessions: sessionmaker[Session], batches: list[str]) -> dict[str, 
             .group_by(TrackingBatch.batch_uuid)
         ).all()
     return {str(uuid): tuple(counts) for uuid, *counts in rows}
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
 
 
 def _fail(message: str) -> int:

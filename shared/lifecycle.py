@@ -29,3 +29,9 @@ def service_settings(name: str, require: tuple[str, ...] = ()) -> Settings:
         raise SystemExit(2) from None
     setup_logging(settings.log_format)
     return settings
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error as an operator reads it (a database driver's own
+    message, not SQLAlchemy's wrapping with the statement)."""
+    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import TrackingJob
+from shared.db.jobs import jobs_by_status
 from shared.db.statuses import IN_FLIGHT, JOB_STATUSES
 from shared.webscraper.quota import QuotaLedger
 
@@ -72,24 +71,16 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily("trackfill_jobs", "Tracking jobs by status", labels=["status"])
         with self._sessions() as session:
-            counts = dict(
-                session.execute(
-                    select(TrackingJob.status, func.count()).group_by(TrackingJob.status)
-                ).all()
-            )
-            oldest = session.execute(
-                select(func.extract("epoch", func.now() - func.min(TrackingJob.created_at))).where(
-                    TrackingJob.status.in_(IN_FLIGHT)
-                )
-            ).scalar()
+            counts = jobs_by_status(session)
         for status in JOB_STATUSES:
-            jobs.add_metric([status], counts.get(status, 0))
+            jobs.add_metric([status], counts[status].count if status in counts else 0)
         yield jobs
+        oldest = max((counts[s].oldest_age_s for s in IN_FLIGHT if s in counts), default=0.0)
         yield GaugeMetricFamily(
             "trackfill_oldest_in_flight_job_age_seconds",
             "Age of the oldest tracking job not ended yet (0: none); the reconciler looks "
             "again at one older than RECONCILE_AFTER_S",
-            value=float(oldest or 0),
+            value=oldest,
         )
         yield GaugeMetricFamily(
             "trackfill_reconcile_after_seconds",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Select, String, select
+from sqlalchemy import Select, String, func, select
 
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.domain.urls import order_of
@@ -60,3 +60,24 @@ assert len(JOB_COLUMNS) == len(_FIELDS)
 def select_jobs(*more: Any) -> Select[Any]:
     """Jobs as :class:`Job` rows (then ``more`` columns), with their batches joined."""
     return select(*JOB_COLUMNS, *more).join(_batches, _batches.c.id == _jobs.c.batch_id)
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """How many tracking jobs have a status, and the age of the oldest of them."""
+
+    count: int
+    oldest_age_s: float
+
+
+def jobs_by_status(db: Any, only: Sequence[str] | None = None) -> dict[str, StatusCount]:
+    """Tracking jobs by status (``only`` these, if given), ages on the database's clock;
+    one query (the metrics and ``trackfill status`` read it)."""
+    query = select(
+        _jobs.c.status,
+        func.count(),
+        func.extract("epoch", func.now() - func.min(_jobs.c.created_at)),
+    ).group_by(_jobs.c.status)
+    if only is not None:
+        query = query.where(_jobs.c.status.in_(only))
+    return {status: StatusCount(n, float(age)) for status, n, age in db.execute(query).all()}

@@ -106,11 +106,11 @@ def normalize(status: str) -> str:
 
 def code_of(status: str | None) -> StatusCode | None:
     """The normalised code of a status; None for no status (None or blank)."""
-    if status is None or not normalize(status):
+    key = normalize(status).upper() if status is not None else ""
+    if not key:
         return None
-    key = normalize(status).upper()
-    for code, prefixes in _LONGEST_FIRST:
-        if key.startswith(prefixes):
+    for prefix, code in _LONGEST_FIRST:
+        if key.startswith(prefix):
             return code
     return StatusCode.UNKNOWN
 
@@ -132,14 +132,12 @@ def not_done_sql(column: ColumnElement[str]) -> ColumnElement[bool]:
     return or_(column.is_(None), not_(key.regexp_match(_DONE_PATTERN)))
 
 
-def _longest_first() -> list[tuple[StatusCode, tuple[str, ...]]]:
-    """The table's prefixes, longest first (one per entry): where one prefix starts
-    another, the longer one decides."""
-    pairs = sorted(((p, c) for c, ps in CODES.items() for p in ps), key=lambda x: -len(x[0]))
-    return [(code, (prefix,)) for prefix, code in pairs]
-
-
-_LONGEST_FIRST = _longest_first()
+#: (prefix, code) of the whole table, longest prefix first: where one prefix starts
+#: another, the longer one decides
+_LONGEST_FIRST = sorted(
+    ((prefix, code) for code, prefixes in CODES.items() for prefix in prefixes),
+    key=lambda pair: -len(pair[0]),
+)
 
 _DONE_PATTERN = "^(?:{})".format(
     "|".join(re.escape(p) for group in DONE_PREFIXES.values() for p in group)
