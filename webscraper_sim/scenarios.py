@@ -1,4 +1,5 @@
-"""What the simulated scraper finds at an Apple order-status URL.
+"""What the simulated scraper finds at a start URL: an Apple order-status page, or a
+Japan Post search page (see :func:`japan_post_page`).
 
 The outcome is a pure function of the order number in the URL, so tests steer it by
 choosing order numbers. In a job of one URL, the last two digits ``97`` stop the job
@@ -19,6 +20,13 @@ digit  page
 8      failed page: no record, a problematic URL of type ``failed``
 9      garbage: bad check digit, a status of markup, an unparseable date
 =====  ==============================================================================
+
+A Japan Post search page (``requestNo1`` .. ``requestNo10``) gives one record per number:
+``tracking_number`` (printed ``1234-5678-9012``), ``delivery_status`` and ``status_date``;
+the number's second-to-last digit (the last is its check digit) decides its status:
+``0`` 通過, ``1`` 持ち出し中, ``2`` お届け先にお届け済み, ``3`` 保管, ``4`` 差出人に返送済み,
+``5`` お問い合わせ番号が見つかりません (an unknown number), ``6`` 到着, ``7`` 引受,
+``8`` ご不在のため持ち戻り, ``9`` 窓口でお渡し.
 """
 
 from __future__ import annotations
@@ -26,21 +34,40 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 TOKYO = dt.timezone(dt.timedelta(hours=9), "Asia/Tokyo")
 YAMATO = "YAMATO TRANSPORT CO.,LTD."
 JP_LOGISTICS = "JP LOGISTICS GROUP CO., LTD."
 WEEKDAYS = "月火水木金土日"
 COLUMNS = ("tracking_number", "delivery_status", "shipping_method", "estimated_delivery_date")
+JAPAN_POST_SEARCH = "https://trackings.post.japanpost.jp/services/srv/search/"
+UNKNOWN_NUMBER = "お問い合わせ番号が見つかりません"
+JAPAN_POST_STATUSES = {
+    "0": "通過",
+    "1": "持ち出し中",
+    "2": "お届け先にお届け済み",
+    "3": "保管",
+    "4": "差出人に返送済み",
+    "5": UNKNOWN_NUMBER,
+    "6": "到着",
+    "7": "引受",
+    "8": "ご不在のため持ち戻り",
+    "9": "窓口でお渡し",
+}
 
 
 @dataclass(frozen=True)
 class PageResult:
-    """One start URL's outcome: a record (column values), or a problem type."""
+    """One start URL's outcome: its records (column values), or a problem type."""
 
-    record: dict[str, str | None] | None
+    records: tuple[dict[str, str | None], ...] = ()
     problem: str | None = None  # "empty" or "failed"
+
+    @property
+    def record(self) -> dict[str, str | None] | None:
+        """The first record (an Apple page has one), None for a problem page."""
+        return self.records[0] if self.records else None
 
 
 def order_number_of(url: str) -> str:
@@ -70,6 +97,8 @@ def valid_tracking_number(order_number: str) -> str:
 
 def page_for(url: str, scraped_at: dt.datetime) -> PageResult:
     """The outcome of scraping ``url`` at ``scraped_at`` (an aware datetime)."""
+    if url.startswith(JAPAN_POST_SEARCH):
+        return japan_post_page(url, scraped_at)
     order = order_number_of(url)
     digit = order[-1] if order and order[-1].isdigit() else "8"
     now = scraped_at.astimezone(TOKYO)
@@ -83,15 +112,44 @@ def page_for(url: str, scraped_at: dt.datetime) -> PageResult:
         "4": lambda: _record(None, "伝票番号未登録", YAMATO, "-"),
         "5": lambda: _record(None, "出荷準備中", None, _range(now)),
         "6": lambda: _record(number, "配達完了（宅配ボックス）", YAMATO, "-"),
-        "7": lambda: PageResult(None, "empty"),
-        "8": lambda: PageResult(None, "failed"),
+        "7": lambda: PageResult((), "empty"),
+        "8": lambda: PageResult((), "failed"),
         "9": lambda: _record(number[:-1] + "9", "<b>???</b>", "UNKNOWN", "来週のどこか"),
     }
     return builders[digit]()
 
 
+def japan_post_number(serial: int, outcome: int) -> str:
+    """A valid 12-digit number whose search outcome is ``outcome`` (its second-to-last
+    digit, see the table above); ``serial`` makes it unique."""
+    first = f"5{serial % 10**9:09d}{outcome}"
+    return first + str(int(first) % 7)
+
+
+def japan_post_page(url: str, scraped_at: dt.datetime) -> PageResult:
+    """A search page: a record per ``requestNoN`` number, in the page's order; a page
+    that asks for no number is empty."""
+    fields = dict(parse_qsl(urlsplit(url).query))
+    numbers = [fields[f"requestNo{n}"] for n in range(1, 11) if fields.get(f"requestNo{n}")]
+    if not numbers:
+        return PageResult((), "empty")
+    shown = f"{scraped_at.astimezone(TOKYO) - dt.timedelta(hours=3):%Y/%m/%d %H:%M}"
+    return PageResult(tuple(_japan_post_record(number, shown) for number in numbers))
+
+
+def _japan_post_record(number: str, shown: str) -> dict[str, str | None]:
+    digit = number[-2] if len(number) >= 2 and number[-2].isdigit() else "5"
+    status = JAPAN_POST_STATUSES[digit]
+    known = status != UNKNOWN_NUMBER
+    return {
+        "tracking_number": _hyphenated(number) if len(number) == 12 else number,
+        "delivery_status": status,
+        "status_date": shown if known else None,
+    }
+
+
 def _record(number: str | None, status: str, carrier: str | None, estimate: str) -> PageResult:
-    return PageResult(dict(zip(COLUMNS, (number, status, carrier, estimate), strict=True)))
+    return PageResult((dict(zip(COLUMNS, (number, status, carrier, estimate), strict=True)),))
 
 
 def _hyphenated(number: str) -> str:

@@ -12,7 +12,10 @@ from typing import Any
 
 from webscraper_sim.scenarios import PageResult, job_end_status, page_for
 
-DEFAULT_SITEMAPS = {1421177: "apple-order-to-carrier"}
+#: the tracking-number task's sitemap, and one for the refresh task (the demo's
+#: JAPAN_POST_SITEMAP_ID: the real one is the operator's to set)
+JAPAN_POST_SITEMAP = 1424310
+DEFAULT_SITEMAPS = {1421177: "apple-order-to-carrier", JAPAN_POST_SITEMAP: "japan-post-tracking-10"}
 
 
 @dataclass
@@ -201,15 +204,11 @@ class SimState:
         if sum(page.problem == "failed" for _, page in job.pages) * 2 > len(job.pages):
             job.end_status = "failed"  # more than half of its pages failed
         stamp = int(time.time())
-        for n, (url, page) in enumerate(job.pages, start=1):
-            if page.record is not None:
-                job.records.append(
-                    {
-                        "web-scraper-order": f"{stamp}-{n}",
-                        "web-scraper-start-url": url,
-                        **page.record,
-                    }
-                )
+        scraped = [(url, record) for url, page in job.pages for record in page.records]
+        for n, (url, record) in enumerate(scraped, start=1):
+            job.records.append(
+                {"web-scraper-order": f"{stamp}-{n}", "web-scraper-start-url": url, **record}
+            )
         if self.config.shuffle_seed is not None:
             random.Random(self.config.shuffle_seed + job.id).shuffle(job.records)
 
@@ -233,8 +232,7 @@ class SimState:
             "jobs_failed": sum(p.problem == "failed" for p in executed),
             "jobs_empty": sum(p.problem == "empty" for p in executed),
             "jobs_no_value": sum(
-                p.record is not None and any(v in (None, "") for v in p.record.values())
-                for p in executed
+                any(v in (None, "") for r in p.records for v in r.values()) for p in executed
             ),
             "stored_record_count": len(job.records),
             "request_interval": job.request_interval,

@@ -62,3 +62,25 @@ def test_estimates_cross_the_new_year_near_its_end():
 )
 def test_the_last_two_digits_can_end_the_whole_job(ending, status):
     assert job_end_status([url("W12345678" + ending)]) == status
+
+
+def test_a_japan_post_page_gives_a_record_per_number_in_its_order():
+    from shared.domain.japan_post import search_url
+    from webscraper_sim.scenarios import JAPAN_POST_STATUSES, UNKNOWN_NUMBER, japan_post_number
+
+    numbers = [japan_post_number(n, n % 10) for n in range(10)]
+    page = page_for(search_url(numbers), NOW)
+    assert page.problem is None
+    assert [re.sub(r"\D", "", r["tracking_number"]) for r in page.records] == numbers
+    assert [r["delivery_status"] for r in page.records] == [
+        JAPAN_POST_STATUSES[str(n % 10)] for n in range(10)
+    ]
+    unknown = page.records[5]
+    assert (unknown["delivery_status"], unknown["status_date"]) == (UNKNOWN_NUMBER, None)
+    assert page.records[0]["status_date"] == "2026/12/30 09:00"  # Tokyo time, 3 h before
+    assert all(check_digit_ok(number) for number in numbers)
+
+
+def test_a_japan_post_page_without_numbers_is_empty():
+    page = page_for("https://trackings.post.japanpost.jp/services/srv/search/?search=x", NOW)
+    assert (page.records, page.problem) == ((), "empty")
