@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingestor.jobs import Ending, Found, Jobs
-from ingestor.records import read_record, record_for, url_key
+from ingestor.records import READERS, url_key
 from shared.contracts import JobCompleted
 from shared.db.jobs import Job
 from shared.db.statuses import ENDED, JobStatus
@@ -133,10 +133,14 @@ class CompletionHandler:
         if not pack:
             log.info("%s %s: every job ended already; duplicate notification", TAG, event.custom_id)
             return {}
-        return self._settled(delivery, event, pack)
+        return self._settled(delivery, event, pack, found.numbers)
 
     def _settled(
-        self, delivery: Delivery, event: JobCompleted, pack: list[Job]
+        self,
+        delivery: Delivery,
+        event: JobCompleted,
+        pack: list[Job],
+        numbers: dict[str, str | None],
     ) -> dict[str, Ending]:
         """How the pack's jobs end, after the API calls (those waiting for late data, or
         all of them when the message was parked, are left out)."""
@@ -144,7 +148,7 @@ class CompletionHandler:
         if endings is not None:
             return endings  # confirmed and downloaded before an outage stopped the write
         try:
-            return self._endings(delivery, event, pack)
+            return self._endings(delivery, event, pack, numbers)
         except QuotaWait as wait:
             delivery.park(max(wait.wait_s, self._config.retry_s))
             return {}
@@ -215,7 +219,11 @@ class CompletionHandler:
         return None
 
     def _endings(
-        self, delivery: Delivery, event: JobCompleted, pack: list[Job]
+        self,
+        delivery: Delivery,
+        event: JobCompleted,
+        pack: list[Job],
+        numbers: dict[str, str | None],
     ) -> dict[str, Ending]:
         confirmed = _confirmed_from(delivery.headers) or self._confirm(event)
         if confirmed.status in RUNNING:
@@ -228,12 +236,13 @@ class CompletionHandler:
             return {job.custom_id: unknown for job in pack}
         records = self._download(event, confirmed, pack)
         anchor = confirmed.created or dt.datetime.now(dt.UTC)
+        reader = READERS[event.task]
         endings: dict[str, Ending] = {}
         missing: list[Job] = []
         for job in pack:
-            record = record_for(records, job.target_url)
+            record = reader.find(records, job.target_url, numbers.get(job.custom_id))
             if record is not None:
-                endings[job.custom_id] = Ending(scraped=read_record(record, anchor))
+                endings[job.custom_id] = Ending(scraped=reader.read(record, anchor))
             else:
                 missing.append(job)
         if not missing:

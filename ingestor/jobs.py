@@ -5,7 +5,7 @@ mark)."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +17,8 @@ from shared.db.jobs import Job
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
 from shared.db.statuses import ENDED, JobStatus
+from shared.domain.tracking_numbers import normalize
+from shared.tasks import TRACKING_TASK_CONFIGS
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Found:
 
     jobs: dict[str, Job]
     processed: frozenset[str]
+    #: each job's purchase's tracking number, normalised (None: none)
+    numbers: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Ending:
         if self.scraped and self.scraped.rejected:
             return "rejected: " + ", ".join(sorted(self.scraped.rejected))
         status = self.scraped.delivery_status if self.scraped else None
+        if self.scraped and not self.scraped.seeks_number:
+            return f"status {status}"
         return f"no tracking number yet ({status or 'no status'})"
 
 
@@ -66,6 +72,7 @@ class Jobs:
         return Found(
             {row.custom_id: Job.of(row) for row in rows},
             frozenset(row.custom_id for row in rows if row.processed),
+            {row.custom_id: _normalized(row.purchase_number) for row in rows},
         )
 
     def finish_many(self, endings: list[tuple[Job, JobCompleted, Ending]]) -> list[float | None]:
@@ -108,9 +115,14 @@ class Jobs:
                 "p_rejected": rejected or None,
             },
         )
-        if ending.needs_recheck and job.purchasing_id is not None:
+        seeks_number = TRACKING_TASK_CONFIGS[event.task].seeks_number
+        if ending.needs_recheck and seeks_number and job.purchasing_id is not None:
             self._recheck.schedule(session, job.purchasing_id, ending.reason())
         return age.total_seconds()
+
+
+def _normalized(number: str | None) -> str | None:
+    return normalize(number) if number else None
 
 
 def _fill(session: Session, purchasing_id: int, scraped: Scraped) -> dict[str, str]:

@@ -1,4 +1,9 @@
-"""One scraped record of sitemap 1421177 → the values that may be written (pure).
+"""One scraped record → the values that may be written (pure), for each task.
+
+The tracking-number task's sitemap (1421177) gives one record per Apple order page; the
+refresh task's Japan Post sitemap gives one record per number on a search page of up to
+ten, matched to its purchase by the normalised number within its start URL, and only
+its status is ever written (never a tracking number).
 
 Every column is untrusted text (CONTRACT.md): each goes through its validator in
 ``shared/domain``; a value that fails is not written, and its rule and reason are kept
@@ -15,6 +20,7 @@ from typing import Any, TypeVar
 from shared.domain import dates, statuses, tracking_numbers
 from shared.domain.invalid import Invalid, plain_text
 from shared.domain.urls import url_key
+from shared.tasks import JAPAN_POST_TRACKING_10, OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO
 
 START_URL = "web-scraper-start-url"
 ORDER = "web-scraper-order"
@@ -31,6 +37,8 @@ class Scraped:
     shipping_method: str | None = None
     estimated_delivery_date: dt.date | None = None
     rejected: dict[str, str] = field(default_factory=dict)
+    #: the page was asked for a tracking number (False: for the status alone)
+    seeks_number: bool = True
 
     @property
     def delivery_status_code(self) -> statuses.StatusCode | None:
@@ -43,7 +51,11 @@ class Scraped:
     @property
     def needs_recheck(self) -> bool:
         """No number yet and the parcel's story is not over: look again later."""
-        return self.tracking_number is None and self.outcome is statuses.Outcome.KEEP_CHECKING
+        return (
+            self.seeks_number
+            and self.tracking_number is None
+            and self.outcome is statuses.Outcome.KEEP_CHECKING
+        )
 
 
 def read_record(record: dict[str, Any], fallback_anchor: dt.datetime) -> Scraped:
@@ -64,6 +76,52 @@ def read_record(record: dict[str, Any], fallback_anchor: dt.datetime) -> Scraped
     anchor = scraped_at(record) or fallback_anchor
     estimate = check(lambda: dates.parse_estimate(_text(record, "estimated_delivery_date"), anchor))
     return Scraped(number, status, method, estimate, rejected)
+
+
+def read_status_record(record: dict[str, Any], fallback_anchor: dt.datetime) -> Scraped:
+    """A Japan Post record: its status alone (an unknown number's label is a status
+    too). ``status_date`` is the page's own time of that status, not stored."""
+    rejected: dict[str, str] = {}
+    try:
+        status = _status(_plain(record, "delivery_status"))
+    except Invalid as error:
+        status, rejected[error.rule] = None, str(error)
+    if status is None and not rejected:
+        rejected["delivery_status_missing"] = "the page gave no status for the number"
+    return Scraped(delivery_status=status, rejected=rejected, seeks_number=False)
+
+
+def record_of_number(
+    records: Iterable[dict[str, Any]], target_url: str, number: str | None
+) -> dict[str, Any] | None:
+    """The record of ``number`` (normalised) among those scraped from ``target_url``."""
+    if not number:
+        return None
+    wanted = url_key(target_url)
+    for record in records:
+        if url_key(str(record.get(START_URL) or "")) != wanted:
+            continue
+        given = record.get("tracking_number")
+        if isinstance(given, str | int) and tracking_numbers.normalize(str(given)) == number:
+            return record
+    return None
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How a task's job finds its record (records, its URL, its purchase's number)
+    and reads it."""
+
+    find: Callable[[list[dict[str, Any]], str, str | None], dict[str, Any] | None]
+    read: Callable[[dict[str, Any], dt.datetime], Scraped]
+
+
+READERS = {
+    OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name: Reader(
+        lambda records, url, _number: record_for(records, url), read_record
+    ),
+    JAPAN_POST_TRACKING_10.name: Reader(record_of_number, read_status_record),
+}
 
 
 def _status(text: str | None) -> str | None:

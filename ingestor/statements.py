@@ -22,15 +22,21 @@ purchases = Purchasing.__table__
 #: the notifications' jobs, by custom_id and by scraping job id (every job of a pack
 #: shares its scraping job), each with whether it was processed for its stored scraping
 #: job id (any other id is refused before it matters)
-FIND_JOBS = select_jobs(
-    select(processed.c.id)
-    .where(processed.c.custom_id == jobs.c.custom_id)
-    .where(processed.c.scrapingjob_id == jobs.c.job_id)
-    .exists()
-    .label("processed")
-).where(
-    (jobs.c.custom_id == any_(bindparam("p_custom_ids", type_=ARRAY(String()))))
-    | (jobs.c.job_id == any_(bindparam("p_job_ids", type_=ARRAY(BigInteger()))))
+FIND_JOBS = (
+    select_jobs(
+        select(processed.c.id)
+        .where(processed.c.custom_id == jobs.c.custom_id)
+        .where(processed.c.scrapingjob_id == jobs.c.job_id)
+        .exists()
+        .label("processed"),
+        # the purchase's number: a Japan Post page's record is matched by it
+        purchases.c.tracking_number.label("purchase_number"),
+    )
+    .outerjoin(purchases, purchases.c.id == jobs.c.purchasing_id)
+    .where(
+        (jobs.c.custom_id == any_(bindparam("p_custom_ids", type_=ARRAY(String()))))
+        | (jobs.c.job_id == any_(bindparam("p_job_ids", type_=ARRAY(BigInteger()))))
+    )
 )
 
 #: the processed mark (unique per job id and custom_id): a row only the first time
@@ -69,6 +75,7 @@ def _keep_or(column, name):
     return func.coalesce(bindparam(f"p_{name}", type_=column.type), column)
 
 
+_checked = purchases.c.delivery_status_checked_at
 _empty = func.coalesce(purchases.c.tracking_number, "") == ""
 
 #: the scraped values that are valid (None keeps a column as it is); the tracking number
@@ -85,6 +92,10 @@ FILL_PURCHASE = (
         latest_delivery_status=_keep_or(purchases.c.latest_delivery_status, "delivery_status"),
         # written with the status, never apart from it (both None or both set)
         delivery_status_code=_keep_or(purchases.c.delivery_status_code, "delivery_status_code"),
+        delivery_status_checked_at=case(
+            (bindparam("p_delivery_status", type_=String()).is_(None), _checked),
+            else_=func.now(),
+        ),
         shipping_method=_keep_or(purchases.c.shipping_method, "shipping_method"),
         estimated_delivery_date=_keep_or(
             purchases.c.estimated_delivery_date, "estimated_delivery_date"

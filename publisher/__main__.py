@@ -15,6 +15,7 @@ from shared.messaging.consuming import ConsumerLoop
 from shared.messaging.publishing import connect
 from shared.messaging.topology import PUBLISHER_CANDIDATES, ROUTES, ConsumerRoute
 from shared.settings import Settings
+from shared.tasks import enabled_tasks
 from shared.webscraper.access import api_access
 
 log = logging.getLogger("trackfill.publisher")
@@ -31,8 +32,14 @@ def build(settings: Settings, stop, route: ConsumerRoute | None = None) -> Consu
         candidate_handler(settings),
         stop,
         # the candidates that arrive together are packed together: a pack's size of them
-        group_size=min(settings.publish_max_urls_per_job, MAX_PREFETCH),
+        group_size=min(pack_size(settings), MAX_PREFETCH),
     )
+
+
+def pack_size(settings: Settings) -> int:
+    """The most candidates in one pack of an enabled task (ten share a Japan Post URL)."""
+    per_url = max((task.purchases_per_url for task in enabled_tasks(settings)), default=1)
+    return settings.publish_max_urls_per_job * per_url
 
 
 def candidate_handler(settings: Settings) -> CandidateHandler:
@@ -48,6 +55,7 @@ def candidate_handler(settings: Settings) -> CandidateHandler:
             settings.publish_max_attempts,
             settings.publish_retry_base_s,
             settle_after_s=settings.http_timeout_s,
+            sitemaps={task.name: task.sitemap_in(settings) for task in enabled_tasks(settings)},
         ),
     )
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from publisher.jobs import JobLocks, Jobs
 from publisher.packs import Frozen, Packs
@@ -42,7 +43,7 @@ from shared.messaging.consuming import Delivery, Reject, Transient
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import Outgoing
 from shared.messaging.topology import JOB_PUBLISHED, PUBLISHER_WAIT
-from shared.tasks import TRACKING_TASK_CONFIGS, TaskConfig
+from shared.tasks import TRACKING_TASK_CONFIGS, TaskConfig, task_for_custom_id
 from shared.webscraper.client import (
     ApiError,
     QuotaWait,
@@ -65,6 +66,12 @@ class PublisherConfig:
     max_parkings_logged: int = 3
     #: waits up to this long are slept in place, longer ones parked in RabbitMQ
     sleep_max_s: float = 1.0
+    #: the sitemap of each task this publisher creates jobs for (the others are refused)
+    sitemaps: Mapping[str, int] = field(
+        default_factory=lambda: {
+            t.name: t.sitemap_id for t in TRACKING_TASK_CONFIGS.values() if t.sitemap_id
+        }
+    )
 
 
 class CandidateHandler(LostCreates):
@@ -93,6 +100,11 @@ class CandidateHandler(LostCreates):
             try:
                 message: CandidateFound = delivery.message
                 task = TRACKING_TASK_CONFIGS[message.task]
+                if task.name not in self._config.sitemaps:
+                    raise Reject(
+                        f"task {task.name} is off in this publisher "
+                        f"({task.sitemap_setting or 'its sitemap'} is not set)"
+                    )
                 job = known.get(message.custom_id or "") or self._jobs.resolve(
                     message, task, delivery.envelope.id
                 )
@@ -103,7 +115,8 @@ class CandidateHandler(LostCreates):
             fresh, packs = self._sort(in_hand, locks)
             for leader_id, members in packs.items():
                 self._settle(lambda m=members, lid=leader_id: self._pack(lid, m), members)
-            self._settle(lambda: self._fresh(fresh), fresh)
+            for of_task in _by_task(fresh):  # a pack is of one task (one sitemap)
+                self._settle(lambda f=of_task: self._fresh(f), of_task)
         for item in in_hand:
             outcomes[item.index] = item.outcome
         return outcomes
@@ -221,7 +234,9 @@ class CandidateHandler(LostCreates):
         """A new pack of the first candidates (as many as a job takes), led by the
         first; (its members in hand, the rest). One the pack could not take is looked
         at again (see :meth:`_orphans`)."""
-        chunk, rest = fresh[: self._packs.max_urls], fresh[self._packs.max_urls :]
+        fits = {job.id for job in self._packs.fitting([item.job for item in fresh])}
+        chunk = [item for item in fresh if item.job.id in fits]
+        rest = [item for item in fresh if item.job.id not in fits]
         led = {job.id: job for job in self._packs.lead([item.job for item in chunk])}
         for item in chunk:
             item.job = led.get(item.job.id, item.job)
@@ -232,6 +247,8 @@ class CandidateHandler(LostCreates):
         """Join the pack of the slot planned last; those of ``fresh`` that joined (they
         are parked until that slot)."""
         custom_id, slot = planned
+        if task_for_custom_id(custom_id) != fresh[0].task:
+            return []  # another task's pack: these lead their own
         leader = self._jobs.by_custom_id(custom_id)
         if leader is None or leader.pack_of != leader.id:
             return []
@@ -271,7 +288,8 @@ class CandidateHandler(LostCreates):
             leader.custom_id,
         )
         try:
-            created = self._client.create_job(_payload(task, leader, frozen), reservation)
+            payload = _payload(self._config.sitemaps[task.name], leader, frozen)
+            created = self._client.create_job(payload, reservation)
         except QuotaWait as wait:  # too late for its slot, or a 429: a new slot (after it)
             if isinstance(wait, RateLimited):
                 log.warning("%s %s: %s", TAG, leader.custom_id, wait)
@@ -348,10 +366,18 @@ class CandidateHandler(LostCreates):
         crash_point("publisher:before-ack")
 
 
-def _payload(task: TaskConfig, leader: Job, frozen: Frozen) -> dict:
+def _by_task(items: list[InHand]) -> list[list[InHand]]:
+    """``items`` by task, each task's in their order."""
+    groups: dict[str, list[InHand]] = defaultdict(list)
+    for item in items:
+        groups[item.task.name].append(item)
+    return list(groups.values())
+
+
+def _payload(sitemap_id: int, leader: Job, frozen: Frozen) -> dict:
     """The seed's create-job body, with the pack's URLs and its leader's custom_id."""
     return {
-        "sitemap_id": task.sitemap_id,
+        "sitemap_id": sitemap_id,
         "driver": "fulljs",
         "page_load_delay": 2000,
         "request_interval": 2000,

@@ -46,6 +46,8 @@ class Jobs:
             if job is None:
                 raise Reject(f"no tracking_job has custom_id {message.custom_id!r}")
             return job
+        if not task.seeks_number:  # its URL is a page of ten numbers its selection makes
+            raise Reject(f"a manual request is for a tracking-number task, not {task.name}")
         for _ in range(2):  # a concurrent request for the same purchase may win the race
             try:
                 return self._manual(message, task, message_id)

@@ -3,7 +3,8 @@
 A pack is named by its leader, the job whose ``custom_id`` the scraping job carries;
 every member (the leader too) has ``pack_of`` = the leader's id. A pack is open while
 its leader is ``queued``: candidates waiting for the same creation slot join it, up to
-the most start URLs a job may carry. Freezing it (the intent, before the create call)
+the most start URLs a job may carry (members that share a URL, as the ten purchases of
+one Japan Post search page, count it once). Freezing it (the intent, before the create call)
 sets every member ``publishing`` under the leader's row lock, so nothing joins a pack
 whose call may be under way; the scraping job's id is then stored on all of them at
 once, and a failure fails all of them. With ``PUBLISH_MAX_URLS_PER_JOB=1`` every job
@@ -53,6 +54,18 @@ class Packs:
         self.max_urls = max_urls
         self._reconcile_after_s = reconcile_after_s
 
+    def fitting(self, jobs: list[Job], urls: set[str] | frozenset[str] = frozenset()) -> list[Job]:
+        """Those of ``jobs`` (in order) that one pack takes beside a pack's ``urls``:
+        a job whose URL is already in it, or that brings a new URL while there is room."""
+        taken = set(urls)
+        fits = []
+        for job in jobs:
+            if job.target_url not in taken and len(taken) < self.max_urls:
+                taken.add(job.target_url)
+            if job.target_url in taken:
+                fits.append(job)
+        return fits
+
     def lead(self, jobs: list[Job]) -> list[Job]:
         """A new pack of ``jobs`` (those still without one), led by the first of them."""
         with transaction(self._sessions) as session:
@@ -82,10 +95,10 @@ class Packs:
         with transaction(self._sessions) as session:
             if self._lock_open(session, leader_id) is None:
                 return []
-            size = session.execute(
-                select(func.count()).where(TrackingJob.pack_of == leader_id)
-            ).scalar_one()
-            room = [job.id for job in jobs][: max(0, self.max_urls - size)]
+            urls = session.execute(
+                select(TrackingJob.target_url).where(TrackingJob.pack_of == leader_id).distinct()
+            ).scalars()
+            room = [job.id for job in self.fitting(jobs, set(urls))]
             if not room:
                 return []
             ids = session.execute(

@@ -96,7 +96,7 @@ class LostCreates:
         last = page
         while page <= last:
             try:
-                listing = self._client.list_jobs(page, task.sitemap_id)
+                listing = self._client.list_jobs(page, self._config.sitemaps.get(task.name))
             except QuotaWait as wait:
                 raise _Paused(page, wait.wait_s) from None
             for scraping_job in listing.data:

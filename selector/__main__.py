@@ -1,6 +1,8 @@
-"""``python -m selector``: until SIGTERM, a selection pass every ``SELECTOR_INTERVAL_S``
-(or as the publisher runs short, under a backlog), each followed by the reconciler's look
-at overdue jobs; and the tables' retention every few minutes."""
+"""``python -m selector``: until SIGTERM, a selection pass of each enabled task every
+``SELECTOR_INTERVAL_S`` (or as the publisher runs short of the task's jobs, under a
+backlog; the refresh within its share, see :mod:`selector.sharing`), each followed by
+the reconciler's look at that task's overdue jobs; and the tables' retention every few
+minutes."""
 
 from __future__ import annotations
 
@@ -12,27 +14,80 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from selector.reconciling import Reconciler
 from selector.service import Selector
+from selector.sharing import Share
 from shared import metrics
 from shared.db.retention import Kept, prune
 from shared.db.session import make_engine, make_session_factory
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
+from shared.settings import Settings
+from shared.tasks import TaskConfig, enabled_tasks
 from shared.webscraper.quota import QuotaLedger, QuotaPolicy
 
 log = logging.getLogger("trackfill.selector")
 OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
 PRUNE_EVERY_S = 300.0
+POLL_S = 0.05
 
 
-def wait_for_room(selector: Selector, stop, most_s: float, poll_s: float = 0.05) -> None:
-    """Under a backlog: wait (at most ``most_s``) until the publisher runs short of jobs,
-    so that the quota, not ``SELECTOR_INTERVAL_S``, sets the pace."""
-    deadline = time.monotonic() + most_s
-    while not stop.is_set() and time.monotonic() < deadline:
-        if selector.waiting_for_publisher() < selector.feed_level:
-            return
-        stop.wait(poll_s)
+class Feed:
+    """When each task's next pass is due: ``SELECTOR_INTERVAL_S`` after its last one,
+    or sooner under a backlog, once the publisher runs short of its jobs and the share
+    allows it."""
+
+    def __init__(self, settings: Settings, sessions, tasks: list[TaskConfig], share: Share):
+        self._settings = settings
+        self.sessions = sessions
+        self._share = share
+        self.tasks = tasks
+        self._last: dict[str, float] = {}
+        self.backlogged: dict[str, bool] = {}
+
+    def selector(self, task: TaskConfig, publisher: MessagePublisher | None = None) -> Selector:
+        return Selector(self._settings, self.sessions, publisher, task)
+
+    def due(self, task: TaskConfig) -> bool:
+        others = any(self.backlogged.get(t.name) for t in self.tasks if t.seeks_number)
+        if not self._share.allows(task, others):
+            return False
+        last = self._last.get(task.name)
+        if last is None or time.monotonic() - last >= self._settings.selector_interval_s:
+            return True
+        if not self.backlogged.get(task.name):
+            return False
+        selector = self.selector(task)
+        # held to its share, a task keeps one pack waiting at most, not two
+        level = selector.feed_level if task.seeks_number or not others else selector.pack_size
+        return selector.waiting_for_publisher() < level
+
+    def ran(self, task: TaskConfig, backlog: bool) -> None:
+        self._last[task.name] = time.monotonic()
+        self.backlogged[task.name] = backlog
+
+    def wait(self, stop) -> None:
+        """Until a task is due (or ``stop``)."""
+        while not stop.is_set() and not any(self.due(task) for task in self.tasks):
+            stop.wait(POLL_S if any(self.backlogged.values()) else min(1.0, self._interval()))
+
+    def _interval(self) -> float:
+        return self._settings.selector_interval_s
+
+
+def run_due(feed: Feed, settings: Settings) -> None:
+    """One connection: a pass of each due task, then the reconciler's look at every
+    task's overdue jobs (a task held back by its share still has jobs in flight)."""
+    # a connection per round: an idle one would miss its heartbeats for 15 minutes
+    with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
+        publisher = MessagePublisher(connection)
+        for task in feed.tasks:
+            if not feed.due(task):
+                continue
+            selector = feed.selector(task, publisher)
+            result = selector.run_pass("daemon")
+            feed.ran(task, selector.backlog_after(result))
+        for task in feed.tasks:
+            Reconciler(settings, feed.sessions, publisher, task).run()
 
 
 def main() -> int:
@@ -43,25 +98,24 @@ def main() -> int:
     policy = QuotaPolicy.of(settings)
     metrics.register_database(sessions, QuotaLedger(sessions, policy), settings.reconcile_after_s)
     metrics.serve(settings.metrics_port)
-    log.info("selector started: a pass every %gs", settings.selector_interval_s)
+    tasks = list(enabled_tasks(settings))
+    share = Share(sessions, settings.api_quota_window_s, settings.refresh_max_share)
+    feed = Feed(settings, sessions, tasks, share)
+    log.info(
+        "selector started: a pass every %gs for %s",
+        settings.selector_interval_s,
+        ", ".join(task.name for task in tasks),
+    )
     retry_s = min(settings.selector_interval_s, 5.0)
     kept = Kept(2 * policy.span_s, settings.processed_keep_s, settings.sync_log_keep_s)
     pruned_at = -PRUNE_EVERY_S
     while not stop.is_set():
         try:
-            # a connection per pass: an idle one would miss its heartbeats for 15 minutes
-            with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
-                publisher = MessagePublisher(connection)
-                selector = Selector(settings, sessions, publisher)
-                result = selector.run_pass("daemon")
-                Reconciler(settings, sessions, publisher, selector.task).run()
+            run_due(feed, settings)
             if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
                 log.info("retention: %s", prune(sessions, kept))
                 pruned_at = time.monotonic()
-            if selector.backlog_after(result):
-                wait_for_room(selector, stop, settings.selector_interval_s)
-            else:
-                stop.wait(settings.selector_interval_s)
+            feed.wait(stop)
         except OUTAGES as error:
             log.warning("pass failed (%s); retrying in %gs", str(error).splitlines()[0], retry_s)
             stop.wait(retry_s)

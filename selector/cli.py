@@ -28,6 +28,11 @@ from shared.logs import setup_logging
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
 from shared.settings import Settings, SettingsError, load_settings
+from shared.tasks import (
+    JAPAN_POST_TRACKING_10,
+    OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO,
+    TRACKING_TASK_CONFIGS,
+)
 
 PROG = "run_tracking_number_empty"
 
@@ -52,6 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="list what would be selected (order, masked e-mail, URL or the "
         "reason it is skipped) and change nothing anywhere",
+    )
+    parser.add_argument(
+        "--task",
+        choices=list(TRACKING_TASK_CONFIGS),
+        default=OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name,
+        help="the task whose selection runs (default: the tracking-number task; "
+        f"{JAPAN_POST_TRACKING_10.name} refreshes Japan Post statuses)",
     )
     parser.add_argument(
         "--timeout",
@@ -82,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as error:
         return _fail(str(error))
+    task = TRACKING_TASK_CONFIGS[args.task]
+    if task.sitemap_in(settings) is None:
+        return _fail(f"{task.sitemap_setting} is not set: the task {task.name} is off")
     setup_logging(settings.log_format)
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     try:
@@ -95,13 +110,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    task = TRACKING_TASK_CONFIGS[args.task]
     sessions = make_session_factory(engine)
     # piped output (scripts, logs) gets wide lines instead of wrapped cells
     console = Console(width=None if sys.stdout.isatty() else 240)
     if args.dry_run:
-        return _dry_run(Selector(settings, sessions, publisher=None), console)
+        return _dry_run(Selector(settings, sessions, None, task), console)
     with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
-        selector = Selector(settings, sessions, MessagePublisher(connection))
+        selector = Selector(settings, sessions, MessagePublisher(connection), task)
         batches = []
         for number in range(1, args.count + 1):
             result = selector.run_pass(source="manual")

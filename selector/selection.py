@@ -30,6 +30,8 @@ class Match:
     order_number: str | None
     email: str | None
     created_at: dt.datetime
+    #: its number, normalised (the refresh task looks purchases up by it)
+    tracking_number: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from selector.refresh import choose_due
 from selector.selection import Candidate, Skipped, choose, iter_matches
 from shared.contracts import CandidateFound
 from shared.db import sync_log
@@ -32,10 +34,20 @@ from shared.messaging.publishing import MessagePublisher, Outgoing, PublishError
 from shared.messaging.topology import CANDIDATE_FOUND
 from shared.metrics import CANDIDATES_SELECTED, CANDIDATES_SKIPPED
 from shared.settings import Settings
-from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
+from shared.tasks import JAPAN_POST_TRACKING_10, OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
 
 log = logging.getLogger("trackfill.selector")
 TAG = "[tracking_number_empty_worker]"
+
+#: each task's selection: (session, settings, limit) -> (candidates, skipped)
+SELECTIONS: dict[str, Callable[[Session, Settings, int], tuple[list[Candidate], list[Skipped]]]] = {
+    OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name: lambda session, settings, limit: choose(
+        iter_matches(session, settings.recheck_expire_s), limit
+    ),
+    JAPAN_POST_TRACKING_10.name: lambda session, settings, limit: choose_due(
+        session, settings.refresh_interval_s, limit
+    ),
+}
 
 
 @dataclass
@@ -82,16 +94,26 @@ class Selector:
         return self._task
 
     @property
+    def limit(self) -> int:
+        """The most purchases a pass takes: ``SELECTOR_MAX_RECORDS`` start URLs' worth
+        (ten purchases share a Japan Post search page)."""
+        return self._settings.selector_max_records * self._task.purchases_per_url
+
+    @property
+    def pack_size(self) -> int:
+        """The most purchases one scraping job of the task carries."""
+        return self._settings.publish_max_urls_per_job * self._task.purchases_per_url
+
+    @property
     def feed_level(self) -> int:
         """Under a backlog, the next pass runs once fewer jobs than this wait for the
         publisher: two packs' worth (at least a pass), so that the quota, not
         ``SELECTOR_INTERVAL_S``, sets the pace without piling up parked candidates."""
-        settings = self._settings
-        return max(settings.selector_max_records, 2 * settings.publish_max_urls_per_job)
+        return max(self.limit, 2 * self.pack_size)
 
     def backlog_after(self, result: PassResult) -> bool:
         """The pass took all it could: more purchases are probably waiting."""
-        return result.found - len(result.skipped) >= self._settings.selector_max_records
+        return result.found - len(result.skipped) >= self.limit
 
     def waiting_for_publisher(self) -> int:
         """Jobs of this task not yet given a scraping job (in the publisher's queues)."""
@@ -110,10 +132,10 @@ class Selector:
         """What a pass would select now; reads only (a read-only transaction)."""
         with self._sessions() as session, session.begin():
             session.execute(text("SET TRANSACTION READ ONLY"))
-            return choose(
-                iter_matches(session, self._settings.recheck_expire_s),
-                self._settings.selector_max_records,
-            )
+            return self._choose(session)
+
+    def _choose(self, session: Session) -> tuple[list[Candidate], list[Skipped]]:
+        return SELECTIONS[self._task.name](session, self._settings, self.limit)
 
     def run_pass(self, source: str = "daemon") -> PassResult:
         """Select and publish; the result is also written to sync_log."""
@@ -148,12 +170,10 @@ class Selector:
         with transaction(self._sessions) as session:
             lock_batches(session)
             owed = unpublished_jobs(session, self._task, self._settings.selector_republish_grace_s)
-            candidates, result.skipped = choose(
-                iter_matches(session, self._settings.recheck_expire_s),
-                self._settings.selector_max_records,
-            )
+            candidates, result.skipped = self._choose(session)
             result.found = len(candidates) + len(result.skipped)
-            result.expired = count_expired(session, self._settings.recheck_expire_s)
+            if self._task.seeks_number:  # giving up is about a number never found
+                result.expired = count_expired(session, self._settings.recheck_expire_s)
             for skipped in result.skipped:
                 schedule_recheck(
                     session,
@@ -225,7 +245,7 @@ class Selector:
             mark_published(session, published)
             sync_log.record(
                 session,
-                sync_log.TRIGGERED,
+                self._task.triggered,
                 result.error is None,
                 message,
                 {**result.details, "source": source},

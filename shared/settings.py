@@ -42,6 +42,11 @@ class Settings:
     selector_republish_grace_s: float
     recheck_expire_s: float
     reconcile_after_s: float
+    #: the refresh task's sitemap (CONTRACT.md, Refresh); None: the task is off
+    japan_post_sitemap_id: int | None
+    refresh_interval_s: float
+    #: while tracking-number candidates wait, the refresh task's most share of creations
+    refresh_max_share: float
     processed_keep_s: float
     sync_log_keep_s: float
     api_followup_calls_per_job: int
@@ -84,6 +89,9 @@ DEFAULTS: dict[str, str] = {
     "SELECTOR_REPUBLISH_GRACE_S": "120",
     "RECHECK_EXPIRE_S": "2592000",
     "RECONCILE_AFTER_S": "1800",
+    "REFRESH_INTERVAL_S": "21600",
+    # the tracking-number task keeps at least three quarters of the creations (issue 17)
+    "REFRESH_MAX_SHARE": "0.25",
     # a late duplicate webhook (the scraper retries for hours) must still hit its key
     "PROCESSED_KEEP_S": "604800",
     "SYNC_LOG_KEEP_S": "7776000",
@@ -140,6 +148,9 @@ def load_settings(
         selector_republish_grace_s=env.duration("SELECTOR_REPUBLISH_GRACE_S", allow_zero=True),
         recheck_expire_s=env.duration("RECHECK_EXPIRE_S"),
         reconcile_after_s=env.duration("RECONCILE_AFTER_S"),
+        japan_post_sitemap_id=env.optional_id("JAPAN_POST_SITEMAP_ID"),
+        refresh_interval_s=env.duration("REFRESH_INTERVAL_S"),
+        refresh_max_share=env.fraction("REFRESH_MAX_SHARE"),
         processed_keep_s=env.duration("PROCESSED_KEEP_S"),
         sync_log_keep_s=env.duration("SYNC_LOG_KEEP_S"),
         api_followup_calls_per_job=env.count("API_FOLLOWUP_CALLS_PER_JOB", minimum=0),
@@ -192,6 +203,26 @@ class _Env:
         if maximum is not None and int(text) > maximum:
             raise SettingsError(f"{name} must be at most {maximum}, got {text!r}")
         return int(text)
+
+    def optional_id(self, name: str) -> int | None:
+        """A positive whole number, or None when the variable is unset."""
+        text = self.optional(name)
+        if text is None:
+            return None
+        if not re.fullmatch(r"[0-9]{1,18}", text) or int(text) == 0:
+            raise SettingsError(f"{name} must be a positive whole number (an id), got {text!r}")
+        return int(text)
+
+    def fraction(self, name: str) -> float:
+        """A share: a number from 0 to 1."""
+        text = self.raw(name)
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value <= 1:  # NaN fails too
+            raise SettingsError(f"{name} must be a number from 0 to 1, got {text!r}")
+        return value
 
     def duration(self, name: str, allow_zero: bool = False) -> float:
         text = self.raw(name)

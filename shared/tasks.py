@@ -1,13 +1,18 @@
 """The registry of scraping tasks (the seed's ``TRACKING_TASK_CONFIGS``).
 
 A task ties together the webhook path keyword, the batch's file-name prefix, the
-sitemap, the custom-id prefix and a display name. Routing keys are task names.
+sitemap, the custom-id prefix, a display name and what its pages give: the tracking
+number (Apple's order page) or the delivery status alone (Japan Post's search page, ten
+purchases a URL). Routing keys are task names; tasks may share a webhook path, and the
+custom id's prefix tells them apart.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,9 +20,32 @@ class TaskConfig:
     name: str
     path_keyword: str
     filename_prefix: str
-    sitemap_id: int
+    #: the sitemap; None: read from the setting ``sitemap_setting`` (unset: task off)
+    sitemap_id: int | None
     custom_id_prefix: str
     display_name: str
+    #: the sync_log operation types are ``{operation}_triggered`` / ``_completed``
+    operation: str
+    sitemap_setting: str | None = None
+    #: purchases that share one start URL (Japan Post's page takes ten numbers)
+    purchases_per_url: int = 1
+    #: its pages give the tracking number; a job that ends without one waits its
+    #: re-check delay (CONTRACT.md, Selection). False: the page gives the status alone.
+    seeks_number: bool = True
+
+    @property
+    def triggered(self) -> str:
+        return f"{self.operation}_triggered"
+
+    @property
+    def completed(self) -> str:
+        return f"{self.operation}_completed"
+
+    def sitemap_in(self, settings: Any) -> int | None:
+        """The task's sitemap under ``settings`` (None: the task is off)."""
+        if self.sitemap_setting is None:
+            return self.sitemap_id
+        return getattr(settings, self.sitemap_setting.lower())
 
     def custom_id(self, batch_short: str, index: int) -> str:
         """The seed's custom id: ``owryt-{batch_short}-{index:04d}``."""
@@ -42,11 +70,30 @@ OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO = TaskConfig(
     sitemap_id=1421177,
     custom_id_prefix="owryt-",
     display_name="Apple order page to carrier tracking",
+    operation="tracking_number_empty",
+)
+
+JAPAN_POST_TRACKING_10 = TaskConfig(
+    name="japan_post_tracking_10_tracking_number",
+    path_keyword="webscraper-tracking",  # the seed's one endpoint; the prefix routes
+    filename_prefix="purchasing_query_japan_post_tracking_10_",
+    sitemap_id=None,
+    custom_id_prefix="jpt10-",
+    display_name="Japan Post delivery status refresh",
+    operation="japan_post_tracking_10",
+    sitemap_setting="JAPAN_POST_SITEMAP_ID",
+    purchases_per_url=10,
+    seeks_number=False,
 )
 
 TRACKING_TASK_CONFIGS: dict[str, TaskConfig] = {
-    OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name: OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO,
+    task.name: task for task in (OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, JAPAN_POST_TRACKING_10)
 }
+
+
+def enabled_tasks(settings: Any) -> Iterator[TaskConfig]:
+    """The tasks that have a sitemap under ``settings``, in the registry's order."""
+    return (task for task in TRACKING_TASK_CONFIGS.values() if task.sitemap_in(settings))
 
 
 def task_for_custom_id(custom_id: str) -> TaskConfig | None:

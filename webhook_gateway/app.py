@@ -42,14 +42,16 @@ def create_app(settings: Settings, broker: Broker) -> Flask:
     errors.register(app)
     expected = settings.webhook_token.encode()
 
-    def receive(task_name: str):
+    def receive(path_keyword: str):
         _check_token(_token(), expected)
         fields = _fields()
         custom_id = fields.get("custom_id") or ""
         task = task_for_custom_id(custom_id) if isinstance(custom_id, str) else None
-        if task is None or task.name != task_name:
+        if task is None or task.path_keyword != path_keyword:
             log.info(
-                "[webhook] ignored: custom_id %r is not a %s job", str(custom_id)[:100], task_name
+                "[webhook] ignored: custom_id %r is not a job of a task of %s",
+                str(custom_id)[:100],
+                path_keyword,
             )
             WEBHOOKS.labels("ignored").inc()
             return jsonify(status="ignored", reason="custom_id of no known task"), 200
@@ -68,13 +70,15 @@ def create_app(settings: Settings, broker: Broker) -> Flask:
         WEBHOOKS.labels("queued").inc()
         return jsonify(status="queued", id=envelope.id), 200
 
-    for task in TRACKING_TASK_CONFIGS.values():
+    # one endpoint per path keyword; the tasks that share one (the seed's tasks all
+    # post to webscraper-tracking) are told apart by their custom id's prefix
+    for keyword in dict.fromkeys(task.path_keyword for task in TRACKING_TASK_CONFIGS.values()):
         app.add_url_rule(
-            f"/api/acquisition/webscraper/{task.path_keyword}/",
-            f"webhook_{task.name}",
+            f"/api/acquisition/webscraper/{keyword}/",
+            f"webhook_{keyword}",
             receive,
             methods=["POST"],
-            defaults={"task_name": task.name},
+            defaults={"path_keyword": keyword},
         )
 
     @app.get("/healthz")

@@ -14,7 +14,7 @@ from shared.db import sync_log
 from shared.db.jobs import Job, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.statuses import FINAL_BATCH_STATUSES, BatchStatus, JobStatus
-from shared.tasks import TaskConfig
+from shared.tasks import TRACKING_TASK_CONFIGS, TaskConfig
 
 #: Serialises everything that makes jobs: selection passes (daemon, manual runs,
 #: replicas) and the publisher's manual requests. Each then sees the jobs the one before
@@ -159,7 +159,7 @@ _LOCK_BATCH, _RECOUNT_BATCH = _recount_statements()
 def recount_batch(session: Session, batch_uuid: uuid.UUID) -> bool:
     """completed/failed counts from the jobs themselves (idempotent), and the final
     status once every job has ended; True if the batch ended in this call, which is
-    recorded in sync_log (``tracking_number_empty_completed``) in the same transaction."""
+    recorded in sync_log (the task's ``..._completed``) in the same transaction."""
     batch_id, before = session.execute(_LOCK_BATCH, {"batch_uuid": batch_uuid}).one()
     # a statement of its own after the lock: its snapshot holds every job ended before
     batch = session.execute(_RECOUNT_BATCH, {"batch_id": batch_id}).one()
@@ -179,7 +179,7 @@ def _record_end(session: Session, batch: Row[Any]) -> None:
     short = batch.batch_uuid.hex[:8]
     sync_log.record(
         session,
-        sync_log.COMPLETED,
+        TRACKING_TASK_CONFIGS[batch.task_name].completed,
         batch.status == BatchStatus.COMPLETED,
         f"TrackingBatch {short} {batch.status}: {batch.completed_jobs} completed, "
         f"{batch.failed_jobs} failed of {batch.total_jobs}",

@@ -81,3 +81,15 @@ def jobs_by_status(db: Any, only: Sequence[str] | None = None) -> dict[str, Stat
     if only is not None:
         query = query.where(_jobs.c.status.in_(only))
     return {status: StatusCount(n, float(age)) for status, n, age in db.execute(query).all()}
+
+
+def jobs_by_task(db: Any, only: Sequence[str] | None = None) -> dict[tuple[str, str], int]:
+    """Tracking jobs by (task, status), ``only`` these statuses if given; one query."""
+    query = (
+        select(_batches.c.task_name, _jobs.c.status, func.count())
+        .join(_batches, _batches.c.id == _jobs.c.batch_id)
+        .group_by(_batches.c.task_name, _jobs.c.status)
+    )
+    if only is not None:
+        query = query.where(_jobs.c.status.in_(only))
+    return {(task, status): n for task, status, n in db.execute(query).all()}

@@ -83,6 +83,8 @@ class Purchasing(Base):
     latest_delivery_status: Mapped[str | None] = mapped_column(String(200))
     #: the normalised code of latest_delivery_status, written with it (CONTRACT.md)
     delivery_status_code: Mapped[str | None] = mapped_column(String(32))
+    #: when a scraped page last gave the status (the refresh task's "last check")
+    delivery_status_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     shipping_method: Mapped[str | None] = mapped_column(String(200))
     estimated_delivery_date: Mapped[dt.date | None] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = _created()

@@ -8,9 +8,11 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import SyncLog
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO
 
-TRIGGERED = "tracking_number_empty_triggered"
-COMPLETED = "tracking_number_empty_completed"
+#: the tracking-number task's operation types (each task has its own: TaskConfig)
+TRIGGERED = OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.triggered
+COMPLETED = OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.completed
 
 
 def record(

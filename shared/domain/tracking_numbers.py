@@ -11,6 +11,19 @@ import re
 import unicodedata
 from enum import StrEnum
 
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+)
+
 from shared.domain.invalid import Invalid
 
 
@@ -55,6 +68,35 @@ def carrier_of(shipping_method: str | None) -> Carrier:
         if any(word in text for word in words):
             return carrier
     return Carrier.UNKNOWN
+
+
+def carrier_sql(column: ColumnElement[str], carrier: Carrier) -> ColumnElement[bool]:
+    """SQL true where :func:`carrier_of` of ``column`` is ``carrier`` (the same words, in
+    the same order: an earlier carrier's word wins)."""
+    text = func.upper(func.normalize(column, literal_column("NFKC")))
+    earlier, words = [], ()
+    for named, named_words in _CARRIER_WORDS:
+        if named is carrier:
+            words = named_words
+            break
+        earlier += named_words
+    return and_(
+        or_(*(text.contains(word, autoescape=True) for word in words)),
+        *(not_(text.contains(word, autoescape=True)) for word in earlier),
+    )
+
+
+def domestic_12_sql(column: ColumnElement[str]) -> ColumnElement[bool]:
+    """SQL true where ``column`` is a valid 12-digit number (:func:`normalize`d, the
+    first eleven digits mod 7 are the last)."""
+    number = func.regexp_replace(
+        func.normalize(column, literal_column("NFKC")), _SEPARATORS.pattern, "", "g"
+    )
+    check = func.mod(cast(func.left(number, 11), BigInteger), 7) == cast(
+        func.right(number, 1), Integer
+    )
+    # CASE: the casts run only on the rows the pattern let through
+    return case((number.regexp_match("^[0-9]{12}$"), check), else_=False)
 
 
 def normalize(raw: str) -> str:

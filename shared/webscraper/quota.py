@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +34,18 @@ __all__ = ["CREATE", "LEDGER_LOCK", "QuotaLedger", "QuotaPolicy", "Reservation"]
 log = logging.getLogger("trackfill.quota")
 #: a creation slot reserved and not yet used
 _PLANNED_CREATE = (ApiCall.kind == CREATE) & ApiCall.used_at.is_(None)
+
+
+def creations_by_prefix(db: Any, now: Any, span: dt.timedelta) -> dict[str, int]:
+    """Creations of the window of ``span`` ending at ``now``, by custom-id prefix
+    (``owryt-``, ``jpt10-``: the task of each, see :mod:`shared.tasks`)."""
+    prefix = func.split_part(ApiCall.custom_id, "-", 1) + "-"
+    rows = db.execute(
+        select(prefix, func.count())
+        .where(ApiCall.kind == CREATE, in_window(ApiCall.at, now, span))
+        .group_by(prefix)
+    ).all()
+    return {str(p): int(n) for p, n in rows if p}
 
 
 class QuotaLedger(Answers):
@@ -218,6 +231,13 @@ class QuotaLedger(Answers):
         if last is None:
             return 0.0
         return self.policy.min_interval_s - (now - last).total_seconds()
+
+    def creations_by_prefix(self) -> dict[str, int]:
+        """Creations in the last window up to now, by custom-id prefix (see
+        :func:`creations_by_prefix`)."""
+        now = select(func.clock_timestamp()).scalar_subquery()
+        with self._sessions() as session:
+            return creations_by_prefix(session, now, self.policy.span)
 
     def used_in_window(self) -> int:
         """Calls reserved in the last window up to now (for figures and status)."""

@@ -67,6 +67,20 @@ def test_a_form_body_as_the_service_sends_it_is_queued_as_job_completed(client, 
     assert message["properties"]["delivery_mode"] == 2
 
 
+def test_both_tasks_post_to_the_one_endpoint_and_the_prefix_routes_each(client, vhost):
+    refresh = {**FORM, "scrapingjob_id": "501", "custom_id": "jpt10-abc12345-0003"}
+    for form in (refresh, FORM):
+        assert client.post(f"{PATH}?token={TOKEN}", data=form).json["status"] == "queued"
+    messages = vhost.management.wait_for_messages(vhost.name, INGESTOR_COMPLETIONS, 2)
+    routed = {
+        payload_json(m)["custom_id"]: (m["routing_key"], payload_json(m)["task"]) for m in messages
+    }
+    assert routed == {
+        "jpt10-abc12345-0003": ("japan_post_tracking_10_tracking_number",) * 2,
+        "owryt-abc12345-0000": ("official_website_redirect_to_yamato_tracking",) * 2,
+    }
+
+
 def test_a_json_body_is_accepted_too(client, vhost):
     answer = client.post(f"{PATH}?token={TOKEN}", json={**FORM, "scrapingjob_id": 501})
     assert answer.status_code == 200

@@ -696,3 +696,15 @@ def test_the_publisher_stops_at_start_without_its_token(env):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "publisher: WEBSCRAPER_API_TOKEN is required but not set"
+
+
+def test_a_candidate_of_a_task_this_publisher_has_off_is_dead_lettered_with_the_reason(
+    publishers, vhost
+):
+    publishers.start()  # without JAPAN_POST_SITEMAP_ID
+    body = '{"task": "japan_post_tracking_10_tracking_number", "purchasing_id": 5}'
+    vhost.management.publish(vhost.name, "candidate.found", "manual", body)
+    dead = vhost.management.wait_for_messages(vhost.name, "publisher.candidates.dead-letter", 1)
+    reason = dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    assert "japan_post_tracking_10_tracking_number is off" in reason
+    assert "JAPAN_POST_SITEMAP_ID" in reason

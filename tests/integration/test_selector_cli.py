@@ -57,7 +57,7 @@ def counts(db) -> tuple[int, int, int]:
 def test_help_names_every_option():
     result = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for option in ("--count", "--sync", "--dry-run", "--timeout"):
+    for option in ("--count", "--sync", "--dry-run", "--timeout", "--task"):
         assert option in result.stdout
 
 
@@ -72,6 +72,31 @@ def test_dry_run_prints_the_records_masked_and_changes_nothing(db, env, capsys):
     assert "/vieworder/W1234567890/s***@example.com" in out
     assert "skipped: e-mail contains ' '" in out
     assert counts(db) == (0, 0, 0)
+
+
+def test_the_refresh_task_by_hand_is_refused_while_off_and_lists_its_pages_when_on(
+    db, env, monkeypatch, capsys
+):
+    task = ["--task", "japan_post_tracking_10_tracking_number"]
+    assert cli.main([*task, "--dry-run"]) == 2
+    assert "JAPAN_POST_SITEMAP_ID is not set" in capsys.readouterr().err
+    monkeypatch.setenv("JAPAN_POST_SITEMAP_ID", "1424310")
+    account = rows.account(db, "someone@example.com")
+    rows.purchase(
+        db,
+        account,
+        "W1234567892",
+        tracking_number="5125-4751-4334",
+        shipping_method="JP LOGISTICS GROUP CO., LTD.",
+    )
+    assert cli.main([*task, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "W1234567892" in out and "requestNo1=512547514334" in out
+    assert counts(db) == (0, 0, 0)
+    assert cli.main(task) == 0
+    assert "1 found, 1 dispatched" in capsys.readouterr().out
+    with db.connect() as connection:
+        assert connection.execute(select(TrackingBatch.task_name)).scalar_one() == task[1]
 
 
 def test_one_pass_by_default_and_exit_0_with_or_without_records(db, env, capsys):

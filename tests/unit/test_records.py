@@ -106,3 +106,52 @@ def test_records_are_matched_by_their_start_url_whatever_its_encoding():
 def test_of_several_records_for_one_url_the_one_with_a_number_wins():
     empty, full = record(tracking_number=None), record()
     assert record_for([empty, full], URL) is full
+
+
+JP_URL = "https://trackings.post.japanpost.jp/services/srv/search/?requestNo1=512547514334&requestNo2=483654795890&search=%E8%BF%BD%E8%B7%A1%E3%82%B9%E3%82%BF%E3%83%BC%E3%83%88"
+
+
+def jp_record(number: str, status: str | None = "通過", url: str = JP_URL) -> dict:
+    return {
+        "web-scraper-start-url": url,
+        "tracking_number": number,
+        "delivery_status": status,
+        "status_date": "2026/12/01 10:00",
+    }
+
+
+def test_a_japan_post_record_is_matched_by_its_normalised_number_within_its_url():
+    from ingestor.records import record_of_number
+
+    first, second = jp_record("5125-4751-4334"), jp_record("４８３６５４７９５８９０")
+    elsewhere = jp_record("512547514334", url=JP_URL.replace("requestNo2=483654795890&", ""))
+    records = [elsewhere, second, first]
+    assert record_of_number(records, JP_URL, "512547514334") is first
+    assert record_of_number(records, JP_URL, "483654795890") is second
+    assert record_of_number(records, JP_URL, "405548424886") is None
+    assert record_of_number(records, JP_URL, None) is None
+
+
+def test_a_japan_post_record_gives_its_status_and_never_a_number():
+    from ingestor.records import read_status_record
+
+    scraped = read_status_record(jp_record("512547514334", " 持ち出し中 "), ANCHOR)
+    assert (scraped.tracking_number, scraped.delivery_status) == (None, "持ち出し中")
+    assert scraped.delivery_status_code == "out_for_delivery"
+    assert not scraped.needs_recheck  # the refresh's own interval decides the next look
+
+
+@pytest.mark.parametrize(
+    ("status", "rule"),
+    [
+        (None, "delivery_status_missing"),
+        ("<b>x</b>", "delivery_status_markup"),
+        ("x" * 300, "delivery_status_too_long"),
+    ],
+)
+def test_a_japan_post_record_without_a_usable_status_is_rejected_with_its_reason(status, rule):
+    from ingestor.records import read_status_record
+
+    scraped = read_status_record(jp_record("512547514334", status), ANCHOR)
+    assert scraped.delivery_status is None
+    assert list(scraped.rejected) == [rule]

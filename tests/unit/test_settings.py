@@ -65,6 +65,14 @@ def test_durations_accept_fractions_so_tests_can_compress_time():
         ("DATABASE_URL", "not a url"),
         ("INGEST_GROUP_SIZE", "0"),
         ("INGEST_GROUP_SIZE", "101"),
+        ("JAPAN_POST_SITEMAP_ID", "abc"),
+        ("JAPAN_POST_SITEMAP_ID", "0"),
+        ("JAPAN_POST_SITEMAP_ID", "-5"),
+        ("REFRESH_INTERVAL_S", "0"),
+        ("REFRESH_MAX_SHARE", "1.5"),
+        ("REFRESH_MAX_SHARE", "-0.1"),
+        ("REFRESH_MAX_SHARE", "nan"),
+        ("REFRESH_MAX_SHARE", "a quarter"),
     ],
 )
 def test_a_malformed_setting_is_named_with_its_value(name, value):
@@ -101,3 +109,10 @@ def test_repr_hides_the_tokens():
 def test_only_secret_settings_can_be_required():
     with pytest.raises(SettingsError, match="DATABASE_URL"):
         load_settings({}, require=["DATABASE_URL"])
+
+
+def test_the_refresh_task_is_off_until_its_sitemap_is_set():
+    settings = load_settings({})
+    assert settings.japan_post_sitemap_id is None
+    assert (settings.refresh_interval_s, settings.refresh_max_share) == (21600.0, 0.25)
+    assert load_settings({"JAPAN_POST_SITEMAP_ID": " 1424310 "}).japan_post_sitemap_id == 1424310
