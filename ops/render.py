@@ -12,6 +12,21 @@ from ops.dead_letters import Listing
 from shared.domain.masking import mask_emails_in
 
 
+def tasks(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="tasks")
+    for column in ("task", "sitemap", "in flight", "creations this window", "last pass"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["task"],
+            str(row["sitemap_id"]) if row["enabled"] else "off",
+            str(row["in_flight"]),
+            str(row["creations_in_window"]),
+            (row["last_pass"] or "never")[:19],
+        )
+    return table
+
+
 def status(data: dict[str, Any], console: Console) -> None:
     batches = Table(title="recent batches")
     for column in (
@@ -52,6 +67,7 @@ def status(data: dict[str, Any], console: Console) -> None:
         f"({quota['left']} left) {quota['by_kind']}"
         + (f"; blocked until {quota['blocked_until']}" if quota["blocked_until"] else "")
     )
+    console.print(tasks(data["tasks"]))
     if data.get("queues") is not None:
         console.print(queues(data["queues"]))
     for entry in data["sync_log"]:

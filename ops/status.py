@@ -17,13 +17,14 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, String, cast, func, select
 
 from ops.errors import Unknown
-from shared.db.jobs import jobs_by_status
+from shared.db.jobs import jobs_by_status, jobs_by_task
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import count_expired
 from shared.db.statuses import IN_FLIGHT
 from shared.messaging.topology import ROUTES, all_queues
 from shared.settings import Settings
-from shared.webscraper.quota import QuotaPolicy
+from shared.tasks import TRACKING_TASK_CONFIGS
+from shared.webscraper.quota import QuotaPolicy, creations_by_prefix
 from shared.webscraper.windows import in_window
 
 #: queues a service must be consuming; one without a consumer is flagged
@@ -72,8 +73,34 @@ def overview(engine: Engine, settings: Settings) -> dict[str, Any]:
             #: purchases given up, still without a tracking number (CONTRACT.md, Giving up)
             "expired": count_expired(db, settings.recheck_expire_s),
             "quota": quota(db, now, settings),
+            "tasks": tasks(db, now, settings),
             "sync_log": _sync_log(db),
         }
+
+
+def tasks(db: Db, now: dt.datetime, settings: Settings) -> list[dict[str, Any]]:
+    """Each task of the registry: on or off, its jobs in flight, its creations in the
+    current quota window and its last selection pass."""
+    flight = jobs_by_task(db, only=IN_FLIGHT)
+    made = creations_by_prefix(db, now, dt.timedelta(seconds=QuotaPolicy.of(settings).span_s))
+    last = dict(
+        db.execute(
+            select(SyncLog.operation_type, func.max(SyncLog.timestamp)).group_by(
+                SyncLog.operation_type
+            )
+        ).all()
+    )
+    return [
+        {
+            "task": task.name,
+            "enabled": task.sitemap_in(settings) is not None,
+            "sitemap_id": task.sitemap_in(settings),
+            "in_flight": sum(n for (name, _), n in flight.items() if name == task.name),
+            "creations_in_window": made.get(task.custom_id_prefix, 0),
+            "last_pass": last[task.triggered].isoformat() if task.triggered in last else None,
+        }
+        for task in TRACKING_TASK_CONFIGS.values()
+    ]
 
 
 def _batches(db: Db) -> list[dict[str, Any]]:

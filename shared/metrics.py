@@ -15,8 +15,9 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.jobs import jobs_by_status
+from shared.db.jobs import jobs_by_status, jobs_by_task
 from shared.db.statuses import IN_FLIGHT, JOB_STATUSES
+from shared.tasks import TRACKING_TASK_CONFIGS
 from shared.webscraper.quota import QuotaLedger
 
 API_CALLS = Counter(
@@ -87,6 +88,7 @@ class DatabaseCollector(Collector):
             "The setting RECONCILE_AFTER_S, for alerts on the age of the oldest job in flight",
             value=self._reconcile_after_s,
         )
+        yield from self._tasks()
         used = self._ledger.used_in_window()
         yield GaugeMetricFamily(
             "trackfill_quota_used_calls", "API calls in the current quota window", value=used
@@ -96,6 +98,28 @@ class DatabaseCollector(Collector):
             "API calls left in the current quota window",
             value=max(0, self._ledger.policy.calls - used),
         )
+
+    def _tasks(self) -> Iterator[GaugeMetricFamily]:
+        """Each task's jobs by status, and its creations in the current quota window."""
+        jobs = GaugeMetricFamily(
+            "trackfill_task_jobs", "Tracking jobs by task and status", labels=["task", "status"]
+        )
+        with self._sessions() as session:
+            counts = jobs_by_task(session)
+        for task in TRACKING_TASK_CONFIGS:
+            for status in JOB_STATUSES:
+                jobs.add_metric([task, status], counts.get((task, status), 0))
+        yield jobs
+        made = self._ledger.creations_by_prefix()
+        creations = GaugeMetricFamily(
+            "trackfill_task_creations_in_window",
+            "Scraping jobs created in the current quota window, by task (the refresh "
+            "keeps to REFRESH_MAX_SHARE of them under a tracking-number backlog)",
+            labels=["task"],
+        )
+        for task in TRACKING_TASK_CONFIGS.values():
+            creations.add_metric([task.name], made.get(task.custom_id_prefix, 0))
+        yield creations
 
 
 _registered: dict[int, DatabaseCollector] = {}

@@ -99,6 +99,15 @@ def test_every_trackfill_metric_named_exists_with_its_labels(db, sim):
     page = {s.name: s.value for f in text_string_to_metric_families(
         generate_latest(registry).decode()) for s in f.samples}  # fmt: skip
     assert page["trackfill_reconcile_after_seconds"] == 1800
+    by_task = {
+        (s.labels["task"], s.labels.get("status")): s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+        if s.name.startswith("trackfill_task_")
+    }
+    assert by_task[("official_website_redirect_to_yamato_tracking", "pending")] == 1
+    assert by_task[("japan_post_tracking_10_tracking_number", "pending")] == 0
+    assert by_task[("japan_post_tracking_10_tracking_number", None)] == 0  # creations
     assert 600 <= page["trackfill_oldest_in_flight_job_age_seconds"] < 700
 
 

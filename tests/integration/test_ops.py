@@ -8,13 +8,14 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from ingestor.__main__ import build as build_ingestor
 from shared.db.models import (
     ApiCall,
     ProcessedNotification,
     PurchaseCheck,
+    SyncLog,
     TrackingBatch,
     TrackingJob,
 )
@@ -134,6 +135,45 @@ def test_status_json_agrees_with_the_database(env, db, sim):
     assert [j["status"] for j in shown["jobs"]] == ["completed", "pending", "pending"]
     assert "recent batches" in trackfill(env, "status").stdout
     assert data["expired"] == 0
+    tasks = {row["task"]: row for row in data["tasks"]}
+    assert tasks["official_website_redirect_to_yamato_tracking"]["in_flight"] == 2
+    assert tasks["official_website_redirect_to_yamato_tracking"]["sitemap_id"] == 1421177
+    refresh = tasks["japan_post_tracking_10_tracking_number"]
+    assert (refresh["enabled"], refresh["in_flight"], refresh["last_pass"]) == (False, 0, None)
+
+
+def test_status_shows_each_tasks_creations_in_the_window_and_last_pass(env, db, sim):
+    with db.begin() as connection:
+        now = connection.execute(select(func.now())).scalar_one()
+        connection.execute(
+            insert(ApiCall),
+            [
+                {"kind": "create", "at": now, "used_at": now, "custom_id": custom_id}
+                for custom_id in (
+                    "owryt-0123abcd-0000",
+                    "owryt-0123abcd-0001",
+                    "jpt10-4567abcd-0000",
+                )
+            ],
+        )
+        connection.execute(
+            insert(SyncLog).values(
+                operation_type="japan_post_tracking_10_triggered", success=True, message="x"
+            )
+        )
+    on = {**env, "JAPAN_POST_SITEMAP_ID": "1424310"}
+    data = json.loads(trackfill(on, "status", "--json").stdout)
+    tasks = {row["task"]: row for row in data["tasks"]}
+    assert tasks["official_website_redirect_to_yamato_tracking"]["creations_in_window"] == 2
+    refresh = tasks["japan_post_tracking_10_tracking_number"]
+    assert (refresh["enabled"], refresh["sitemap_id"], refresh["creations_in_window"]) == (
+        True,
+        1424310,
+        1,
+    )
+    assert refresh["last_pass"] is not None
+    shown = trackfill(on, "status").stdout
+    assert "japan_post_tracking_10_tracking_number" in shown and "1424310" in shown
 
 
 def test_status_counts_the_purchases_given_up(env, db, sim):
