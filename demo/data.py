@@ -1,6 +1,7 @@
-"""About sixty purchases that exercise every outcome. The simulator decides each page by
-the order number's ending (``webscraper_sim.scenarios``); the rest of the mix is rows the
-selection must leave alone or skip."""
+"""About seventy purchases that exercise every outcome. The simulator decides each page by
+the order number's ending (``webscraper_sim.scenarios``), and each Japan Post status by
+the tracking number's second-to-last digit; the rest of the mix is rows the selections
+must leave alone or skip."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, insert
 
 from shared.db.models import OfficialAccount, Purchasing
+from webscraper_sim.scenarios import japan_post_number
 
 #: (order-number ending, how many, what happens)
 PAGES = [
@@ -26,6 +28,10 @@ PAGES = [
     ("97", 2, "failed"),  # a job of its own is stopped; in a pack, an empty page
     ("98", 2, "failed"),  # a job of its own fails; in a pack, a failed page
 ]
+#: shipped by Japan Post, the status refresh's purchases: one per simulated outcome
+#: (in transit, out for delivery, delivered, held, returned, unknown number, ...)
+REFRESHED = range(10)
+JP_LOGISTICS = "JP LOGISTICS GROUP CO., LTD."
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,25 @@ def insert_demo_rows(engine: Engine, start: int = 0) -> list[DemoRow]:
                 serial += 1
                 order = f"W{serial:08d}{ending:0>2}"  # "7" as "07": never a "97"
                 purchase(order, buyers[serial % len(buyers)], expected)
-        # rows the selection must not touch
+        for outcome in REFRESHED:
+            serial += 1
+            purchase(
+                f"W{serial:08d}{outcome:0>2}",
+                buyers[serial % len(buyers)],
+                "refreshed",
+                tracking_number=japan_post_number(serial, outcome),
+                shipping_method=JP_LOGISTICS,
+                latest_delivery_status="引受",
+            )
+        # rows the selections must not touch
+        purchase(  # delivered already: no refresh
+            "W7000000090",
+            buyers[4],
+            "untouched",
+            tracking_number=japan_post_number(90, 0),
+            shipping_method=JP_LOGISTICS,
+            latest_delivery_status="お届け先にお届け済み",
+        )
         purchase("W7000000010", buyers[0], "untouched", tracking_number="444413758703")
         purchase("W7000000020", buyers[1], "untouched", latest_delivery_status="配達完了")
         purchase(

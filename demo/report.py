@@ -22,6 +22,7 @@ from shared.db.models import (
     TrackingJob,
 )
 from shared.db.statuses import FINAL_BATCH_STATUSES, JobStatus
+from shared.tasks import TRACKING_TASK_CONFIGS
 from shared.webscraper.windows import in_window
 
 
@@ -74,8 +75,9 @@ def finished(engine: Engine) -> bool:
 
 
 def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
-    """purchasing id → (outcome, detail) after the run: filled, pending (re-check
-    scheduled), failed, skipped (by the selector, with its reason), untouched, in flight."""
+    """purchasing id → (outcome, detail) after the run: filled, refreshed (the status
+    task), pending (re-check scheduled), failed, skipped (by the selector, with its
+    reason), untouched, in flight."""
     with engine.connect() as connection:
         rows = connection.execute(
             select(
@@ -85,8 +87,10 @@ def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
                 TrackingJob.status,
                 TrackingJob.error,
                 PurchaseCheck.last_reason,
+                TrackingBatch.task_name,
             )
             .outerjoin(TrackingJob, TrackingJob.purchasing_id == Purchasing.id)
+            .outerjoin(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
             .outerjoin(PurchaseCheck, PurchaseCheck.purchasing_id == Purchasing.id)
         ).all()
         logs = connection.execute(
@@ -94,13 +98,15 @@ def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
         ).scalars()
         skipped = {s["purchasing_id"]: s["reason"] for d in logs for s in d.get("skipped", [])}
     found: dict[int, tuple[str, str]] = {}
-    for pid, number, status, job_status, error, reason in rows:
+    for pid, number, status, job_status, error, reason, task in rows:
         if job_status is None:
             found[pid] = ("skipped", skipped[pid]) if pid in skipped else ("untouched", "")
         elif job_status == JobStatus.FAILED:
             found[pid] = ("failed", error or "")
         elif job_status != JobStatus.COMPLETED:
             found[pid] = ("in flight", job_status)
+        elif not TRACKING_TASK_CONFIGS[task].seeks_number:
+            found[pid] = ("refreshed", status or "")
         elif number:
             found[pid] = ("filled", f"{number} {status or ''}".strip())
         else:
@@ -120,7 +126,8 @@ def summary(engine: Engine, rows: list[DemoRow]) -> Table:
     table.add_column("purchases", justify="right")
     table.add_column("expected", justify="right")
     table.add_column("reasons (count)")
-    for outcome in ("filled", "pending", "failed", "skipped", "untouched", "in flight"):
+    outcomes_shown = ("filled", "refreshed", "pending", "failed", "skipped", "untouched")
+    for outcome in (*outcomes_shown, "in flight"):
         reasons = details.get(outcome, Counter())
         count = sum(reasons.values())
         if not count and not expected.get(outcome):
@@ -143,6 +150,7 @@ def _reason(outcome: str, detail: str) -> str:
 def _label(outcome: str) -> str:
     return {
         "pending": "still pending (re-check scheduled)",
+        "refreshed": "status refreshed (Japan Post)",
         "failed": "failed",
         "skipped": "skipped by the selector",
         "untouched": "not selected (filter)",

@@ -180,9 +180,10 @@ def start_stack(
     return stack
 
 
-def select_candidates(stack: Stack) -> subprocess.CompletedProcess:
-    """One selection pass by the operator's command, ``run_tracking_number_empty``."""
-    command = [str(Path(sys.executable).parent / "run_tracking_number_empty")]
+def select_candidates(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """One selection pass by the operator's command, ``run_tracking_number_empty``
+    (``args``: its options, ``--task ...`` for another task)."""
+    command = [str(Path(sys.executable).parent / "run_tracking_number_empty"), *args]
     done = subprocess.run(command, env=stack.env, capture_output=True, text=True, timeout=60)
     with (stack.logs / "selector.log").open("a") as log:
         log.write(done.stderr + done.stdout)

@@ -55,9 +55,12 @@ def test_the_demo_runs_to_its_summary(demo):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
     assert "51 dispatched, 2 skipped" in out
+    assert "10 dispatched, 0 skipped" in out  # the Japan Post refresh's pass
     assert "51/51 ended (41 completed, 10" in out  # the line wraps at 80 columns
+    assert "10/10 ended (10 completed, 0" in out
     assert "stopped: webscraper-sim (0), webhook_gateway (0), publisher (0), ingestor (0)" in out
-    for outcome, count in [("filled", 28), ("still pending", 13), ("failed", 10)]:
+    counts = [("filled", 28), ("status refreshed", 10), ("still pending", 13), ("failed", 10)]
+    for outcome, count in counts:
         line = next(x for x in out.splitlines() if x.startswith(f"│ {outcome}"))
         assert f"│ {count:>9} │ {count:>8} │" in line, line
     assert {p.name for p in logs.glob("*.log")} >= {f"{s}.log" for s in ("publisher", "ingestor")}
