@@ -25,33 +25,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from bench.scratch import scratch_services  # noqa: E402
-from demo.stack import Timings, start_stack  # noqa: E402
+from bench.pipeline import WINDOW_S, run_seed_loop, run_stack, seed_body  # noqa: E402
 from shared.db.models import OfficialAccount, Purchasing, TrackingJob  # noqa: E402
-from shared.db.session import make_engine  # noqa: E402
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK  # noqa: E402
-from tests.support.receiver import Receiver  # noqa: E402
-from webscraper_sim.server import Simulator  # noqa: E402
-from webscraper_sim.state import SimConfig  # noqa: E402
 
-FACTOR = 100
-WINDOW_S = 900 / FACTOR
 CALLS = 200
-PAGE_S = 4 / FACTOR
-PARALLEL = 10
-TIMINGS = Timings(factor=FACTOR, sim_run_s=0.4, ingest_retry_s=0.3)
 EMAIL = "quota.buyer@example.com"
 
 
@@ -92,121 +78,39 @@ def fill_times(engine) -> list[float]:
 
 
 def run_trackfill(most: int, args) -> dict:
-    with scratch_services() as (database_url, amqp_url), tempfile.TemporaryDirectory() as logs:
-        engine = make_engine(database_url)
-        seed_rows(engine, args.backlog)
-        stack = start_stack(
-            database_url,
-            amqp_url,
-            Path(logs),
-            TIMINGS,
-            extra_env={
-                "PUBLISH_MAX_URLS_PER_JOB": str(most),
-                "SELECTOR_MAX_RECORDS": "20",
-                "SELECTOR_INTERVAL_S": f"{WINDOW_S:g}",
-                "LOG_FORMAT": "json",
-            },
-            sim_args=["--per-page-s", f"{PAGE_S:g}", "--parallel-tasks", str(PARALLEL)],
-        )
-        try:
-            command, env = [sys.executable, "-m", "selector"], dict(stack.env)
-            stack.launches["selector"] = (command, env)
-            started = time.time()
-            stack.restart("selector")
-            deadline = time.monotonic() + args.seconds
-            while time.monotonic() < deadline and len(filled(engine)) < args.backlog:
-                time.sleep(0.5)
-            elapsed = time.time() - started
-            calls = stack.sim_state()["calls"]
-            result = {
-                "ages": filled(engine),
-                "fills": [t - started for t in fill_times(engine)],
-                "calls": len(calls),
-                "kinds": Counter(c["kind"] for c in calls),
-                "429": sum(1 for c in calls if c["status"] == 429),
-                "elapsed": elapsed,
-            }
-        finally:
-            stack.stop()
-            engine.dispose()
-    return result
+    def measure(engine, _state, started: float) -> dict:
+        return {"ages": filled(engine), "fills": [t - started for t in fill_times(engine)]}
+
+    return run_stack(
+        lambda engine: seed_rows(engine, args.backlog),
+        {"PUBLISH_MAX_URLS_PER_JOB": str(most), "SELECTOR_MAX_RECORDS": "20"},
+        lambda engine: len(filled(engine)) >= args.backlog,
+        args.seconds,
+        measure,
+    )
 
 
 def run_seed(args) -> dict:
-    """The seed's loop: sleep the interval, create one job per purchase; download each
-    when its webhook comes. No ledger: what the API refuses is lost."""
-    hooks = Receiver()
-    sim = Simulator(
-        SimConfig(
-            api_token="seed-token",
-            quota_calls=CALLS,
-            quota_window_s=WINDOW_S,
-            schedule_delay_s=0.1,
-            start_delay_s=0.1,
-            run_s=0.2,
-            per_page_s=PAGE_S,
-            parallel_tasks=PARALLEL,
-            webhook_url=hooks.url,
-        )
-    ).start()
-    http = requests.Session()
-    params = {"api_token": "seed-token"}
-    created: dict[int, float] = {}
+    """The seed's loop (bench/pipeline.py): one purchase per job; what the API refuses
+    is lost."""
     ages: list[float] = []
     fills: list[float] = []
-    stop = threading.Event()
     started = time.time()
 
-    def download() -> None:
-        seen = 0
-        while not stop.is_set():
-            for hook in hooks.requests[seen:]:
-                seen += 1
-                job_id = int(hook.form["scrapingjob_id"])
-                answer = http.get(sim.api_url + f"scraping-job/{job_id}/json", params=params)
-                if answer.status_code == 200 and answer.content.strip() and job_id in created:
-                    ages.append(time.time() - created[job_id])
-                    fills.append(time.time() - started)
-            stop.wait(0.02)
+    def downloaded(age_s: float, body: bytes) -> None:
+        if body.strip():
+            ages.append(age_s)
+            fills.append(time.time() - started)
 
-    downloader = threading.Thread(target=download, daemon=True)
-    downloader.start()
-    try:
-        for n in range(args.backlog):
-            if time.time() - started > args.seconds:
-                break
-            time.sleep(6 / FACTOR)
-            selected = time.time()
-            url = f"https://store.apple.com/go/jp/vieworder/W{7_000_000_000 + n * 10:010d}/{EMAIL}"
-            answer = http.post(
-                sim.api_url + "scraping-job",
-                params=params,
-                json={
-                    "sitemap_id": 1421177,
-                    "driver": "fulljs",
-                    "page_load_delay": 2000,
-                    "request_interval": 2000,
-                    "custom_id": TASK.custom_id(f"5eed{n // 10000:04x}", n % 10000),
-                    "start_urls": [url],
-                },
-            )
-            if answer.status_code == 200:
-                created[answer.json()["data"]["id"]] = selected
-        time.sleep(2)  # the last jobs end and are downloaded
-        stop.set()
-        downloader.join(5)
-        calls = sim.state.snapshot()["calls"]
-        return {
-            "ages": ages,
-            "fills": fills,
-            "calls": len(calls),
-            "kinds": Counter(c["kind"] for c in calls),
-            "429": sum(1 for c in calls if c["status"] == 429),
-            "elapsed": time.time() - started,
-        }
-    finally:
-        sim.stop()
-        hooks.close()
+    bodies = (
+        seed_body(
+            TASK.sitemap_id,
+            TASK.custom_id(f"5eed{n // 10000:04x}", n % 10000),
+            f"https://store.apple.com/go/jp/vieworder/W{7_000_000_000 + n * 10:010d}/{EMAIL}",
+        )
+        for n in range(args.backlog)
+    )
+    return {**run_seed_loop(bodies, args.seconds, downloaded), "ages": ages, "fills": fills}
 
 
 def report(name: str, result: dict) -> str:

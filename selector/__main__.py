@@ -45,21 +45,32 @@ class Feed:
         self.backlogged: dict[str, bool] = {}
 
     def selector(self, task: TaskConfig, publisher: MessagePublisher | None = None) -> Selector:
-        return Selector(self._settings, self.sessions, publisher, task)
+        """The task's selector; held to its share, a pass takes one pack at most."""
+        selector = Selector(self._settings, self.sessions, publisher, task)
+        if self._held(task):
+            selector = Selector(self._settings, self.sessions, publisher, task, selector.pack_size)
+        return selector
+
+    def _held(self, task: TaskConfig) -> bool:
+        """``task`` is held to its share now: it does not seek numbers, and a task that
+        does has a backlog."""
+        return not task.seeks_number and any(
+            self.backlogged.get(t.name) for t in self.tasks if t.seeks_number
+        )
 
     def due(self, task: TaskConfig) -> bool:
-        others = any(self.backlogged.get(t.name) for t in self.tasks if t.seeks_number)
-        if not self._share.allows(task, others):
+        held = self._held(task)
+        if held and not self._share.allows(task):
             return False
         last = self._last.get(task.name)
         if last is None or time.monotonic() - last >= self._settings.selector_interval_s:
             return True
         if not self.backlogged.get(task.name):
             return False
+        if held:  # the share allows it, and every job it has is planned already
+            return True
         selector = self.selector(task)
-        # held to its share, a task keeps one pack waiting at most, not two
-        level = selector.feed_level if task.seeks_number or not others else selector.pack_size
-        return selector.waiting_for_publisher() < level
+        return selector.waiting_for_publisher() < selector.feed_level
 
     def ran(self, task: TaskConfig, backlog: bool) -> None:
         self._last[task.name] = time.monotonic()

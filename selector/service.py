@@ -83,11 +83,13 @@ class Selector:
         sessions: sessionmaker[Session],
         publisher: MessagePublisher | None,
         task: TaskConfig = OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO,
+        limit: int | None = None,
     ):
         self._settings = settings
         self._sessions = sessions
         self._publisher = publisher
         self._task = task
+        self._limit = limit
 
     @property
     def task(self) -> TaskConfig:
@@ -95,8 +97,10 @@ class Selector:
 
     @property
     def limit(self) -> int:
-        """The most purchases a pass takes: ``SELECTOR_MAX_RECORDS`` start URLs' worth
-        (ten purchases share a Japan Post search page)."""
+        """The most purchases a pass takes: the one given, else ``SELECTOR_MAX_RECORDS``
+        start URLs' worth (ten purchases share a Japan Post search page)."""
+        if self._limit is not None:
+            return self._limit
         return self._settings.selector_max_records * self._task.purchases_per_url
 
     @property

@@ -3,17 +3,19 @@
 While a task that seeks tracking numbers has a backlog (its last pass took all it could),
 a task that does not (the Japan Post refresh) gets a pass only while its creations, the
 one it would add counted, stay within ``REFRESH_MAX_SHARE`` of the creations of the
-window (made, or planned ahead of now), and only once the publisher holds less than one
-of its packs. So the tracking-number task keeps at least the rest, three quarters by
-default; without its backlog the refresh may use every slot the quota has.
+window (made, or planned ahead of now), only once every job of it has its creation slot
+planned, and then a pass of one pack (see ``selector.__main__.Feed``). So the
+tracking-number task keeps at least the rest, three quarters by default; without its
+backlog the refresh may use every slot the quota has.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from shared.db.models import ApiCall
+from shared.db.models import ApiCall, TrackingBatch, TrackingJob
+from shared.db.statuses import UNPUBLISHED
 from shared.tasks import TaskConfig
 from shared.webscraper.quota import CREATE
 
@@ -37,9 +39,31 @@ class Share:
             ).one()
         return int(row[0]), int(row[1])
 
-    def allows(self, task: TaskConfig, others_backlogged: bool) -> bool:
-        """Whether ``task`` may have a pass now, as far as the share goes."""
-        if task.seeks_number or not others_backlogged:
-            return True
+    def unplanned(self, task: TaskConfig) -> int:
+        """Jobs of ``task`` not given a scraping job whose pack has no creation slot yet
+        (the publisher has not packed them, or not planned their pack): until it has,
+        the share does not count them."""
+        leader = aliased(TrackingJob)
+        planned = (
+            exists()
+            .where(leader.id == TrackingJob.pack_of)
+            .where(ApiCall.kind == CREATE, ApiCall.custom_id == leader.custom_id)
+        )
+        with self._sessions() as session:
+            return session.execute(
+                select(func.count())
+                .select_from(TrackingJob)
+                .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
+                .where(
+                    TrackingBatch.task_name == task.name,
+                    TrackingJob.status.in_(UNPUBLISHED),
+                    ~planned,
+                )
+            ).scalar_one()
+
+    def allows(self, task: TaskConfig) -> bool:
+        """Whether ``task``, held to its share, may have a pass (of one pack) now."""
+        if self.unplanned(task):
+            return False
         mine, total = self.creations(task)
         return (mine + 1) <= self.max_share * (total + 1)

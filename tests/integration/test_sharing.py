@@ -94,11 +94,12 @@ def running(db, env):
             thread.join(15)
 
 
+@pytest.mark.parametrize("most_urls", ["5", "1"])  # with 1, a pass of 5 pages is 5 packs
 def test_under_a_backlog_of_both_the_tracking_number_task_gets_three_quarters_of_creations(
-    db, env, sim
+    db, env, sim, most_urls
 ):
     backlog(db, numbers=200, refreshes=400)  # more than 24 creations of either can take
-    with running(db, env):
+    with running(db, {**env, "PUBLISH_MAX_URLS_PER_JOB": most_urls}):
         wait_until(lambda: len(creations(sim)) >= CREATIONS, 60)
     made = creations(sim)[:CREATIONS]
     numbers = sum(custom_id.startswith("owryt-") for custom_id in made)
