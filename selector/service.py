@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,11 +22,9 @@ from shared.db.batches import (
     mark_published,
     unpublished_jobs,
 )
-from shared.db.jobs import Job
-from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.jobs import Job, count_unpublished
 from shared.db.rechecks import count_expired, schedule_recheck
 from shared.db.session import transaction
-from shared.db.statuses import UNPUBLISHED
 from shared.domain.masking import mask_email
 from shared.domain.urls import order_of
 from shared.messaging.envelope import new_envelope
@@ -122,15 +120,7 @@ class Selector:
     def waiting_for_publisher(self) -> int:
         """Jobs of this task not yet given a scraping job (in the publisher's queues)."""
         with self._sessions() as session:
-            return session.execute(
-                select(func.count())
-                .select_from(TrackingJob)
-                .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
-                .where(
-                    TrackingJob.status.in_(UNPUBLISHED),
-                    TrackingBatch.task_name == self._task.name,
-                )
-            ).scalar_one()
+            return count_unpublished(session, self._task.name)
 
     def preview(self) -> tuple[list[Candidate], list[Skipped]]:
         """What a pass would select now; reads only (a read-only transaction)."""

@@ -14,8 +14,8 @@ from __future__ import annotations
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from shared.db.models import ApiCall, TrackingBatch, TrackingJob
-from shared.db.statuses import UNPUBLISHED
+from shared.db.jobs import count_unpublished
+from shared.db.models import ApiCall, TrackingJob
 from shared.tasks import TaskConfig
 from shared.webscraper.quota import CREATE
 
@@ -50,16 +50,7 @@ class Share:
             .where(ApiCall.kind == CREATE, ApiCall.custom_id == leader.custom_id)
         )
         with self._sessions() as session:
-            return session.execute(
-                select(func.count())
-                .select_from(TrackingJob)
-                .join(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
-                .where(
-                    TrackingBatch.task_name == task.name,
-                    TrackingJob.status.in_(UNPUBLISHED),
-                    ~planned,
-                )
-            ).scalar_one()
+            return count_unpublished(session, task.name, ~planned)
 
     def allows(self, task: TaskConfig) -> bool:
         """Whether ``task``, held to its share, may have a pass (of one pack) now."""

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, String, func, select
 
 from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.statuses import UNPUBLISHED
 from shared.domain.urls import order_of
 
 _jobs, _batches = TrackingJob.__table__, TrackingBatch.__table__
@@ -93,3 +94,14 @@ def jobs_by_task(db: Any, only: Sequence[str] | None = None) -> dict[tuple[str, 
     if only is not None:
         query = query.where(_jobs.c.status.in_(only))
     return {(task, status): n for task, status, n in db.execute(query).all()}
+
+
+def count_unpublished(db: Any, task_name: str, *narrower: Any) -> int:
+    """Jobs of task ``task_name`` not given a scraping job yet (the publisher's), of
+    those that also meet ``narrower``."""
+    return db.execute(
+        select(func.count())
+        .select_from(_jobs)
+        .join(_batches, _batches.c.id == _jobs.c.batch_id)
+        .where(_jobs.c.status.in_(UNPUBLISHED), _batches.c.task_name == task_name, *narrower)
+    ).scalar_one()

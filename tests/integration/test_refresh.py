@@ -26,9 +26,9 @@ from shared.messaging.topology import declare_topology
 from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10 as REFRESH
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as NUMBER_TASK
-from tests.conftest import SIM_TOKEN
 from tests.integration.test_selector import drain
 from tests.support import rows
+from tests.support.env import services_env
 from tests.support.waiting import wait_until
 from webhook_gateway.__main__ import build as build_gateway
 from webscraper_sim.scenarios import JAPAN_POST_STATUSES, UNKNOWN_NUMBER, japan_post_number
@@ -47,22 +47,18 @@ def number(outcome: int = 0) -> str:
 
 @pytest.fixture
 def env(database_url, vhost, sim) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "AMQP_URL": vhost.amqp_url,
-        "WEBSCRAPER_API_URL": sim.api_url,
-        "WEBSCRAPER_API_TOKEN": SIM_TOKEN,
-        "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-        "JAPAN_POST_SITEMAP_ID": str(JAPAN_POST_SITEMAP),
-        "REFRESH_INTERVAL_S": "3600",
-        "SELECTOR_MAX_RECORDS": "20",
-        "SELECTOR_REPUBLISH_GRACE_S": "0",
-        "PUBLISH_MIN_INTERVAL_S": "0",
-        "INGEST_RETRY_S": "0.2",
-        "INGEST_MAX_RETRIES": "3",
-        "HTTP_TIMEOUT_S": "2",
-        "AMQP_HEARTBEAT_S": "5",
-    }
+    return services_env(
+        database_url,
+        vhost.amqp_url,
+        sim.api_url,
+        WEBHOOK_TOKEN=WEBHOOK_TOKEN,
+        JAPAN_POST_SITEMAP_ID=str(JAPAN_POST_SITEMAP),
+        REFRESH_INTERVAL_S="3600",
+        SELECTOR_MAX_RECORDS="20",
+        PUBLISH_MIN_INTERVAL_S="0",
+        INGEST_RETRY_S="0.2",
+        INGEST_MAX_RETRIES="3",
+    )
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from selector.sharing import Share
 from shared.db.session import make_session_factory
 from shared.settings import load_settings
 from shared.tasks import enabled_tasks
-from tests.conftest import SIM_TOKEN
 from tests.support import rows
+from tests.support.env import services_env
 from tests.support.waiting import wait_until
 from webscraper_sim.scenarios import japan_post_number
 from webscraper_sim.state import JAPAN_POST_SITEMAP
@@ -27,22 +27,17 @@ CREATIONS = 24
 
 @pytest.fixture
 def env(database_url, vhost, sim) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "AMQP_URL": vhost.amqp_url,
-        "WEBSCRAPER_API_URL": sim.api_url,
-        "WEBSCRAPER_API_TOKEN": SIM_TOKEN,
-        "JAPAN_POST_SITEMAP_ID": str(JAPAN_POST_SITEMAP),
-        "API_QUOTA_CALLS": "200",
-        "API_QUOTA_WINDOW_S": "30",
-        "PUBLISH_MIN_INTERVAL_S": "0.05",
-        "PUBLISH_MAX_URLS_PER_JOB": "5",
-        "SELECTOR_MAX_RECORDS": "5",
-        "SELECTOR_INTERVAL_S": "60",
-        "SELECTOR_REPUBLISH_GRACE_S": "0",
-        "HTTP_TIMEOUT_S": "2",
-        "AMQP_HEARTBEAT_S": "5",
-    }
+    return services_env(
+        database_url,
+        vhost.amqp_url,
+        sim.api_url,
+        JAPAN_POST_SITEMAP_ID=str(JAPAN_POST_SITEMAP),
+        API_QUOTA_WINDOW_S="30",
+        PUBLISH_MIN_INTERVAL_S="0.05",
+        PUBLISH_MAX_URLS_PER_JOB="5",
+        SELECTOR_MAX_RECORDS="5",
+        SELECTOR_INTERVAL_S="60",
+    )
 
 
 def backlog(db, numbers: int, refreshes: int) -> None:
