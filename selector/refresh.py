@@ -17,7 +17,7 @@ from sqlalchemy import Select, exists, func, nulls_first, select
 from sqlalchemy.orm import Session
 
 from selector.selection import Candidate, Match, Skipped
-from shared.db.models import Purchasing, TrackingBatch, TrackingJob
+from shared.db.models import MAY_NEED_REFRESH, Purchasing, TrackingBatch, TrackingJob
 from shared.db.statuses import IN_FLIGHT
 from shared.domain import japan_post
 from shared.domain.statuses import not_done_sql
@@ -39,6 +39,7 @@ def due_query(interval_s: float, limit: int) -> Select:
     return (
         select(p.id, p.order_number, p.tracking_number, p.created_at)
         .where(
+            MAY_NEED_REFRESH,  # the partial index: the rest is checked on its rows
             p.order_number.ilike("w%"),
             carrier_sql(p.shipping_method, Carrier.JAPAN_POST),
             domestic_12_sql(p.tracking_number),

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
     func,
     or_,
 )
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db.statuses import BATCH_STATUSES, IN_FLIGHT, JOB_STATUSES, BatchStatus, JobStatus
+from shared.domain.statuses import DONE_CODES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -106,6 +108,27 @@ Index(
     Purchasing.created_at,
     Purchasing.id,
     postgresql_where=NEEDS_TRACKING,
+)
+
+
+#: A purchase has a number and its status code is not a done one: where the refresh
+#: task's candidates are (most purchases end delivered). The refresh's query repeats
+#: this exact expression so that PostgreSQL can use the partial index below, in the
+#: query's order (oldest check first).
+MAY_NEED_REFRESH = and_(
+    Purchasing.tracking_number.is_not(None),
+    Purchasing.tracking_number != "",
+    or_(
+        Purchasing.delivery_status_code.is_(None),
+        Purchasing.delivery_status_code.not_in(sorted(code.value for code in DONE_CODES)),
+    ),
+)
+
+Index(
+    "ix_purchasing_may_need_refresh",
+    Purchasing.delivery_status_checked_at.asc().nulls_first(),
+    Purchasing.id,
+    postgresql_where=MAY_NEED_REFRESH,
 )
 
 

@@ -1,6 +1,7 @@
 """The schema as the migrations build it, on PostgreSQL."""
 
 import contextlib
+import re
 import uuid
 
 import pytest
@@ -222,3 +223,19 @@ def test_the_status_code_migration_fills_the_rows_that_have_a_status(postgres_ad
         assert "delivery_status_code" not in {
             c["name"] for c in inspect(engine).get_columns("purchasing")
         }
+
+
+def test_the_refresh_index_leaves_out_exactly_the_done_codes(engine):
+    """The migration wrote the done codes into the index's predicate as they were; the
+    refresh query's copy comes from the status table: a new done code needs a migration."""
+    from shared.domain.statuses import DONE_CODES
+
+    with engine.connect() as connection:
+        definition = connection.execute(
+            text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_purchasing_may_need_refresh'"
+            )
+        ).scalar_one()
+    left_out = set(re.findall(r"'([a-z_]+)'::", definition))
+    assert left_out == {code.value for code in DONE_CODES}
+    assert "delivery_status_checked_at NULLS FIRST" in definition
