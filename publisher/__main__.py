@@ -38,8 +38,8 @@ def build(settings: Settings, stop, route: ConsumerRoute | None = None) -> Consu
 
 def pack_size(settings: Settings) -> int:
     """The most candidates in one pack of an enabled task (ten share a Japan Post URL)."""
-    per_url = max((task.purchases_per_url for task in enabled_tasks(settings)), default=1)
-    return settings.publish_max_urls_per_job * per_url
+    sizes = (task.pack_size(settings) for task in enabled_tasks(settings))
+    return max(sizes, default=settings.publish_max_urls_per_job)
 
 
 def candidate_handler(settings: Settings) -> CandidateHandler:

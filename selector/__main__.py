@@ -46,10 +46,8 @@ class Feed:
 
     def selector(self, task: TaskConfig, publisher: MessagePublisher | None = None) -> Selector:
         """The task's selector; held to its share, a pass takes one pack at most."""
-        selector = Selector(self._settings, self.sessions, publisher, task)
-        if self._held(task):
-            selector = Selector(self._settings, self.sessions, publisher, task, selector.pack_size)
-        return selector
+        limit = task.pack_size(self._settings) if self._held(task) else None
+        return Selector(self._settings, self.sessions, publisher, task, limit)
 
     def _held(self, task: TaskConfig) -> bool:
         """``task`` is held to its share now: it does not seek numbers, and a task that
@@ -79,10 +77,8 @@ class Feed:
     def wait(self, stop) -> None:
         """Until a task is due (or ``stop``)."""
         while not stop.is_set() and not any(self.due(task) for task in self.tasks):
-            stop.wait(POLL_S if any(self.backlogged.values()) else min(1.0, self._interval()))
-
-    def _interval(self) -> float:
-        return self._settings.selector_interval_s
+            idle_s = min(1.0, self._settings.selector_interval_s)
+            stop.wait(POLL_S if any(self.backlogged.values()) else idle_s)
 
 
 def run_due(feed: Feed, settings: Settings) -> None:

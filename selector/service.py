@@ -104,7 +104,7 @@ class Selector:
     @property
     def pack_size(self) -> int:
         """The most purchases one scraping job of the task carries."""
-        return self._settings.publish_max_urls_per_job * self._task.purchases_per_url
+        return self._task.pack_size(self._settings)
 
     @property
     def feed_level(self) -> int:

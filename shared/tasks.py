@@ -41,6 +41,11 @@ class TaskConfig:
     def completed(self) -> str:
         return f"{self.operation}_completed"
 
+    def pack_size(self, settings: Any) -> int:
+        """The most purchases one scraping job of the task carries under ``settings``
+        (``PUBLISH_MAX_URLS_PER_JOB`` start URLs)."""
+        return settings.publish_max_urls_per_job * self.purchases_per_url
+
     def sitemap_in(self, settings: Any) -> int | None:
         """The task's sitemap under ``settings`` (None: the task is off)."""
         if self.sitemap_setting is None:
