@@ -17,7 +17,7 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, String, cast, func, select
 
 from ops.errors import Unknown
-from shared.db.jobs import jobs_by_status, jobs_by_task
+from shared.db.jobs import StatusCount, by_status, jobs_by_task
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import count_expired
 from shared.db.statuses import IN_FLIGHT
@@ -66,23 +66,26 @@ def overview(engine: Engine, settings: Settings) -> dict[str, Any]:
     """The database's part of ``trackfill status``, as JSON-ready data."""
     with engine.connect() as db:
         now = db.execute(select(func.now())).scalar_one()
+        flight = jobs_by_task(db, only=IN_FLIGHT)
         return {
             "at": now.isoformat(),
             "batches": _batches(db),
-            "jobs_in_flight": _in_flight(db, settings.reconcile_after_s),
+            "jobs_in_flight": _in_flight(flight, settings.reconcile_after_s),
             #: purchases given up, still without a tracking number (CONTRACT.md, Giving up)
             "expired": count_expired(db, settings.recheck_expire_s),
             "quota": quota(db, now, settings),
-            "tasks": tasks(db, now, settings),
+            "tasks": tasks(db, now, settings, flight),
             "sync_log": _sync_log(db),
         }
 
 
-def tasks(db: Db, now: dt.datetime, settings: Settings) -> list[dict[str, Any]]:
-    """Each task of the registry: on or off, its jobs in flight, its creations in the
-    current quota window and its last selection pass."""
-    flight = jobs_by_task(db, only=IN_FLIGHT)
-    made = creations_by_prefix(db, now, dt.timedelta(seconds=QuotaPolicy.of(settings).span_s))
+def tasks(
+    db: Db, now: dt.datetime, settings: Settings, flight: dict[tuple[str, str], StatusCount]
+) -> list[dict[str, Any]]:
+    """Each task of the registry: on or off, its jobs in flight (``flight``, by task and
+    status), its creations in the current quota window and its last selection pass."""
+    span = dt.timedelta(seconds=QuotaPolicy.of(settings).span_s)
+    made = creations_by_prefix(db, in_window(ApiCall.at, now, span))
     last = dict(
         db.execute(
             select(SyncLog.operation_type, func.max(SyncLog.timestamp)).group_by(
@@ -95,7 +98,7 @@ def tasks(db: Db, now: dt.datetime, settings: Settings) -> list[dict[str, Any]]:
             "task": task.name,
             "enabled": task.sitemap_in(settings) is not None,
             "sitemap_id": task.sitemap_in(settings),
-            "in_flight": sum(n for (name, _), n in flight.items() if name == task.name),
+            "in_flight": sum(j.count for (name, _), j in flight.items() if name == task.name),
             "creations_in_window": made.get(task.custom_id_prefix, 0),
             "last_pass": last[task.triggered].isoformat() if task.triggered in last else None,
         }
@@ -127,9 +130,11 @@ def _batches(db: Db) -> list[dict[str, Any]]:
     ]
 
 
-def _in_flight(db: Db, reconcile_after_s: float) -> dict[str, Any]:
+def _in_flight(
+    by_task: dict[tuple[str, str], StatusCount], reconcile_after_s: float
+) -> dict[str, Any]:
     flight = {}
-    for status, jobs in jobs_by_status(db, only=IN_FLIGHT).items():
+    for status, jobs in by_status(by_task).items():
         age = round(jobs.oldest_age_s, 1)
         flight[status] = {"count": jobs.count, "oldest_age_s": age, "late": age > reconcile_after_s}
     return flight

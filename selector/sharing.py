@@ -11,13 +11,13 @@ backlog the refresh may use every slot the quota has.
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from shared.db.jobs import count_unpublished
 from shared.db.models import ApiCall, TrackingJob
 from shared.tasks import TaskConfig
-from shared.webscraper.quota import CREATE
+from shared.webscraper.quota import CREATE, creations_by_prefix
 
 
 class Share:
@@ -30,14 +30,9 @@ class Share:
         """(the task's creations, all creations) of the window ending now, with those
         planned ahead."""
         since = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, self._window_s)
-        mine = ApiCall.custom_id.startswith(task.custom_id_prefix, autoescape=True)
         with self._sessions() as session:
-            row = session.execute(
-                select(func.count().filter(mine), func.count()).where(
-                    ApiCall.kind == CREATE, ApiCall.at > since
-                )
-            ).one()
-        return int(row[0]), int(row[1])
+            made = creations_by_prefix(session, ApiCall.at > since)
+        return made.get(task.custom_id_prefix, 0), sum(made.values())
 
     def unplanned(self, task: TaskConfig) -> int:
         """Jobs of ``task`` not given a scraping job whose pack has no creation slot yet

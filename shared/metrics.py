@@ -15,7 +15,7 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.jobs import jobs_by_status, jobs_by_task
+from shared.db.jobs import StatusCount, by_status, jobs_by_task
 from shared.db.statuses import IN_FLIGHT, JOB_STATUSES
 from shared.tasks import TRACKING_TASK_CONFIGS
 from shared.webscraper.quota import QuotaLedger
@@ -72,7 +72,8 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         jobs = GaugeMetricFamily("trackfill_jobs", "Tracking jobs by status", labels=["status"])
         with self._sessions() as session:
-            counts = jobs_by_status(session)
+            by_task = jobs_by_task(session)
+        counts = by_status(by_task)
         for status in JOB_STATUSES:
             jobs.add_metric([status], counts[status].count if status in counts else 0)
         yield jobs
@@ -88,7 +89,7 @@ class DatabaseCollector(Collector):
             "The setting RECONCILE_AFTER_S, for alerts on the age of the oldest job in flight",
             value=self._reconcile_after_s,
         )
-        yield from self._tasks()
+        yield from self._tasks(by_task)
         used = self._ledger.used_in_window()
         yield GaugeMetricFamily(
             "trackfill_quota_used_calls", "API calls in the current quota window", value=used
@@ -99,16 +100,16 @@ class DatabaseCollector(Collector):
             value=max(0, self._ledger.policy.calls - used),
         )
 
-    def _tasks(self) -> Iterator[GaugeMetricFamily]:
+    def _tasks(self, counts: dict[tuple[str, str], StatusCount]) -> Iterator[GaugeMetricFamily]:
         """Each task's jobs by status, and its creations in the current quota window."""
         jobs = GaugeMetricFamily(
             "trackfill_task_jobs", "Tracking jobs by task and status", labels=["task", "status"]
         )
-        with self._sessions() as session:
-            counts = jobs_by_task(session)
         for task in TRACKING_TASK_CONFIGS:
             for status in JOB_STATUSES:
-                jobs.add_metric([task, status], counts.get((task, status), 0))
+                jobs.add_metric(
+                    [task, status], counts[(task, status)].count if (task, status) in counts else 0
+                )
         yield jobs
         made = self._ledger.creations_by_prefix()
         creations = GaugeMetricFamily(

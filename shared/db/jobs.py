@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -71,29 +71,35 @@ class StatusCount:
     oldest_age_s: float
 
 
-def jobs_by_status(db: Any, only: Sequence[str] | None = None) -> dict[str, StatusCount]:
-    """Tracking jobs by status (``only`` these, if given), ages on the database's clock;
-    one query (the metrics and ``trackfill status`` read it)."""
-    query = select(
-        _jobs.c.status,
-        func.count(),
-        func.extract("epoch", func.now() - func.min(_jobs.c.created_at)),
-    ).group_by(_jobs.c.status)
-    if only is not None:
-        query = query.where(_jobs.c.status.in_(only))
-    return {status: StatusCount(n, float(age)) for status, n, age in db.execute(query).all()}
-
-
-def jobs_by_task(db: Any, only: Sequence[str] | None = None) -> dict[tuple[str, str], int]:
-    """Tracking jobs by (task, status), ``only`` these statuses if given; one query."""
+def jobs_by_task(db: Any, only: Sequence[str] | None = None) -> dict[tuple[str, str], StatusCount]:
+    """Tracking jobs by (task, status), ``only`` these statuses if given, ages on the
+    database's clock; one query (the metrics and ``trackfill status`` read it, and
+    :func:`by_status` folds it)."""
     query = (
-        select(_batches.c.task_name, _jobs.c.status, func.count())
+        select(
+            _batches.c.task_name,
+            _jobs.c.status,
+            func.count(),
+            func.extract("epoch", func.now() - func.min(_jobs.c.created_at)),
+        )
         .join(_batches, _batches.c.id == _jobs.c.batch_id)
         .group_by(_batches.c.task_name, _jobs.c.status)
     )
     if only is not None:
         query = query.where(_jobs.c.status.in_(only))
-    return {(task, status): n for task, status, n in db.execute(query).all()}
+    rows = db.execute(query).all()
+    return {(task, status): StatusCount(n, float(age)) for task, status, n, age in rows}
+
+
+def by_status(counts: Mapping[tuple[str, str], StatusCount]) -> dict[str, StatusCount]:
+    """:func:`jobs_by_task` over every task: counts added, the oldest age kept."""
+    folded: dict[str, StatusCount] = {}
+    for (_, status), jobs in counts.items():
+        seen = folded.get(status, StatusCount(0, 0.0))
+        folded[status] = StatusCount(
+            seen.count + jobs.count, max(seen.oldest_age_s, jobs.oldest_age_s)
+        )
+    return folded
 
 
 def count_unpublished(db: Any, task_name: str, *narrower: Any) -> int:

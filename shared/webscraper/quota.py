@@ -36,14 +36,13 @@ log = logging.getLogger("trackfill.quota")
 _PLANNED_CREATE = (ApiCall.kind == CREATE) & ApiCall.used_at.is_(None)
 
 
-def creations_by_prefix(db: Any, now: Any, span: dt.timedelta) -> dict[str, int]:
-    """Creations of the window of ``span`` ending at ``now``, by custom-id prefix
-    (``owryt-``, ``jpt10-``: the task of each, see :mod:`shared.tasks`)."""
+def creations_by_prefix(db: Any, when: Any) -> dict[str, int]:
+    """Creations whose time meets ``when`` (a condition on ``ApiCall.at``: a window, or
+    since a moment, planned ones included), by custom-id prefix (``owryt-``, ``jpt10-``:
+    the task of each, see :mod:`shared.tasks`)."""
     prefix = func.split_part(ApiCall.custom_id, "-", 1) + "-"
     rows = db.execute(
-        select(prefix, func.count())
-        .where(ApiCall.kind == CREATE, in_window(ApiCall.at, now, span))
-        .group_by(prefix)
+        select(prefix, func.count()).where(ApiCall.kind == CREATE, when).group_by(prefix)
     ).all()
     return {str(p): int(n) for p, n in rows if p}
 
@@ -237,7 +236,7 @@ class QuotaLedger(Answers):
         :func:`creations_by_prefix`)."""
         now = select(func.clock_timestamp()).scalar_subquery()
         with self._sessions() as session:
-            return creations_by_prefix(session, now, self.policy.span)
+            return creations_by_prefix(session, in_window(ApiCall.at, now, self.policy.span))
 
     def used_in_window(self) -> int:
         """Calls reserved in the last window up to now (for figures and status)."""
