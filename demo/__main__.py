@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print("started: webscraper-sim, webhook_gateway, publisher, ingestor")
         for task in ((), ("--task", JAPAN_POST_TRACKING_10.name)):
             selection = select_candidates(stack, *task)
-            shown = selection.stdout.strip() or selection.stderr
-            console.print(f"run_tracking_number_empty {' '.join(task)}: {shown}".replace("  ", " "))
+            command = " ".join(("run_tracking_number_empty", *task))
+            console.print(f"{command}: {selection.stdout.strip() or selection.stderr}")
             if selection.returncode != 0:
                 return 1
         with Live(report.progress(engine), console=console, refresh_per_second=4) as live:
