@@ -11,7 +11,15 @@ as are missing), else from ``problematic-urls`` (paged); each such job fails wit
 reason alone. A URL missing without explanation is late data: it is waited for parked
 in ``ingestor.wait`` (a constant delay, so parked messages never expire behind a longer
 one), while the jobs that have their records are written at once; the confirmed status
-travels with the parked message, so a retry costs one download, not two calls.
+travels with the parked message, so a retry costs one download, not two calls, and
+its URLs are not judged again (the first look found none of them a problem page).
+
+A scrape the service has done is never given up for our trouble reading it: an API
+outage is retried a few times parked, then the jobs stay open and the reconciler looks
+again, backing off, until the API answers (data, problem pages or 404). A ``stopped``
+job's URLs without a record or a problem end at once ("scraping job stopped"). Quota
+waits park for the wait queue's one delay (its expirations never decrease) and look at
+the ledger again; two notifications of one scraping job in a group cost one look.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingestor.jobs import Ending, Found, Jobs
-from ingestor.records import READERS, url_key
+from ingestor.records import READERS, START_URL, url_key
 from shared.contracts import JobCompleted
 from shared.db.jobs import Job
 from shared.db.statuses import ENDED, JobStatus
@@ -62,6 +70,8 @@ class _Ended:
 class IngestorConfig:
     retry_s: float
     max_retries: int
+    #: the longest back-off between looks at a scraping job while the API is out
+    outage_max_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class CompletionHandler:
         outcomes: list[BaseException | None] = [None] * len(deliveries)
         found = self._jobs.find_many([d.message for d in deliveries])
         ended: list[_Ended] = []
-        seen: set[tuple[str, int]] = set()
+        seen: set[int] = set()
         with self._client.outcomes_together():
             for i, delivery in enumerate(deliveries):
                 try:
@@ -111,18 +121,15 @@ class CompletionHandler:
             outcomes[i] = outcome
         return outcomes
 
-    def _look_at(
-        self, delivery: Delivery, found: Found, seen: set[tuple[str, int]]
-    ) -> dict[str, Ending]:
+    def _look_at(self, delivery: Delivery, found: Found, seen: set[int]) -> dict[str, Ending]:
         """How the notification's jobs end now, by custom_id (empty: nothing to write)."""
         event: JobCompleted = delivery.message
-        key = (event.custom_id, event.scrapingjob_id)
-        if key in seen:
-            log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
-            return {}
-        seen.add(key)
         if self._check(delivery, event, found.jobs.get(event.custom_id)) is None:
             return {}
+        if event.scrapingjob_id in seen:  # a webhook and a hint for one pack, say
+            log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
+            return {}
+        seen.add(event.scrapingjob_id)
         pack = [
             job
             for job in found.jobs.values()
@@ -133,14 +140,14 @@ class CompletionHandler:
         if not pack:
             log.info("%s %s: every job ended already; duplicate notification", TAG, event.custom_id)
             return {}
-        return self._settled(delivery, event, pack, found.numbers)
+        return self._settled(delivery, event, pack, found)
 
     def _settled(
         self,
         delivery: Delivery,
         event: JobCompleted,
         pack: list[Job],
-        numbers: dict[str, str | None],
+        found: Found,
     ) -> dict[str, Ending]:
         """How the pack's jobs end, after the API calls (those waiting for late data, or
         all of them when the message was parked, are left out)."""
@@ -148,12 +155,15 @@ class CompletionHandler:
         if endings is not None:
             return endings  # confirmed and downloaded before an outage stopped the write
         try:
-            return self._endings(delivery, event, pack, numbers)
-        except QuotaWait as wait:
-            delivery.park(max(wait.wait_s, self._config.retry_s))
+            return self._endings(delivery, event, pack, found)
+        except QuotaWait:
+            # the wait queue's delay is constant (its expirations never decrease): a
+            # longer wait comes back a few times, each a look at the ledger, not a call
+            delivery.park(self._config.retry_s)
             return {}
         except Retryable as error:
-            return self._retry(delivery, event, pack, f"API unavailable: {error}")
+            self._outage(delivery, event, f"API unavailable: {error}")
+            return {}
         except NotFound:
             missing = Ending(failure=f"scraping job {event.scrapingjob_id} not found in the API")
             return {job.custom_id: missing for job in pack}
@@ -189,6 +199,20 @@ class CompletionHandler:
         for e in ended:
             self._pending.setdefault(e.envelope_id, {})[e.job.custom_id] = e.ending
 
+    def _outage(self, delivery: Delivery, event: JobCompleted, reason: str) -> None:
+        """The API did not answer: its scrape is never given up for that. A few quick
+        retries parked, then (and at once for a reconciler's hint) the jobs stay open
+        for the reconciler, whose looks back off until the API answers."""
+        attempts = int(delivery.headers.get(ATTEMPTS) or 0)
+        if not event.reconcile and attempts < self._config.max_retries:
+            log.info("%s %s: %s; again in %gs", TAG, event.custom_id, reason, self._config.retry_s)
+            delivery.park(self._config.retry_s, **{ATTEMPTS: attempts + 1})
+            return
+        self._jobs.look_later(event.scrapingjob_id, self._config.retry_s, self._config.outage_max_s)
+        log.warning(
+            "%s %s: %s; left open, the reconciler looks again", TAG, event.custom_id, reason
+        )
+
     def _check(self, delivery: Delivery, event: JobCompleted, job: Job | None) -> Job | None:
         """The notification's job, or None when there is nothing (more) to do."""
         if job is None:
@@ -223,9 +247,10 @@ class CompletionHandler:
         delivery: Delivery,
         event: JobCompleted,
         pack: list[Job],
-        numbers: dict[str, str | None],
+        found: Found,
     ) -> dict[str, Ending]:
-        confirmed = _confirmed_from(delivery.headers) or self._confirm(event)
+        parked = _confirmed_from(delivery.headers)
+        confirmed = parked or self._confirm(event)
         if confirmed.status in RUNNING:
             if event.reconcile:  # no webhook yet: the reconciler looks again later
                 log.info("%s %s: reconciled, still %s", TAG, event.custom_id, confirmed.status)
@@ -240,7 +265,7 @@ class CompletionHandler:
         endings: dict[str, Ending] = {}
         missing: list[Job] = []
         for job in pack:
-            record = reader.find(records, job.target_url, numbers.get(job.custom_id))
+            record = reader.find(records, job.target_url, found.numbers.get(job.custom_id))
             if record is not None:
                 endings[job.custom_id] = Ending(scraped=reader.read(record, anchor))
             else:
@@ -251,12 +276,20 @@ class CompletionHandler:
             # stopped, or failed as a whole, before any page was scraped
             whole = Ending(failure=f"scraping job {confirmed.status}")
             return {**endings, **{job.custom_id: whole for job in missing}}
-        problems = self._problems(event, confirmed, missing)
+        # a parked retry's URLs were judged on the first look: none is a problem page
+        job_urls = {
+            url_key(job.target_url)
+            for job in found.jobs.values()
+            if job.job_id == event.scrapingjob_id
+        }
+        problems = {} if parked else self._problems(event, confirmed, missing, job_urls, records)
         late: list[Job] = []
         for job in missing:
             problem = problems.get(url_key(job.target_url))
             if problem is not None:
                 endings[job.custom_id] = Ending(failure=f"no data: {problem} page")
+            elif confirmed.status == "stopped":  # its user stopped it before this page
+                endings[job.custom_id] = Ending(failure="scraping job stopped")
             else:
                 late.append(job)
         if late:
@@ -277,15 +310,24 @@ class CompletionHandler:
         return self._client.download_json(event.scrapingjob_id)
 
     def _problems(
-        self, event: JobCompleted, confirmed: Confirmed, missing: list[Job]
+        self,
+        event: JobCompleted,
+        confirmed: Confirmed,
+        missing: list[Job],
+        job_urls: set[str],
+        records: list[dict[str, Any]],
     ) -> dict[str, str]:
         """The problem type (``empty``, ``failed``) of the missing jobs' URLs, by
-        :func:`url_key`: from the job's counts when they leave no doubt, else from the
-        API's list of problematic URLs (one call a page of 100)."""
+        :func:`url_key`: from the job's counts when they leave no doubt (they count
+        the whole scraping job's pages, so only when the missing URLs are exactly the
+        job's URLs without a record, as many as its problem pages, of one kind), else
+        from the API's list of problematic URLs (one call a page of 100)."""
         if not confirmed.problems:
             return {}
         keys = {url_key(job.target_url) for job in missing}
-        if len(keys) == confirmed.problems and not (confirmed.empty and confirmed.failed):
+        unexplained = job_urls - {url_key(str(r.get(START_URL) or "")) for r in records}
+        one_kind = not (confirmed.empty and confirmed.failed)
+        if keys == unexplained and len(keys) == confirmed.problems and one_kind:
             kind = "empty" if confirmed.empty else "failed"
             return dict.fromkeys(keys, kind)
         return {

@@ -75,6 +75,15 @@ class Jobs:
             {row.custom_id: _normalized(row.purchase_number) for row in rows},
         )
 
+    def look_later(self, scrapingjob_id: int, base_s: float, max_s: float) -> None:
+        """Leave the scraping job's jobs open for the reconciler, after a back-off (see
+        :data:`ingestor.statements.LOOK_LATER`)."""
+        with transaction(self._sessions) as session:
+            session.execute(
+                sql.LOOK_LATER,
+                {"p_scrapingjob_id": scrapingjob_id, "p_base_s": base_s, "p_max_s": max_s},
+            )
+
     def finish_many(self, endings: list[tuple[Job, JobCompleted, Ending]]) -> list[float | None]:
         """End each job as its ending says, all in one transaction; for each, the seconds
         since the job was created (its selection), or None (and nothing changed) if its

@@ -8,11 +8,12 @@ executed per job (bench/ingest.py measures the difference). Parameters are named
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, String, any_, bindparam, case, func, select, update
+from sqlalchemy import BigInteger, Float, String, any_, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from shared.db.jobs import select_jobs
 from shared.db.models import ProcessedNotification, Purchasing, TrackingBatch, TrackingJob
+from shared.db.statuses import IN_FLIGHT
 
 jobs = TrackingJob.__table__
 batches = TrackingBatch.__table__
@@ -102,4 +103,32 @@ FILL_PURCHASE = (
         ),
     )
     .returning(purchases.c.tracking_number)
+)
+
+#: a scraping job the API could not be asked about (an outage) stays open: the
+#: reconciler looks at it again after a back-off that doubles per look, at most
+#: ``p_max_s`` (its hint is confirmed with the API like a webhook)
+LOOK_LATER = (
+    update(jobs)
+    .where(
+        jobs.c.job_id == bindparam("p_scrapingjob_id"),
+        jobs.c.status.in_(IN_FLIGHT),
+    )
+    .values(
+        reconcile_at=func.now()
+        + func.make_interval(
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            func.least(
+                bindparam("p_base_s", type_=Float()) * func.power(2, jobs.c.reconcile_count),
+                bindparam("p_max_s", type_=Float()),
+            ),
+        ),
+        reconcile_count=jobs.c.reconcile_count + 1,
+    )
+    .returning(jobs.c.reconcile_at)
 )
