@@ -54,7 +54,7 @@ def candidate_handler(settings: Settings) -> CandidateHandler:
         PublisherConfig(
             settings.publish_max_attempts,
             settings.publish_retry_base_s,
-            settle_after_s=settings.http_timeout_s,
+            settle_after_s=2 * settings.http_timeout_s,  # the timeout bounds a wait, not the work
             sitemaps={task.name: task.sitemap_in(settings) for task in enabled_tasks(settings)},
         ),
     )

@@ -15,13 +15,14 @@ Order of effects, so the process can die anywhere without a second scraping job:
 3. the job id is stored on every member (``pending``), then ``job.published`` is
    announced for each, then the messages are acked.
 A pack that comes back with a create call of unknown effect (no answer, a 5xx) settles
-it before creating again: no sooner than the call's HTTP timeout after it was made (a
-request still being served may yet create its job), it pages through the whole of
-``scraping-jobs`` for the leader's custom_id, in whatever order the service lists
-them. Only a complete search that does not find it means "not created"; a list too long
-to search fails the pack for an operator instead. The handling holds the locks of its
-jobs and of their packs, so a handler that outlived its message (a lost connection, the
-stop grace) and the replica that got the message again never work on one at once.
+it before creating again, the last attempt's too: no sooner than twice the call's HTTP
+timeout after it was made (a request still being served may yet create its job), it
+pages through the whole of ``scraping-jobs`` for the leader's custom_id, in whatever
+order the service lists them; an outage meanwhile is waited out, not counted. Only a
+complete search that does not find it means "not created"; a list too long to search
+fails the pack for an operator instead. The handling holds the locks of its jobs and of
+their packs, so a handler that outlived its message (a lost connection, the stop grace)
+and the replica that got the message again never work on one at once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 
 from publisher.jobs import JobLocks, Jobs
 from publisher.packs import Frozen, Packs
-from publisher.settling import InHand, LostCreates
+from publisher.settling import LAST_FAILURE, InHand, LostCreates
 from shared.contracts import CandidateFound, JobPublished
 from shared.db.jobs import Job
 from shared.db.statuses import UNPUBLISHED
@@ -62,7 +63,8 @@ class PublisherConfig:
     max_attempts: int
     retry_base_s: float
     #: a create without an answer is looked for no sooner than this after it was made
-    settle_after_s: float = 30.0
+    #: (``python -m publisher``: twice ``HTTP_TIMEOUT_S``)
+    settle_after_s: float = 60.0
     max_parkings_logged: int = 3
     #: waits up to this long are slept in place, longer ones parked in RabbitMQ
     sleep_max_s: float = 1.0
@@ -169,6 +171,9 @@ class CandidateHandler(LostCreates):
             return
         if self._adopt_existing(leader, members):
             return
+        if leader.publish_attempts >= self._config.max_attempts:  # settled: not created
+            reason = str(members[0].delivery.headers.get(LAST_FAILURE) or "no job was made")
+            self._give_up(leader, leader.publish_attempts, reason)
         reservation = self._slot(leader)
         if not reservation.ready and reservation.wait_s <= self._config.sleep_max_s:
             time.sleep(reservation.wait_s)  # heartbeats are served meanwhile
@@ -261,11 +266,13 @@ class CandidateHandler(LostCreates):
     def _slot(self, leader: Job, not_before_s: float = 0.0) -> Reservation:
         """The pack's creation slot: the one planned for it; else a free one close
         enough to wait for in place (it may fall between planned slots); else the next
-        slot in order, to be waited for parked."""
-        if not_before_s == 0:
-            planned = self._ledger.claim(leader.custom_id)
-            if planned is not None:
+        slot in order, to be waited for parked. A planned slot earlier than
+        ``not_before_s`` is given back: the pack has one slot at a time."""
+        planned = self._ledger.claim(leader.custom_id)
+        if planned is not None:
+            if planned.wait_s >= not_before_s:
                 return planned
+            self._ledger.release(leader.custom_id)
         near = self._ledger.plan_near(
             leader.custom_id, within_s=self._config.sleep_max_s, not_before_s=not_before_s
         )
@@ -299,8 +306,7 @@ class CandidateHandler(LostCreates):
             self._retry_or_fail(leader, frozen.attempt, str(error), members)
             return
         except ApiError as error:  # refused: the same payload would be refused again
-            self._packs.fail(leader, f"create refused: {error}")
-            raise Reject(f"{leader.custom_id}: create refused: {error}") from None
+            self._fail(leader, f"create refused: {error}")
         crash_point("publisher:after-create-call")
         stored = self._packs.store(leader, int(created["id"]))
         crash_point("publisher:after-store")
@@ -315,9 +321,17 @@ class CandidateHandler(LostCreates):
 
     def _retry_or_fail(self, leader: Job, attempt: int, reason: str, members: list[InHand]):
         if attempt >= self._config.max_attempts:
-            failure = f"create failed after {attempt} attempts: {reason}"
-            self._packs.fail(leader, failure)
-            raise Reject(f"{leader.custom_id}: {failure}")
+            if self._ledger.create_made(leader.custom_id) is None:
+                self._give_up(leader, attempt, reason)
+            log.warning(
+                "%s %s: the last attempt failed (%s) and may have made the job; settling it",
+                TAG,
+                leader.custom_id,
+                reason,
+            )
+            wait_s = self._slot(leader, self._config.settle_after_s).wait_s
+            self._park(members, wait_s, **{LAST_FAILURE: reason[:500]})
+            return
         backoff = self._config.retry_base_s * 2 ** (attempt - 1)
         log.warning(
             "%s %s: attempt %d failed (%s); again in at least %.1fs",
@@ -328,6 +342,16 @@ class CandidateHandler(LostCreates):
             backoff,
         )
         self._park(members, self._slot(leader, not_before_s=backoff).wait_s)
+
+    def _give_up(self, leader: Job, attempts: int, reason: str):
+        self._fail(leader, f"create failed after {attempts} attempts: {reason}")
+
+    def _fail(self, leader: Job, reason: str):
+        """Fail the pack with ``reason``, give back its unused slots, and refuse the
+        message with the reason."""
+        self._packs.fail(leader, reason)
+        self._ledger.release(leader.custom_id)
+        raise Reject(f"{leader.custom_id}: {reason}")
 
     # -- messages -------------------------------------------------------------------------
     def _park(self, members: list[InHand], wait_s: float, **notes) -> None:

@@ -1,12 +1,15 @@
 """A create call of unknown effect (no answer, a 5xx, a death right after the answer),
 settled for its pack before anything is created again.
 
-The search starts no sooner than the call's HTTP timeout after it was made (a request
-still being served may yet create its job) and pages through the whole of
-``scraping-jobs`` for the leader's custom_id, in whatever order the service lists
-them, each page through the ledger; stopped by the quota, it goes on from that page.
-Only a complete search that does not find the job means "not created"; a list too long
-to search fails the pack for an operator instead.
+The search starts no sooner than twice the call's HTTP timeout after it was made (a
+request still being served may yet create its job: the timeout bounds each wait for a
+byte, not the server's work) and pages through the whole of ``scraping-jobs`` for the
+leader's custom_id, in whatever order the service lists them, each page through the
+ledger; stopped by the quota, it goes on from that page, and an outage of the API is
+waited out, however long, without counting as an attempt (the last attempt's create is
+settled like any other before the pack fails). Only a complete search that does not
+find the job means "not created"; a list too long to search fails the pack for an
+operator instead.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from shared.db.jobs import Job
-from shared.messaging.consuming import Delivery, Reject
+from shared.messaging.consuming import Delivery
 from shared.tasks import TaskConfig
 from shared.webscraper.client import ApiError, QuotaWait, Retryable
 from shared.webscraper.reservations import CreateMade
@@ -26,6 +29,12 @@ TAG = "[tracking_number_empty_worker]"
 SEARCH_MAX_PAGES = 20
 #: where a search stopped by the quota goes on: "<create call id>:<page>"
 SEARCH_AT = "x-trackfill-search-at"
+#: how many outages the search for a create call has met: "<create call id>:<count>"
+SEARCH_OUTAGES = "x-trackfill-search-outages"
+#: the longest back-off between searches during an outage
+SEARCH_OUTAGE_MAX_S = 300.0
+#: why the last create attempt failed, kept while its effect is settled
+LAST_FAILURE = "x-trackfill-last-failure"
 
 
 @dataclass
@@ -61,20 +70,18 @@ class LostCreates:
             try:
                 found = self._search(members[0].delivery, members[0].task, leader, made)
             except _Paused as paused:
-                self._park(members, paused.wait_s, **{SEARCH_AT: f"{made.call.id}:{paused.page}"})
+                at = {SEARCH_AT: f"{made.call.id}:{paused.page}"}
+                self._park(members, self._slot(leader, paused.wait_s).wait_s, **at)
                 return True
-            except Retryable as error:
-                frozen = self._packs.freeze(leader)
-                if frozen is not None:
-                    reason = f"looking for the job: {error}"
-                    self._retry_or_fail(leader, frozen.attempt, reason, members)
+            except Retryable as error:  # an outage: not an attempt, the search goes on
+                self._search_later(leader, made, members, str(error))
                 return True
             except ApiError as error:
-                self._packs.fail(leader, f"looking for the job failed: {error}")
-                raise Reject(f"{leader.custom_id}: looking for the job failed: {error}") from None
+                self._fail(leader, f"looking for the job failed: {error}")
             self._ledger.record_outcome(made.call, None, f"settled: {found or 'not created'}")
             if found is None:
                 return False
+            self._ledger.release(leader.custom_id)  # the slot it was parked for is not needed
             log.warning(
                 "%s %s: the job created before its answer was lost is %s; adopting it",
                 TAG,
@@ -83,6 +90,26 @@ class LostCreates:
             )
         self._announce(self._packs.store(leader, found), members[0].task, members[0].delivery)
         return True
+
+    def _search_later(
+        self, leader: Job, made: CreateMade, members: list[InHand], reason: str
+    ) -> None:
+        """The API did not answer the search: look again after a back-off (doubling up
+        to :data:`SEARCH_OUTAGE_MAX_S`) for as long as the outage lasts, on a slot of the
+        pack's own, never counted as a create attempt."""
+        call, _, seen = str(members[0].delivery.headers.get(SEARCH_OUTAGES) or "").partition(":")
+        outages = (int(seen) if call == str(made.call.id) and seen.isdigit() else 0) + 1
+        backoff = min(self._config.retry_base_s * 2 ** (outages - 1), SEARCH_OUTAGE_MAX_S)
+        log.warning(
+            "%s %s: looking for the job: %s (outage %d, not an attempt); again in at least %.1fs",
+            TAG,
+            leader.custom_id,
+            reason,
+            outages,
+            backoff,
+        )
+        notes = {SEARCH_OUTAGES: f"{made.call.id}:{outages}"}
+        self._park(members, self._slot(leader, backoff).wait_s, **notes)
 
     def _search(
         self, delivery: Delivery, task: TaskConfig, leader: Job, made: CreateMade
@@ -109,8 +136,7 @@ class LostCreates:
                     f"the {SEARCH_MAX_PAGES} searched; an operator must look for "
                     f"{leader.custom_id}"
                 )
-                self._packs.fail(leader, reason)
-                raise Reject(f"{leader.custom_id}: {reason}")
+                self._fail(leader, reason)
             page += 1
         return None
 

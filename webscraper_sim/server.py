@@ -230,6 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
                 allowed = False
                 headers.update(state._retry_headers(faults.storm_retry_after_s))
             burst = faults.error_burst > 0 and allowed
+            burst = burst and (not faults.error_kinds or kind in faults.error_kinds)
             if burst:
                 faults.error_burst -= 1
             slow_s = faults.slow_s if faults.slow > 0 and allowed else 0.0

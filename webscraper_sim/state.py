@@ -54,6 +54,7 @@ class Faults:
 
     error_burst: int = 0  # the next N API calls answer ``error_status``
     error_status: int = 500
+    error_kinds: list[str] = field(default_factory=list)  # the burst hits these kinds only
     slow: int = 0  # the next N API calls wait ``slow_s`` before answering
     slow_s: float = 0.0
     lose_create_answer: int = 0  # the next N creates create, then drop the connection
@@ -70,6 +71,8 @@ class Faults:
             if name not in self.__dataclass_fields__:
                 raise ValueError(f"unknown fault {name!r}")
             kind = type(getattr(self, name))
+            if kind is list and isinstance(value, str):
+                value = [value]  # one kind of call
             setattr(self, name, kind(value))
 
 

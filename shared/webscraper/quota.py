@@ -132,6 +132,13 @@ class QuotaLedger(Answers):
             tolerance = self.policy.window_s * MARGIN
             return Reservation(row.id, row.at, wait_s if wait_s > tolerance else 0.0)
 
+    def release(self, custom_id: str) -> None:
+        """Give back the creation slots planned for ``custom_id`` and not used (a later
+        one replaces them, or its job was found without a create), so they hold no room
+        in their windows."""
+        with transaction(self._sessions) as session:
+            session.execute(delete(ApiCall).where(_PLANNED_CREATE, ApiCall.custom_id == custom_id))
+
     def latest_planned(self) -> tuple[str, Reservation] | None:
         """The creation slot planned last, while it is still ahead: (its custom_id, the
         reservation). Candidates that join its pack wait for it, and their expirations

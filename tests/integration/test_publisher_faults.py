@@ -1,0 +1,102 @@
+# ruff: noqa: F811 - the fixtures imported from test_publisher are used by name
+"""The publisher under faults: a create of unknown effect is settled, however long the
+API is out and whichever attempt it was, and a pack holds one creation slot at a time.
+Real PostgreSQL, RabbitMQ and the simulator, as in test_publisher.py, whose fixtures
+these tests share (20 calls per 3 s window, HTTP_TIMEOUT_S=2, PUBLISH_MAX_ATTEMPTS=3)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from shared.db.models import ApiCall
+from shared.db.session import make_session_factory
+from shared.settings import load_settings
+from tests.integration.test_publisher import (  # noqa: F401
+    all_published,
+    assert_one_job_per_candidate,
+    creates,
+    env,
+    jobs,
+    publishers,
+    select_candidates,
+)
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def unused_creation_slots(db) -> list[str]:
+    """The creation slots planned and never used, by custom_id."""
+    with make_session_factory(db)() as session:
+        return list(
+            session.execute(
+                select(ApiCall.custom_id).where(ApiCall.kind == "create", ApiCall.used_at.is_(None))
+            ).scalars()
+        )
+
+
+def test_a_create_served_after_its_timeout_is_found_not_made_again(
+    publishers, select_candidates, sim, db
+):
+    """The client gives up after 2 s; the service makes the job at 3 s. The search
+    waits twice the timeout, finds it, and the pack keeps no creation slot behind."""
+    select_candidates(1)
+    sim.state.faults.update({"slow": 1, "slow_s": 3.0})
+    started = time.monotonic()
+    publishers.start()
+    # and the slow create has been answered (recorded): a second one would be seen
+    assert wait_until(lambda: all_published(db, 1) and time.monotonic() - started > 3.5, 20)
+    assert len(creates(sim)) == 1
+    (job,) = jobs(db)
+    assert job.publish_attempts == 1
+    assert_one_job_per_candidate(sim, db)
+    assert unused_creation_slots(db) == []
+
+
+def test_an_api_outage_during_the_search_is_waited_out_and_not_counted_as_attempts(
+    publishers, select_candidates, sim, db
+):
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    assert wait_until(lambda: len(creates(sim)) == 1, timeout=10)
+    sim.state.faults.update({"error_burst": 6, "error_status": 503})  # six searches fail
+    assert wait_until(lambda: all_published(db, 1), timeout=30)
+    calls = sim.state.snapshot()["calls"]
+    assert [c["status"] for c in calls if c["kind"] == "list"] == [503] * 6 + [200]
+    (job,) = jobs(db)
+    assert job.publish_attempts == 1 and job.status == "pending"
+    assert_one_job_per_candidate(sim, db)
+    assert unused_creation_slots(db) == []
+
+
+def test_the_last_attempts_lost_create_is_searched_for_and_adopted(
+    publishers, select_candidates, sim, db, env
+):
+    publishers.settings = load_settings({**env, "PUBLISH_MAX_ATTEMPTS": "1"})
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    assert wait_until(lambda: all_published(db, 1), timeout=20)
+    kinds = [c["kind"] for c in sim.state.snapshot()["calls"]]
+    assert kinds == ["create", "list"]
+    assert_one_job_per_candidate(sim, db)
+
+
+def test_the_last_attempt_fails_the_pack_once_its_search_says_not_created(
+    publishers, select_candidates, sim, db, env
+):
+    publishers.settings = load_settings({**env, "PUBLISH_MAX_ATTEMPTS": "1"})
+    select_candidates(1)
+    sim.state.faults.update({"error_burst": 1, "error_status": 502})  # the create only
+    publishers.start()
+    assert wait_until(lambda: jobs(db)[0].status == "failed", timeout=20)
+    (job,) = jobs(db)
+    assert job.error.startswith("create failed after 1 attempts: ") and "502" in job.error
+    kinds = [c["kind"] for c in sim.state.snapshot()["calls"]]
+    assert kinds == ["create", "list"]  # settled before failing: not created
+    assert sim.state.snapshot()["jobs"] == []
+    assert unused_creation_slots(db) == []
