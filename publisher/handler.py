@@ -110,6 +110,7 @@ class CandidateHandler(LostCreates):
                 job = known.get(message.custom_id or "") or self._jobs.resolve(
                     message, task, delivery.envelope.id
                 )
+                _same_task(job, task)
                 in_hand.append(InHand(i, delivery, task, job))
             except Exception as error:  # noqa: BLE001 - each delivery's own outcome
                 outcomes[i] = error
@@ -388,6 +389,18 @@ class CandidateHandler(LostCreates):
             ]
         )
         crash_point("publisher:before-ack")
+
+
+def _same_task(job: Job, task: TaskConfig) -> None:
+    """A job is only ever handled as its own task's (its sitemap, its pack): a candidate
+    of another task for it (a manual request for a purchase whose refresh is in
+    flight, say) is refused with the reason."""
+    own = task_for_custom_id(job.custom_id)
+    if own is not task:
+        raise Reject(
+            f"{job.custom_id} is a job of {own.name if own else 'an unknown task'} in flight, "
+            f"not of {task.name}; a request of {task.name} waits for it to end"
+        )
 
 
 def _by_task(items: list[InHand]) -> list[list[InHand]]:

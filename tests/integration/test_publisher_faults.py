@@ -11,9 +11,11 @@ import time
 import pytest
 from sqlalchemy import select
 
+from shared.db.batches import NewJob, create_batch
 from shared.db.models import ApiCall
 from shared.db.session import make_session_factory
 from shared.settings import load_settings
+from shared.tasks import JAPAN_POST_TRACKING_10 as JAPAN_POST
 from tests.integration.test_publisher import (  # noqa: F401
     all_published,
     assert_one_job_per_candidate,
@@ -23,6 +25,7 @@ from tests.integration.test_publisher import (  # noqa: F401
     publishers,
     select_candidates,
 )
+from tests.support import rows
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -100,3 +103,22 @@ def test_the_last_attempt_fails_the_pack_once_its_search_says_not_created(
     assert kinds == ["create", "list"]  # settled before failing: not created
     assert sim.state.snapshot()["jobs"] == []
     assert unused_creation_slots(db) == []
+
+
+def test_a_manual_request_for_a_purchase_whose_refresh_is_in_flight_is_refused(
+    publishers, sim, db, vhost
+):
+    """The refresh job keeps its task, its URL and its pack; the request is kept in the
+    dead-letter queue with the reason."""
+    pid = rows.purchase(db, rows.account(db))
+    url = "https://trackings.post.japanpost.jp/services/srv/search/direct?reqCodeNo1=1"
+    with make_session_factory(db)() as session, session.begin():
+        (refresh,) = create_batch(session, JAPAN_POST, [NewJob(pid, "W0000000001", url)])
+    publishers.start()
+    vhost.management.publish(vhost.name, "candidate.found", "manual", f'{{"purchasing_id": {pid}}}')
+    dead = vhost.management.wait_for_messages(vhost.name, "publisher.candidates.dead-letter", 1)
+    reason = dead[0]["properties"]["headers"]["x-trackfill-reason"]
+    assert reason.startswith(f"{refresh.custom_id} is a job of {JAPAN_POST.name} in flight")
+    (job,) = jobs(db)
+    assert (job.custom_id, job.status, job.target_url) == (refresh.custom_id, "queued", url)
+    assert sim.state.snapshot()["calls"] == []
