@@ -196,7 +196,7 @@ class CandidateHandler(LostCreates):
             elif job.status not in UNPUBLISHED:
                 continue
             elif job.pack_of not in (None, job.id) and (other := self._unpublished(job.pack_of)):
-                self._park([member], self._slot(other).wait_s)  # it joined another pack
+                self._park([member], self._wait_for(other))  # it joined another pack
             else:  # handled again, alone, after the back-off
                 member.outcome = Transient(f"{job.custom_id} changed while it was being packed")
 
@@ -210,7 +210,9 @@ class CandidateHandler(LostCreates):
     # -- candidates without a pack ----------------------------------------------------------
     def _fresh(self, fresh: list[InHand]) -> None:
         """Pack the fresh candidates: all at once on a slot free now; else into the
-        pack planned last while it has room, the rest into new packs on the next slots."""
+        pack planned last while it has room, the rest into new packs on the next slots.
+        One whose URL is already in a pack in flight joins that one."""
+        fresh = self._attach(fresh)
         while fresh:
             leader = fresh[0].job
             near = self._ledger.plan_near(leader.custom_id, within_s=self._config.sleep_max_s)
@@ -235,6 +237,37 @@ class CandidateHandler(LostCreates):
             chunk, fresh = self._lead(fresh)
             if chunk:
                 self._park(chunk, self._slot(chunk[0].job).wait_s)
+
+    def _attach(self, fresh: list[InHand]) -> list[InHand]:
+        """Those of ``fresh`` whose URL is in a pack in flight join it (see
+        :meth:`Packs.attach`): announced at once if it has its scraping job, else parked
+        until its slot; the others, to be packed."""
+        if not fresh:
+            return fresh
+        prefix = fresh[0].task.custom_id_prefix
+        attached = {job.id: job for job in self._packs.attach([i.job for i in fresh], prefix)}
+        for item in fresh:
+            job = attached.get(item.job.id)
+            if job is None:
+                continue
+            item.job = job
+            if job.job_id is not None:
+                self._announce([job], item.task, item.delivery)
+            elif leader := self._unpublished(job.pack_of):
+                self._park([item], self._wait_for(leader))
+            else:  # the pack got its scraping job (or ended) since
+                self._orphans([item])
+        return [item for item in fresh if item.job.id not in attached]
+
+    def _wait_for(self, leader: Job) -> float:
+        """How long a member of ``leader``'s pack waits, parked, for its scraping job:
+        until the pack's slot, or (a pack being created has none) until the slot planned
+        last, so that no expiration in the wait queue is later than those behind it."""
+        planned = self._ledger.claim(leader.custom_id)
+        if planned is None:
+            latest = self._ledger.latest_planned()
+            return latest[1].wait_s if latest else self._config.sleep_max_s
+        return planned.wait_s
 
     def _lead(self, fresh: list[InHand]) -> tuple[list[InHand], list[InHand]]:
         """A new pack of the first candidates (as many as a job takes), led by the

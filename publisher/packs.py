@@ -24,7 +24,7 @@ from shared.db.jobs import Job, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
-from shared.db.statuses import UNPUBLISHED, BatchStatus, JobStatus
+from shared.db.statuses import IN_FLIGHT, UNPUBLISHED, BatchStatus, JobStatus
 from shared.metrics import JOBS_ENDED
 
 
@@ -114,6 +114,58 @@ class Packs:
             ).scalars()
             return self._members(session, leader_id, set(ids))
 
+    def attach(self, jobs: list[Job], prefix: str) -> list[Job]:
+        """Those of ``jobs`` (still without a pack) whose URL is already in a pack in
+        flight of the task of custom-id ``prefix``: each joins that pack, whatever its
+        state (a start URL is in one scraping job in flight at most). One whose pack
+        has its scraping job gets it (``pending``); in one being created, the create's
+        answer is stored on it with the others. The ones that joined, as they are now."""
+        fresh = [job.id for job in jobs]
+        joined: set[int] = set()
+        with transaction(self._sessions) as session:
+            packs = session.execute(
+                select(TrackingJob.target_url, func.min(TrackingJob.pack_of))
+                .where(
+                    TrackingJob.target_url.in_({job.target_url for job in jobs}),
+                    TrackingJob.custom_id.startswith(prefix),
+                    TrackingJob.pack_of.is_not(None),
+                    TrackingJob.status.in_(IN_FLIGHT),
+                    TrackingJob.id.not_in(fresh),
+                )
+                .group_by(TrackingJob.target_url)
+            ).all()
+            for url, leader_id in sorted(packs, key=lambda row: row[1]):
+                leader = session.execute(
+                    select(TrackingJob.job_id, TrackingJob.status, TrackingJob.reconcile_at)
+                    .where(TrackingJob.id == leader_id)
+                    .with_for_update()
+                ).one()
+                values: dict = {"pack_of": leader_id}
+                if leader.job_id is not None:
+                    values |= {
+                        "job_id": leader.job_id,
+                        "status": JobStatus.PENDING,
+                        "reconcile_at": leader.reconcile_at,
+                    }
+                elif leader.status == JobStatus.PUBLISHING:
+                    values["status"] = JobStatus.PUBLISHING
+                joined |= set(
+                    session.execute(
+                        update(TrackingJob)
+                        .where(
+                            TrackingJob.id.in_([j.id for j in jobs if j.target_url == url]),
+                            TrackingJob.pack_of.is_(None),
+                            TrackingJob.job_id.is_(None),
+                            TrackingJob.status == JobStatus.QUEUED,
+                        )
+                        .values(**values)
+                        .returning(TrackingJob.id)
+                    ).scalars()
+                )
+            members = self._members(session, 0, joined)
+            _processing(session, {m.id for m in members if m.status != JobStatus.QUEUED})
+            return members
+
     def freeze(self, leader: Job) -> Frozen | None:
         """Record the intent before the call: every member ``publishing``, the attempt
         counted on the leader. None if the pack has its scraping job or has ended."""
@@ -135,14 +187,7 @@ class Packs:
                 .values(publish_attempts=TrackingJob.publish_attempts + 1)
                 .returning(TrackingJob.publish_attempts)
             ).scalar_one()
-            session.execute(
-                update(TrackingBatch)
-                .where(
-                    TrackingBatch.id.in_({batch for _, batch in members}),
-                    TrackingBatch.status == BatchStatus.PENDING,
-                )
-                .values(status=BatchStatus.PROCESSING)
-            )
+            _processing(session, {member for member, _ in members})
             found = self._members(session, leader.id, {member for member, _ in members})
             return Frozen(attempt, found)
 
@@ -220,3 +265,15 @@ def _unpublished_of(leader_id: int):
         & TrackingJob.job_id.is_(None)
         & TrackingJob.status.in_(UNPUBLISHED)
     )
+
+
+def _processing(session: Session, job_ids: set[int]) -> None:
+    """The batches of ``job_ids`` still ``pending`` are ``processing``: a job of theirs
+    is being created or has its scraping job."""
+    if job_ids:
+        batches = select(TrackingJob.batch_id).where(TrackingJob.id.in_(job_ids))
+        session.execute(
+            update(TrackingBatch)
+            .where(TrackingBatch.id.in_(batches), TrackingBatch.status == BatchStatus.PENDING)
+            .values(status=BatchStatus.PROCESSING)
+        )

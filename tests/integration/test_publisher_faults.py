@@ -11,11 +11,17 @@ import time
 import pytest
 from sqlalchemy import select
 
+from shared.contracts import CandidateFound
 from shared.db.batches import NewJob, create_batch
-from shared.db.models import ApiCall
+from shared.db.models import ApiCall, Purchasing, TrackingJob
 from shared.db.session import make_session_factory
+from shared.domain.urls import order_status_url
+from shared.messaging.envelope import new_envelope
+from shared.messaging.publishing import MessagePublisher, connect
+from shared.messaging.topology import CANDIDATE_FOUND
 from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10 as JAPAN_POST
+from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
 from tests.integration.test_publisher import (  # noqa: F401
     all_published,
     assert_one_job_per_candidate,
@@ -122,3 +128,56 @@ def test_a_manual_request_for_a_purchase_whose_refresh_is_in_flight_is_refused(
     (job,) = jobs(db)
     assert (job.custom_id, job.status, job.target_url) == (refresh.custom_id, "queued", url)
     assert sim.state.snapshot()["calls"] == []
+
+
+def send_candidates(env, candidates: list[TrackingJob]) -> None:
+    """What the selector publishes for ``candidates`` (one group at the publisher)."""
+    with connect(env["AMQP_URL"]) as connection:
+        publisher = MessagePublisher(connection)
+        for job in candidates:
+            event = CandidateFound(task=TASK.name, purchasing_id=job.purchasing_id,
+                                   custom_id=job.custom_id)  # fmt: skip
+            publisher.publish(
+                CANDIDATE_FOUND, TASK.name, new_envelope(CANDIDATE_FOUND, event.to_payload())
+            )
+
+
+@pytest.mark.parametrize("second_part_comes", ["after-the-create", "during-the-create"])
+def test_a_url_split_across_two_groups_joins_the_scraping_job_of_its_first_part(
+    publishers, sim, db, env, second_part_comes
+):
+    """Ten purchases of one order share its page; four reach the publisher first and
+    are created at once, the six others come apart and join that job: one page, once."""
+    account = rows.account(db)
+    order = rows.order_number()
+    for _ in range(10):
+        rows.purchase(db, account, order)
+    url = order_status_url(order, "user@example.com")
+    with make_session_factory(db)() as session, session.begin():
+        create_batch(session, TASK, [NewJob(pid, order, url) for pid in purchase_ids(db)])
+    first, rest = jobs(db)[:4], jobs(db)[4:]
+    publishers.settings = load_settings({**env, "PUBLISH_MAX_URLS_PER_JOB": "20"})
+    publishers.start()
+    if second_part_comes == "during-the-create":
+        sim.state.faults.update({"slow": 1, "slow_s": 1.0})
+    send_candidates(env, first)
+    assert wait_until(lambda: len(sim.state.snapshot()["calls"]) == 1 or sim_busy(sim), 10)
+    if second_part_comes == "after-the-create":
+        assert wait_until(lambda: all(j.job_id for j in jobs(db)[:4]), timeout=10)
+    send_candidates(env, rest)
+    assert wait_until(lambda: all_published(db, 10), timeout=20)
+    made = sim.state.snapshot()["jobs"]
+    assert [job["start_urls"] for job in made] == [[url]]
+    assert {job.job_id for job in jobs(db)} == {made[0]["id"]}
+    assert {job.status for job in jobs(db)} == {"pending"}
+    assert len(creates(sim)) == 1
+
+
+def purchase_ids(db) -> list[int]:
+    with make_session_factory(db)() as session:
+        return list(session.execute(select(Purchasing.id).order_by(Purchasing.id)).scalars())
+
+
+def sim_busy(sim) -> bool:
+    """A create is being served (the slow fault has fired)."""
+    return sim.state.faults.slow == 0
