@@ -37,6 +37,7 @@ def completion_handler(settings: Settings) -> CompletionHandler:
     return CompletionHandler(
         Jobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
         api.client,
+        api.ledger,
         IngestorConfig(
             settings.ingest_retry_s, settings.ingest_max_retries, settings.recheck_max_s
         ),

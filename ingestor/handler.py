@@ -44,6 +44,7 @@ from shared.webscraper.client import (
     Retryable,
     WebScraperClient,
 )
+from shared.webscraper.quota import QuotaLedger
 
 log = logging.getLogger("trackfill.ingestor")
 TAG = "[tracking_number_empty_worker]"
@@ -91,9 +92,12 @@ class Confirmed:
 
 
 class CompletionHandler:
-    def __init__(self, jobs: Jobs, client: WebScraperClient, config: IngestorConfig):
+    def __init__(
+        self, jobs: Jobs, client: WebScraperClient, ledger: QuotaLedger, config: IngestorConfig
+    ):
         self._jobs = jobs
         self._client = client
+        self._ledger = ledger
         self._config = config
         #: endings not written because of an outage: envelope id -> custom_id -> ending
         self._pending: dict[str, dict[str, Ending]] = {}
@@ -229,11 +233,21 @@ class CompletionHandler:
     def _wait_for_job_id(self, delivery: Delivery, event: JobCompleted, job: Job) -> None:
         """The publisher has not stored the job's id yet. While it has the job in hand
         (``publishing``: it is settling a create whose answer it lost, which takes at
-        least its HTTP timeout) the notification waits, parked, costing no call; the
-        publisher's own bound ends that state. Otherwise it waits a few times, then is
+        least twice its HTTP timeout) the notification waits, parked, costing no call,
+        and the scraping job it names is kept in the ledger as that create's: the
+        publisher adopts it without searching. Otherwise it waits a few times, then is
         dead-lettered with the reason, never acked and forgotten."""
         waiting = f"{job.custom_id} has no scraping job id stored yet"
         if job.status == JobStatus.PUBLISHING:
+            if event.custom_id == job.custom_id and self._ledger.adopt(
+                job.custom_id, event.scrapingjob_id
+            ):  # the publisher stores it when the pack comes back, with no search
+                log.warning(
+                    "%s %s: scraping job %s, whose create answer was lost, kept for it",
+                    TAG,
+                    job.custom_id,
+                    event.scrapingjob_id,
+                )
             log.info("%s %s (publishing); again in %gs", TAG, waiting, self._config.retry_s)
             delivery.park(self._config.retry_s, **{ATTEMPTS: delivery.headers.get(ATTEMPTS, 0)})
             return None

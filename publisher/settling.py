@@ -78,6 +78,8 @@ class LostCreates:
                 return True
             except ApiError as error:
                 self._fail(leader, f"looking for the job failed: {error}")
+            if found is None and (meanwhile := self._ledger.create_made(leader.custom_id)):
+                found = meanwhile.job_id  # its webhook named it during the search
             self._ledger.record_outcome(made.call, None, f"settled: {found or 'not created'}")
             if found is None:
                 return False

@@ -105,6 +105,17 @@ class Answers:
                 update(ApiCall).where(ApiCall.id == reservation.id).values(job_id=job_id)
             )
 
+    def adopt(self, custom_id: str, job_id: int) -> bool:
+        """The service says scraping job ``job_id`` carries ``custom_id`` (its webhook):
+        that is the job the latest create of unknown effect for ``custom_id`` made (a
+        pack's custom_id is its leader's own, and a create is settled before the next),
+        kept with that call as if it had been answered. False if no such call waits."""
+        made = self.create_made(custom_id)
+        if made is None or made.job_id is not None:
+            return False
+        self.record_job(made.call, job_id)
+        return True
+
     def create_made(self, custom_id: str) -> CreateMade | None:
         """What the latest create call made for ``custom_id`` is known to have done, if
         it may have created a job: ``job_id`` when answered, else None with ``at`` (no

@@ -11,17 +11,18 @@ import time
 import pytest
 from sqlalchemy import select
 
-from shared.contracts import CandidateFound
+from shared.contracts import CandidateFound, JobCompleted
 from shared.db.batches import NewJob, create_batch
 from shared.db.models import ApiCall, Purchasing, TrackingJob
 from shared.db.session import make_session_factory
 from shared.domain.urls import order_status_url
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
-from shared.messaging.topology import CANDIDATE_FOUND
+from shared.messaging.topology import CANDIDATE_FOUND, JOB_COMPLETED
 from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10 as JAPAN_POST
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
+from tests.integration.test_ingestor import running_ingestor
 from tests.integration.test_publisher import (  # noqa: F401
     all_published,
     assert_one_job_per_candidate,
@@ -181,3 +182,30 @@ def purchase_ids(db) -> list[int]:
 def sim_busy(sim) -> bool:
     """A create is being served (the slow fault has fired)."""
     return sim.state.faults.slow == 0
+
+
+def test_a_webhook_for_a_lost_create_names_the_job_and_spares_the_search(
+    publishers, select_candidates, sim, db, env
+):
+    """The create's answer is lost; before the publisher searches (twice the timeout,
+    4 s), the job's webhook reaches the ingestor, which keeps its id in the ledger for
+    that create: the publisher adopts it with no list call."""
+    select_candidates(1)
+    sim.state.faults.update({"lose_create_answer": 1})
+    publishers.start()
+    assert wait_until(lambda: len(creates(sim)) == 1, timeout=10)
+    (made,) = sim.state.snapshot()["jobs"]
+    with running_ingestor({**env, "INGEST_RETRY_S": "0.2"}):
+        completed = JobCompleted(
+            task=TASK.name, scrapingjob_id=made["id"], status="finished",
+            custom_id=made["custom_id"],
+        )  # fmt: skip
+        with connect(env["AMQP_URL"]) as connection:
+            MessagePublisher(connection).publish(
+                JOB_COMPLETED, TASK.name, new_envelope(JOB_COMPLETED, completed.to_payload())
+            )
+        assert wait_until(lambda: all_published(db, 1), timeout=15)
+    kinds = [c["kind"] for c in sim.state.snapshot()["calls"]]
+    assert "list" not in kinds and kinds.count("create") == 1
+    (job,) = jobs(db)
+    assert job.job_id == made["id"]
