@@ -6,8 +6,9 @@ compressed 100x, the webhook retried after 5 and 10 s as the real service does, 
 selector as its daemon with its reconciler), one fault at a random moment, then a wait
 (bounded) until every purchase is filled and no job is in flight. Per scenario the
 table shows: runs, candidates (tracking jobs made), filled, lost (a purchase not
-filled), duplicate scraping jobs (creates that made a second job for one custom_id, or
-a start URL sent in two), 429 answers, dead letters, leaked secrets (API or webhook
+filled), duplicate scraping jobs (creates that made a second job for one custom_id),
+URLs twice (start URLs sent in more than one scraping job: a page loaded, and paid,
+again), 429 answers, dead letters, leaked secrets (API or webhook
 token, or a full e-mail address, in any log line), the slowest time from selection to
 the last job ended, and for the kills how many landed while the killed process had work in hand.
 
@@ -69,6 +70,7 @@ class Outcome:
     filled: int = 0
     lost: int = 0
     duplicates: int = 0
+    urls_twice: int = 0
     rate_limited: int = 0
     dead_letters: int = 0
     leaks: int = 0
@@ -78,6 +80,7 @@ class Outcome:
     #: the fault showed its effect (a kill struck; the simulator's fault fired)
     fired: bool = False
     notes: list[str] = field(default_factory=list)
+    struck: list[Callable[[], bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,18 @@ class Applied:
 
     note: str
     busy: bool | None = None
+    #: for a fault that strikes later: asked after the run whether it struck
+    struck: Callable[[], bool] | None = None
 
 
 Fault = Callable[[Stack, random.Random, object], Applied]
 
 
-def seed(engine) -> None:
+def seed(engine, extra_pages: tuple[str, ...] = ()) -> None:
+    """The purchases, all with a valid number on their pages; ``extra_pages``: one more
+    purchase per outcome digit (see :mod:`webscraper_sim.scenarios`), not to be filled."""
+    orders = [f"W{8_000_000_000 + n * 10 + n % 4:010d}" for n in range(PURCHASES)]
+    orders += [f"W{810_000_000 + n:09d}{digit}" for n, digit in enumerate(extra_pages)]
     sessions = make_session_factory(engine)
     with sessions() as session, session.begin():
         account = session.execute(
@@ -99,13 +108,7 @@ def seed(engine) -> None:
         ).scalar_one()
         session.execute(
             Purchasing.__table__.insert(),
-            [
-                {
-                    "order_number": f"W{8_000_000_000 + n * 10 + n % 4:010d}",
-                    "official_account_id": account,
-                }
-                for n in range(PURCHASES)
-            ],
+            [{"order_number": order, "official_account_id": account} for order in orders],
         )
 
 
@@ -196,6 +199,30 @@ def sim_fault(values: dict) -> Fault:
     return fault
 
 
+def outage_after_end(seconds: float) -> Fault:
+    """Every API call answers 503 for ``seconds``, from the moment the first scraping
+    job has ended (its webhook on the way): the ingestor must not give the scrape up."""
+
+    def fault(stack: Stack, rng: random.Random, engine) -> Applied:
+        base = stack.api_url.removesuffix("api/v1/")
+
+        def outage() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if any(j["status"] == "finished" for j in stack.sim_state()["jobs"]):
+                    break
+                time.sleep(0.01)
+            faults = {"error_burst": 1_000_000, "error_status": 503}
+            requests.post(f"{base}__sim/faults", json=faults, timeout=5).raise_for_status()
+            time.sleep(seconds)
+            requests.post(f"{base}__sim/faults", json={"error_burst": 0}, timeout=5)
+
+        threading.Thread(target=outage, daemon=True).start()
+        return Applied(f"API answers 503 for {seconds:g} s once a job has ended")
+
+    return fault
+
+
 def crash_at(name: str, point: str, down_s: float) -> Fault:
     """``name`` dies (exit 137, as kill -9) at its crash point ``point`` the first time
     it gets there, and stays down ``down_s`` before a supervisor restarts it."""
@@ -206,18 +233,23 @@ def crash_at(name: str, point: str, down_s: float) -> Fault:
         stack.kill(name)
         stack.restart(name)
         stack.wait_for_line(name, "consuming")
+        crashed = threading.Event()
 
         def supervise() -> None:
             deadline = time.monotonic() + 60
             while stack.processes[name].poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
+            if stack.processes[name].poll() == 137:
+                crashed.set()
             time.sleep(down_s)
             stack.launches[name] = (command, env)
             if stack.processes[name].poll() is not None:
                 stack.restart(name)
 
         threading.Thread(target=supervise, daemon=True).start()
-        return Applied(f"{name} dies at {point}, restarted {down_s:g} s later")
+        return Applied(
+            f"{name} dies at {point}, restarted {down_s:g} s later", None, crashed.is_set
+        )
 
     return fault
 
@@ -263,6 +295,23 @@ SCENARIOS: dict[str, tuple[Fault, bool]] = {
     "api-slow-past-timeout": (sim_fault({"slow": 3, "slow_s": 3.0}), True),
     "api-429-storm": (sim_fault({"rate_limit_storm": 5, "storm_retry_after_s": 1}), True),
     "create-answer-lost": (sim_fault({"lose_create_answer": 3}), True),
+    # the create's answer is lost, and the searches for it meet an outage
+    "lost-create-and-search-outage": (
+        sim_fault(
+            {
+                "lose_create_answer": 2,
+                "webhook_drop": 2,  # no webhook names the job: the search must
+                "error_burst": 6,
+                "error_status": 503,
+                "error_kinds": ["list"],
+            }
+        ),  # fmt: skip
+        True,
+    ),
+    # 503s for 5 minutes (compressed) right after the jobs end
+    "api-outage-after-end": (outage_after_end(3.0), True),
+    # a pack with an empty page, its other pages' data late
+    "late-data-beside-empty": (sim_fault({"data_delay_s": 0.6}), True),
     "webhooks-x3": (sim_fault({"webhook_duplicates": 3}), True),
     "webhooks-out-of-order": (sim_fault({"webhook_out_of_order": True}), True),
     "data-late": (sim_fault({"data_delay_s": 0.6}), True),
@@ -274,10 +323,14 @@ SCENARIOS: dict[str, tuple[Fault, bool]] = {
     "ingestor-dies-mid-pack": (crash_at("ingestor", "api:answered:json", 0.5), True),
     "two-publishers": (second_publisher, False),
 }
+#: more purchases for a scenario: the outcome digit of each one's page (not filled)
+EXTRA_PAGES = {"late-data-beside-empty": ("7",)}
+#: settings for a scenario that needs more than one pack to show its fault
+EXTRA_ENV = {"webhooks-out-of-order": {"PUBLISH_MAX_URLS_PER_JOB": "4"}}
 #: 429s the simulator is told to answer whatever the quota says (per run)
 INJECTED_429 = {"api-429-storm": 5}
 #: the figures added up over a scenario's runs
-COUNTS = ("candidates", "filled", "lost", "duplicates", "rate_limited",
+COUNTS = ("candidates", "filled", "lost", "duplicates", "urls_twice", "rate_limited",
           "dead_letters", "leaks", "kills", "busy_kills")  # fmt: skip
 #: how each simulator fault shows in the simulator's record of a run
 FIRED: dict[str, Callable[[dict], bool]] = {
@@ -285,12 +338,19 @@ FIRED: dict[str, Callable[[dict], bool]] = {
     "api-slow-past-timeout": lambda sim: sim["faults"]["slow"] == 0,
     "api-429-storm": lambda sim: any(c["status"] == 429 for c in sim["calls"]),
     "create-answer-lost": lambda sim: any(c.get("lost") for c in sim["calls"]),
+    "lost-create-and-search-outage": lambda sim: any(
+        c["kind"] == "list" and c["status"] == 503 for c in sim["calls"]
+    ),
+    "api-outage-after-end": lambda sim: any(c["status"] == 503 for c in sim["calls"]),
+    "late-data-beside-empty": lambda sim: (
+        sum(c["kind"] == "json" for c in sim["calls"]) > len(sim["jobs"])
+    ),
     "webhooks-x3": lambda sim: any(w["copy"] > 1 for w in sim["webhooks"]),
-    "webhooks-out-of-order": lambda sim: len(sim["webhooks"]) > 1,
-    "data-late": lambda sim: sum(c["kind"] == "json" for c in sim["calls"]) > PURCHASES,
+    "webhooks-out-of-order": lambda sim: (
+        [w["job_id"] for w in sim["webhooks"]] != sorted(w["job_id"] for w in sim["webhooks"])
+    ),
+    "data-late": lambda sim: sum(c["kind"] == "json" for c in sim["calls"]) > len(sim["jobs"]),
     "webhook-never-arrives": lambda sim: sim["faults"]["webhook_drop"] == 0,
-    # the create's answer was lost with the publisher: found by the search
-    "notification-before-job-id": lambda sim: any(c["kind"] == "list" for c in sim["calls"]),
     "scraping-job-deleted": lambda sim: any(c["status"] == 404 for c in sim["calls"]),
     # the records were downloaded again by the ingestor's second life
     "ingestor-dies-mid-pack": lambda sim: (
@@ -312,7 +372,7 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
     outcome = Outcome()
     with scratch_services() as (database_url, amqp_url):
         engine = make_engine(database_url)
-        seed(engine)
+        seed(engine, EXTRA_PAGES.get(name, ()))
         stack = start_stack(
             database_url,
             amqp_url,
@@ -323,6 +383,7 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
             webhook_retry_delays="5,10",
             # answers take as long as a real API's: a pack's create is work in hand
             sim_args=["--latency-s", "0.2"],
+            extra_env=EXTRA_ENV.get(name),
         )
         started = time.monotonic()
         try:
@@ -339,7 +400,11 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
             outcome.seconds = time.monotonic() - started
             measure(outcome, engine, stack, amqp_url)
             sim = stack.sim_state()
-            outcome.fired = outcome.kills > 0 if name not in FIRED else FIRED[name](sim)
+            outcome.fired = (
+                FIRED[name](sim)
+                if name in FIRED
+                else outcome.kills > 0 or any(struck() for struck in outcome.struck)
+            )
         finally:
             stack.stop()
             engine.dispose()
@@ -349,6 +414,8 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
 
 def record(outcome: Outcome, applied: Applied) -> None:
     outcome.notes.append(applied.note)
+    if applied.struck is not None:
+        outcome.struck.append(applied.struck)
     if applied.busy is not None:
         outcome.kills += 1
         outcome.busy_kills += applied.busy
@@ -363,12 +430,11 @@ def measure(outcome: Outcome, engine, stack: Stack, amqp_url: str) -> None:
     outcome.lost = PURCHASES - outcome.filled
     state = stack.sim_state()
     calls = state["calls"]
-    # a second scraping job for a pack, or a start URL in two scraping jobs
+    # a second scraping job for a pack; a start URL in a second scraping job
     made = Counter(c["custom_id"] for c in calls if c["kind"] == "create" and c.get("job_id"))
     urls = Counter(url for job in state["jobs"] for url in job["start_urls"])
-    outcome.duplicates = max(
-        sum(n - 1 for n in made.values() if n > 1), sum(n - 1 for n in urls.values() if n > 1)
-    )
+    outcome.duplicates = sum(n - 1 for n in made.values() if n > 1)
+    outcome.urls_twice = sum(n - 1 for n in urls.values() if n > 1)
     outcome.rate_limited = sum(1 for c in calls if c["status"] == 429)
     with connect(amqp_url) as connection, connection.channel() as channel:
         for route in ROUTES.values():
@@ -406,31 +472,35 @@ def main() -> int:
     names = args.only or list(SCENARIOS)
     if args.skip_restarts:
         names = [n for n in names if not n.endswith("-restart")]
-    print(f"{'scenario':24} {'runs':>4} {'cand.':>5} {'filled':>6} {'lost':>4} {'dup':>3} "
-          f"{'429*':>4} {'dead':>4} {'leaks':>5} {'max s':>6} {'busy kills':>10}")  # fmt: skip
+    print(f"{'scenario':30} {'runs':>4} {'cand.':>5} {'filled':>6} {'lost':>4} {'dup':>3} "
+          f"{'URLs twice':>10} {'429*':>4} {'dead':>4} {'leaks':>5} {'max s':>6} "
+          f"{'busy kills':>10}")  # fmt: skip
     failures = 0
     for name in names:
         runs = args.runs or runs_of(name, args.quick)
-        totals, slowest = Outcome(), 0.0
+        totals, slowest, fired = Outcome(), 0.0, 0
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix="trackfill-faults-") as logs:
                 result = one_run(name, rng, Path(logs))
             for key in COUNTS:
                 setattr(totals, key, getattr(totals, key) + getattr(result, key))
             slowest = max(slowest, result.seconds)
+            fired += result.fired
         quota_429 = totals.rate_limited - INJECTED_429.get(name, 0) * runs
-        bad = totals.lost or totals.duplicates or quota_429 or totals.leaks
+        bad = totals.lost or totals.duplicates or totals.urls_twice or quota_429 or totals.leaks
         failures += bool(bad)
         busy = f"{totals.busy_kills}/{totals.kills}" if totals.kills else "-"
         print(
-            f"{name:24} {runs:4d} {totals.candidates:5d} {totals.filled:6d} {totals.lost:4d} "
-            f"{totals.duplicates:3d} {quota_429:4d} {totals.dead_letters:4d} "
-            f"{totals.leaks:5d} {slowest:6.1f} {busy:>10}" + ("  <- FAILS THE GOAL" if bad else ""),
+            f"{name:30} {runs:4d} {totals.candidates:5d} {totals.filled:6d} {totals.lost:4d} "
+            f"{totals.duplicates:3d} {totals.urls_twice:10d} {quota_429:4d} "
+            f"{totals.dead_letters:4d} {totals.leaks:5d} {slowest:6.1f} {busy:>10}"
+            + ("  <- FAILS THE GOAL" if bad else "")
+            + (f"  (the fault showed in {fired} of {runs} runs)" if fired < runs else ""),
             flush=True,
         )
     print("429*: answers beyond the ones the simulator was told to inject")
     print("busy kills: kills that struck while the killed process had work in hand / kills")
-    print("goal: 0 lost, 0 duplicate jobs, 0 429s, 0 leaks in every row")
+    print("goal: 0 lost, 0 duplicate jobs, 0 URLs twice, 0 429s, 0 leaks in every row")
     return 1 if failures else 0
 
 
