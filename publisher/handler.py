@@ -180,7 +180,7 @@ class CandidateHandler(LostCreates):
             time.sleep(reservation.wait_s)  # heartbeats are served meanwhile
             reservation = self._slot(leader)
         if not reservation.ready:
-            self._park(members, reservation.wait_s)
+            self._park(members, self._parking_slot(leader).wait_s)
             return
         self._create(leader, reservation, members)
 
@@ -226,7 +226,7 @@ class CandidateHandler(LostCreates):
                 if near.ready:
                     self._create(leader, near, chunk)
                 else:
-                    self._park(chunk, near.wait_s)
+                    self._park(chunk, self._parking_slot(leader).wait_s)
                 continue
             planned = self._ledger.latest_planned()
             taken = self._join(planned, fresh) if planned is not None else []
@@ -236,7 +236,7 @@ class CandidateHandler(LostCreates):
                 continue
             chunk, fresh = self._lead(fresh)
             if chunk:
-                self._park(chunk, self._slot(chunk[0].job).wait_s)
+                self._park(chunk, self._parking_slot(chunk[0].job).wait_s)
 
     def _attach(self, fresh: list[InHand]) -> list[InHand]:
         """Those of ``fresh`` whose URL is in a pack in flight join it (see
@@ -261,13 +261,14 @@ class CandidateHandler(LostCreates):
 
     def _wait_for(self, leader: Job) -> float:
         """How long a member of ``leader``'s pack waits, parked, for its scraping job:
-        until the pack's slot, or (a pack being created has none) until the slot planned
-        last, so that no expiration in the wait queue is later than those behind it."""
+        until the pack's slot and the slot planned last, whichever is later (a pack being
+        created has none), so that no expiration in the wait queue is earlier than the
+        ones parked before it."""
         planned = self._ledger.claim(leader.custom_id)
-        if planned is None:
-            latest = self._ledger.latest_planned()
-            return latest[1].wait_s if latest else self._config.sleep_max_s
-        return planned.wait_s
+        latest = self._ledger.latest_planned()
+        if planned is None and latest is None:
+            return self._config.sleep_max_s
+        return max(r.wait_s for r in (planned, latest and latest[1]) if r is not None)
 
     def _lead(self, fresh: list[InHand]) -> tuple[list[InHand], list[InHand]]:
         """A new pack of the first candidates (as many as a job takes), led by the
@@ -297,21 +298,30 @@ class CandidateHandler(LostCreates):
         return taken
 
     # -- the create call ------------------------------------------------------------------
-    def _slot(self, leader: Job, not_before_s: float = 0.0) -> Reservation:
+    def _slot(self, leader: Job) -> Reservation:
         """The pack's creation slot: the one planned for it; else a free one close
         enough to wait for in place (it may fall between planned slots); else the next
-        slot in order, to be waited for parked. A planned slot earlier than
-        ``not_before_s`` is given back: the pack has one slot at a time."""
+        slot in order."""
         planned = self._ledger.claim(leader.custom_id)
         if planned is not None:
-            if planned.wait_s >= not_before_s:
-                return planned
-            self._ledger.release(leader.custom_id)
-        near = self._ledger.plan_near(
-            leader.custom_id, within_s=self._config.sleep_max_s, not_before_s=not_before_s
-        )
+            return planned
+        near = self._ledger.plan_near(leader.custom_id, within_s=self._config.sleep_max_s)
         if near.id is not None:
             return near
+        return self._ledger.plan(CREATE, leader.custom_id)
+
+    def _parking_slot(self, leader: Job, not_before_s: float = 0.0) -> Reservation:
+        """The slot a pack parks for: the one planned for it if it is no earlier than
+        ``not_before_s`` and no earlier than the slot planned last; else the next slot
+        in order (after every planned one), the old one given back (a pack has one slot
+        at a time). Expirations in the wait queue then never decrease: RabbitMQ expires
+        messages from the head only."""
+        planned = self._ledger.claim(leader.custom_id)
+        if planned is not None:
+            latest = self._ledger.latest_planned()
+            if planned.wait_s >= max(not_before_s, latest[1].wait_s if latest else 0.0):
+                return planned
+            self._ledger.release(leader.custom_id)
         return self._ledger.plan(CREATE, leader.custom_id, not_before_s=not_before_s)
 
     def _create(self, leader: Job, reservation: Reservation, members: list[InHand]):
@@ -334,7 +344,7 @@ class CandidateHandler(LostCreates):
         except QuotaWait as wait:  # too late for its slot, or a 429: a new slot (after it)
             if isinstance(wait, RateLimited):
                 log.warning("%s %s: %s", TAG, leader.custom_id, wait)
-            self._park(members, self._slot(leader).wait_s)
+            self._park(members, self._parking_slot(leader).wait_s)
             return
         except Retryable as error:
             self._retry_or_fail(leader, frozen.attempt, str(error), members)
@@ -363,7 +373,7 @@ class CandidateHandler(LostCreates):
                 leader.custom_id,
                 reason,
             )
-            wait_s = self._slot(leader, self._config.settle_after_s).wait_s
+            wait_s = self._parking_slot(leader, self._config.settle_after_s).wait_s
             self._park(members, wait_s, **{LAST_FAILURE: reason[:500]})
             return
         backoff = self._config.retry_base_s * 2 ** (attempt - 1)
@@ -375,7 +385,7 @@ class CandidateHandler(LostCreates):
             reason,
             backoff,
         )
-        self._park(members, self._slot(leader, not_before_s=backoff).wait_s)
+        self._park(members, self._parking_slot(leader, not_before_s=backoff).wait_s)
 
     def _give_up(self, leader: Job, attempts: int, reason: str):
         self._fail(leader, f"create failed after {attempts} attempts: {reason}")

@@ -64,14 +64,14 @@ class LostCreates:
         if found is None:
             if made.age_s < self._config.settle_after_s:
                 # the call may still be served: look once its answer could no longer come
-                wait = self._slot(leader, self._config.settle_after_s - made.age_s).wait_s
+                wait = self._parking_slot(leader, self._config.settle_after_s - made.age_s).wait_s
                 self._park(members, wait)
                 return True
             try:
                 found = self._search(members[0].delivery, members[0].task, leader, made)
             except _Paused as paused:
                 at = {SEARCH_AT: f"{made.call.id}:{paused.page}"}
-                self._park(members, self._slot(leader, paused.wait_s).wait_s, **at)
+                self._park(members, self._parking_slot(leader, paused.wait_s).wait_s, **at)
                 return True
             except Retryable as error:  # an outage: not an attempt, the search goes on
                 self._search_later(leader, made, members, str(error))
@@ -111,7 +111,7 @@ class LostCreates:
             backoff,
         )
         notes = {SEARCH_OUTAGES: f"{made.call.id}:{outages}"}
-        self._park(members, self._slot(leader, backoff).wait_s, **notes)
+        self._park(members, self._parking_slot(leader, backoff).wait_s, **notes)
 
     def _search(
         self, delivery: Delivery, task: TaskConfig, leader: Job, made: CreateMade

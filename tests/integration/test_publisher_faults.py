@@ -11,6 +11,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+from publisher.__main__ import candidate_handler
 from shared.contracts import CandidateFound, JobCompleted
 from shared.db.batches import NewJob, create_batch
 from shared.db.models import ApiCall, Purchasing, TrackingJob
@@ -18,12 +19,18 @@ from shared.db.session import make_session_factory
 from shared.domain.urls import order_status_url
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
-from shared.messaging.topology import CANDIDATE_FOUND, JOB_COMPLETED
+from shared.messaging.topology import (
+    CANDIDATE_FOUND,
+    JOB_COMPLETED,
+    PUBLISHER_WAIT,
+    declare_topology,
+)
 from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10 as JAPAN_POST
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
 from tests.integration.test_ingestor import running_ingestor
 from tests.integration.test_publisher import (  # noqa: F401
+    a_delivery,
     all_published,
     assert_one_job_per_candidate,
     creates,
@@ -209,3 +216,43 @@ def test_a_webhook_for_a_lost_create_names_the_job_and_spares_the_search(
     assert "list" not in kinds and kinds.count("create") == 1
     (job,) = jobs(db)
     assert job.job_id == made["id"]
+
+
+def parked_until(channel, since: float) -> list[float]:
+    """When each message in the publisher's wait queue expires (monotonic seconds), in
+    queue order; taken out of it. ``since``: no later than the moment they were parked."""
+    ends = []
+    while (got := channel.basic_get(PUBLISHER_WAIT, no_ack=True)) is not None:
+        ends.append(since + int(got.properties["expiration"]) / 1000)
+    return ends
+
+
+def test_expirations_in_the_wait_queue_never_decrease(env, db):
+    """RabbitMQ expires from the head only, so a message parked for an earlier moment
+    than one ahead of it comes back late. Pack A is planned first and pack B after it;
+    then the second purchase of A's order (its page already in A) parks for A's job: no
+    earlier than B, which is in the queue ahead of it."""
+    account = rows.account(db)
+    first_order, other_order = rows.order_number(), rows.order_number()
+    for order in (first_order, other_order, first_order):
+        rows.purchase(db, account, order)
+    urls = {
+        order: order_status_url(order, "user@example.com") for order in (first_order, other_order)
+    }
+    with make_session_factory(db)() as session, session.begin():
+        orders = [first_order, other_order, first_order]
+        new = [NewJob(pid, o, urls[o]) for pid, o in zip(purchase_ids(db), orders, strict=True)]
+        create_batch(session, TASK, new)
+    settings = load_settings({**env, "PUBLISH_MIN_INTERVAL_S": "1.0"})
+    handler = candidate_handler(settings)
+    for _ in range(20):  # the window is full: the next creations are ~3 s ahead
+        handler._ledger.plan("get")
+    ends: list[float] = []
+    with connect(env["AMQP_URL"]) as connection, connection.channel() as channel:
+        declare_topology(connection)
+        for job in jobs(db):  # A's first purchase, B, then A's second purchase
+            since = time.monotonic()
+            assert handler([a_delivery(env, job, connection)]) == [None]
+            ends += parked_until(channel, since)
+    assert len(ends) == 3 and ends[1] >= ends[0] - 0.05
+    assert ends[2] >= ends[1] - 0.05, f"parked for {ends[2] - ends[1]:.2f} s before the one ahead"
