@@ -24,7 +24,9 @@ from demo.data import insert_demo_rows
 from demo.services import fresh_database, fresh_vhost
 from demo.stack import Timings, select_candidates, start_stack
 from shared.db.session import make_engine
+from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10
+from shared.webscraper.reservations import QuotaPolicy
 from webscraper_sim.state import JAPAN_POST_SITEMAP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{command}: {selection.stdout.strip() or selection.stderr}")
             if selection.returncode != 0:
                 return 1
-        with Live(report.progress(engine), console=console, refresh_per_second=4) as live:
+        policy = QuotaPolicy.of(load_settings(stack.env))
+        with Live(report.progress(engine, policy), console=console, refresh_per_second=4) as live:
             while not report.finished(engine) and time.monotonic() - started < args.timeout:
                 time.sleep(0.25)
-                live.update(report.progress(engine))
+                live.update(report.progress(engine, policy))
     except KeyboardInterrupt:
         console.print("interrupted: stopping everything")
         return 130

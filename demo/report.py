@@ -23,19 +23,20 @@ from shared.db.models import (
 )
 from shared.db.statuses import FINAL_BATCH_STATUSES, JobStatus
 from shared.tasks import TRACKING_TASK_CONFIGS
+from shared.webscraper.reservations import QuotaPolicy
 from shared.webscraper.windows import in_window
 
 
-def quota_in_window(window_s: float):
-    """(creations, calls) in the window of ``window_s`` that ends now."""
-    span = func.make_interval(0, 0, 0, 0, 0, 0, window_s)
+def quota_in_window(policy: QuotaPolicy):
+    """(creations, calls) in the ledger's window that ends now."""
     return select(func.count().filter(ApiCall.kind == "create"), func.count()).where(
-        in_window(ApiCall.at, func.clock_timestamp(), span)
+        in_window(ApiCall.at, func.clock_timestamp(), policy.span)
     )
 
 
-def progress(engine: Engine, window_s: float = 30.0, calls: int = 200) -> Group:
-    """A bar per batch (ended jobs of all) and one for the quota used in the window."""
+def progress(engine: Engine, policy: QuotaPolicy) -> Group:
+    """A bar per batch (ended jobs of all) and one for the quota used in the ledger's
+    window (the API's and its margin)."""
     grid = Table.grid(padding=(0, 1))
     with engine.connect() as connection:
         batches = connection.execute(
@@ -51,7 +52,7 @@ def progress(engine: Engine, window_s: float = 30.0, calls: int = 200) -> Group:
             .group_by(TrackingBatch.id)
             .order_by(TrackingBatch.id)
         ).all()
-        creates, used = connection.execute(quota_in_window(window_s)).one()
+        creates, used = connection.execute(quota_in_window(policy)).one()
     for uuid, total, status, completed, failed, published in batches:
         grid.add_row(
             f"batch {uuid.hex[:8]}",
@@ -61,8 +62,8 @@ def progress(engine: Engine, window_s: float = 30.0, calls: int = 200) -> Group:
         )
     grid.add_row(
         "API quota",
-        ProgressBar(total=calls, completed=used, width=40),
-        f"{used}/{calls} calls in the last {window_s:g} s ({creates} creates)",
+        ProgressBar(total=policy.calls, completed=used, width=40),
+        f"{used}/{policy.calls} calls in the last {policy.span_s:g} s ({creates} creates)",
     )
     return Group(grid)
 

@@ -63,7 +63,8 @@ def status(data: dict[str, Any], console: Console) -> None:
     console.print(f"given up (RECHECK_EXPIRE_S passed, no tracking number): {data['expired']}")
     quota = data["quota"]
     console.print(
-        f"quota: {quota['used']}/{quota['calls']} calls in the last {quota['window_s']:g} s "
+        f"quota: {quota['used']}/{quota['calls']} calls in the last {quota['span_s']:g} s "
+        f"(the API's {quota['window_s']:g} s window and a margin) "
         f"({quota['left']} left) {quota['by_kind']}"
         + (f"; blocked until {quota['blocked_until']}" if quota["blocked_until"] else "")
     )

@@ -84,7 +84,8 @@ def tasks(
 ) -> list[dict[str, Any]]:
     """Each task of the registry: on or off, its jobs in flight (``flight``, by task and
     status), its creations in the current quota window and its last selection pass."""
-    span = dt.timedelta(seconds=QuotaPolicy.of(settings).span_s)
+    policy = QuotaPolicy.of(settings)
+    span = policy.span
     made = creations_by_prefix(db, in_window(ApiCall.at, now, span))
     last = dict(
         db.execute(
@@ -142,7 +143,8 @@ def _in_flight(
 
 def quota(db: Db, now: dt.datetime, settings: Settings) -> dict[str, Any]:
     """The calls of the current quota window, by kind, and whether a 429 blocks us."""
-    span = dt.timedelta(seconds=QuotaPolicy.of(settings).span_s)
+    policy = QuotaPolicy.of(settings)
+    span = policy.span
     calls = dict(
         db.execute(
             select(ApiCall.kind, func.count())
@@ -154,6 +156,7 @@ def quota(db: Db, now: dt.datetime, settings: Settings) -> dict[str, Any]:
     used = sum(calls.values())
     return {
         "window_s": settings.api_quota_window_s,
+        "span_s": policy.span_s,
         "calls": settings.api_quota_calls,
         "used": used,
         "left": max(0, settings.api_quota_calls - used),

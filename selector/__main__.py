@@ -106,7 +106,7 @@ def main() -> int:
     metrics.register_database(sessions, QuotaLedger(sessions, policy), settings.reconcile_after_s)
     metrics.serve(settings.metrics_port)
     tasks = list(enabled_tasks(settings))
-    share = Share(sessions, settings.api_quota_window_s, settings.refresh_max_share)
+    share = Share(sessions, policy, settings.refresh_max_share)
     feed = Feed(settings, sessions, tasks, share)
     log.info(
         "selector started: a pass every %gs for %s",

@@ -11,27 +11,29 @@ backlog the refresh may use every slot the quota has.
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from shared.db.jobs import count_unpublished
 from shared.db.models import ApiCall, TrackingJob
 from shared.tasks import TaskConfig
 from shared.webscraper.quota import CREATE, creations_by_prefix
+from shared.webscraper.reservations import QuotaPolicy
+from shared.webscraper.windows import in_window_or_ahead
 
 
 class Share:
-    def __init__(self, sessions: sessionmaker[Session], window_s: float, max_share: float):
+    def __init__(self, sessions: sessionmaker[Session], policy: QuotaPolicy, max_share: float):
         self._sessions = sessions
-        self._window_s = window_s
+        self._span = policy.span  # the ledger's window, margin included
         self.max_share = max_share
 
     def creations(self, task: TaskConfig) -> tuple[int, int]:
         """(the task's creations, all creations) of the window ending now, with those
         planned ahead."""
-        since = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, self._window_s)
+        now = select(func.clock_timestamp()).scalar_subquery()
         with self._sessions() as session:
-            made = creations_by_prefix(session, ApiCall.at > since)
+            made = creations_by_prefix(session, in_window_or_ahead(ApiCall.at, now, self._span))
         return made.get(task.custom_id_prefix, 0), sum(made.values())
 
     def unplanned(self, task: TaskConfig) -> int:

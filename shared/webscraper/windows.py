@@ -23,6 +23,12 @@ def in_window(at: Any, now: Any, span: Any) -> Any:
     return (at > now - span) & (at <= now)
 
 
+def in_window_or_ahead(at: Any, now: Any, span: Any) -> Any:
+    """The calls of the window that ends at ``now`` (see :func:`in_window`) and those
+    planned after it: what a share of the creations counts."""
+    return at > now - span
+
+
 def around(at: Any, slot: Any, span: Any) -> Any:
     """The calls within ``span`` either side of ``slot``: every window holding ``slot``
     holds only these, so fewer than the cap of them means each such window has room

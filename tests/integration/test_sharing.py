@@ -8,13 +8,17 @@ import contextlib
 import threading
 
 import pytest
+from sqlalchemy import func
 
 from publisher.__main__ import build as build_publisher
 from selector.__main__ import Feed, run_due
 from selector.sharing import Share
+from shared.db.models import ApiCall
 from shared.db.session import make_session_factory
 from shared.settings import load_settings
+from shared.tasks import JAPAN_POST_TRACKING_10 as JAPAN_POST
 from shared.tasks import enabled_tasks
+from shared.webscraper.reservations import QuotaPolicy
 from tests.support import rows
 from tests.support.env import services_env
 from tests.support.waiting import wait_until
@@ -67,7 +71,7 @@ def running(db, env):
     sessions = make_session_factory(db)
     stop = threading.Event()
     publisher = build_publisher(settings, stop)
-    share = Share(sessions, settings.api_quota_window_s, settings.refresh_max_share)
+    share = Share(sessions, QuotaPolicy.of(settings), settings.refresh_max_share)
     feed = Feed(settings, sessions, list(enabled_tasks(settings)), share)
 
     def select_until_stopped():
@@ -110,3 +114,16 @@ def test_without_a_tracking_number_backlog_the_refresh_takes_every_slot(db, env,
         wait_until(lambda: len(creations(sim)) >= 4, 30)
         assert feed.backlogged["official_website_redirect_to_yamato_tracking"] is False
     assert all(custom_id.startswith("jpt10-") for custom_id in creations(sim))
+
+
+def test_the_share_counts_creations_over_the_window_the_ledger_enforces(db, env):
+    """A creation 905 s ago still holds room in the ledger's 900 s window (its margin
+    makes it 909 s): the share counts it too, and one planned ahead of now."""
+    settings = load_settings({**env, "API_QUOTA_WINDOW_S": "900"})
+    sessions = make_session_factory(db)
+    with sessions() as session, session.begin():
+        for custom_id, seconds in (("jpt10-old", -905), ("owryt-ahead", 30), ("owryt-gone", -920)):
+            at = func.clock_timestamp() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+            session.add(ApiCall(kind="create", custom_id=custom_id, at=at))
+    share = Share(sessions, QuotaPolicy.of(settings), settings.refresh_max_share)
+    assert share.creations(JAPAN_POST) == (1, 2)
