@@ -96,10 +96,12 @@ class Applied:
 Fault = Callable[[Stack, random.Random, object], Applied]
 
 
-def seed(engine, extra_pages: tuple[str, ...] = ()) -> None:
-    """The purchases, all with a valid number on their pages; ``extra_pages``: one more
-    purchase per outcome digit (see :mod:`webscraper_sim.scenarios`), not to be filled."""
+def seed(engine, extra_pages: tuple[str, ...] = (), sharing: int = 1) -> None:
+    """The purchases, all with a valid number on their pages; the first ``sharing`` of
+    them of one order (one page); ``extra_pages``: one more purchase per outcome digit
+    (see :mod:`webscraper_sim.scenarios`), not to be filled."""
     orders = [f"W{8_000_000_000 + n * 10 + n % 4:010d}" for n in range(PURCHASES)]
+    orders[:sharing] = orders[:1] * sharing
     orders += [f"W{810_000_000 + n:09d}{digit}" for n, digit in enumerate(extra_pages)]
     sessions = make_session_factory(engine)
     with sessions() as session, session.begin():
@@ -173,21 +175,23 @@ def kill(name: str, busy_phase_s: float) -> Fault:
 
 def broker_restart(stack: Stack, rng: random.Random, engine) -> Applied:
     time.sleep(rng.uniform(0.5, 1.5))
+    busy = not ended(engine)  # the restart strikes while jobs are in flight
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
     time.sleep(2)
     subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
     subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
-    return Applied("rabbitmq stop_app/start_app")
+    return Applied("rabbitmq stop_app/start_app", struck=lambda: busy)
 
 
 def database_restart(stack: Stack, rng: random.Random, engine) -> Applied:
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
     control = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
     time.sleep(rng.uniform(0.5, 1.5))
+    busy = not ended(engine)
     subprocess.run([*control, "stop", "-m", "fast"], check=True, timeout=60)
     time.sleep(2)
     subprocess.run([*control, "start"], check=True, timeout=60)
-    return Applied("postgresql stop/start")
+    return Applied("postgresql stop/start", struck=lambda: busy)
 
 
 def sim_fault(values: dict) -> Fault:
@@ -312,6 +316,8 @@ SCENARIOS: dict[str, tuple[Fault, bool]] = {
     "api-outage-after-end": (outage_after_end(3.0), True),
     # a pack with an empty page, its other pages' data late
     "late-data-beside-empty": (sim_fault({"data_delay_s": 0.6}), True),
+    # ten purchases share one page and reach the publisher in passes of four: one job
+    "split-order-page": (sim_fault({}), True),
     "webhooks-x3": (sim_fault({"webhook_duplicates": 3}), True),
     "webhooks-out-of-order": (sim_fault({"webhook_out_of_order": True}), True),
     "data-late": (sim_fault({"data_delay_s": 0.6}), True),
@@ -326,7 +332,12 @@ SCENARIOS: dict[str, tuple[Fault, bool]] = {
 #: more purchases for a scenario: the outcome digit of each one's page (not filled)
 EXTRA_PAGES = {"late-data-beside-empty": ("7",)}
 #: settings for a scenario that needs more than one pack to show its fault
-EXTRA_ENV = {"webhooks-out-of-order": {"PUBLISH_MAX_URLS_PER_JOB": "4"}}
+EXTRA_ENV = {
+    "webhooks-out-of-order": {"PUBLISH_MAX_URLS_PER_JOB": "4"},
+    "split-order-page": {"SELECTOR_MAX_RECORDS": "4"},
+}
+#: purchases that share one order's page, for a scenario (the others have one each)
+SHARING = {"split-order-page": 10}
 #: 429s the simulator is told to answer whatever the quota says (per run)
 INJECTED_429 = {"api-429-storm": 5}
 #: the figures added up over a scenario's runs
@@ -345,6 +356,7 @@ FIRED: dict[str, Callable[[dict], bool]] = {
     "late-data-beside-empty": lambda sim: (
         sum(c["kind"] == "json" for c in sim["calls"]) > len(sim["jobs"])
     ),
+    "split-order-page": lambda sim: len(sim["jobs"]) > 1,  # the page's purchases came apart
     "webhooks-x3": lambda sim: any(w["copy"] > 1 for w in sim["webhooks"]),
     "webhooks-out-of-order": lambda sim: (
         [w["job_id"] for w in sim["webhooks"]] != sorted(w["job_id"] for w in sim["webhooks"])
@@ -372,7 +384,7 @@ def one_run(name: str, rng: random.Random, logs: Path) -> Outcome:
     outcome = Outcome()
     with scratch_services() as (database_url, amqp_url):
         engine = make_engine(database_url)
-        seed(engine, EXTRA_PAGES.get(name, ()))
+        seed(engine, EXTRA_PAGES.get(name, ()), SHARING.get(name, 1))
         stack = start_stack(
             database_url,
             amqp_url,
