@@ -13,19 +13,19 @@ is a pack of one: the seed's one order per scraping job.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.batches import recount_batch
+from shared.db.batches import fail_jobs
 from shared.db.jobs import Job, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
 from shared.db.statuses import IN_FLIGHT, UNPUBLISHED, BatchStatus, JobStatus
 from shared.metrics import JOBS_ENDED
+from shared.tasks import task_for_custom_id
 
 
 @dataclass(frozen=True)
@@ -212,27 +212,15 @@ class Packs:
             return self._members(session, leader.id, set(ids))
 
     def fail(self, leader: Job, reason: str) -> int:
-        """Every member still without a scraping job ends ``failed`` with ``reason``; each
-        purchase waits its re-check delay, and the batches are recounted. How many."""
+        """Every member still without a scraping job ends ``failed`` with ``reason`` (see
+        :func:`fail_jobs`: a purchase of a task that seeks its number waits its re-check
+        delay). How many."""
+        task = task_for_custom_id(leader.custom_id)
+        recheck = self._recheck if task is None or task.seeks_number else None
         with transaction(self._sessions) as session:
-            failed = session.execute(
-                update(TrackingJob)
-                .where(_unpublished_of(leader.id))
-                .values(status=JobStatus.FAILED, error=reason[:2000], completed_at=func.now())
-                .returning(TrackingJob.purchasing_id, TrackingJob.batch_id)
-            ).all()
-            for purchasing_id, _ in failed:
-                if purchasing_id is not None:
-                    self._recheck.schedule(session, purchasing_id, reason)
-            batches = session.execute(
-                select(TrackingBatch.batch_uuid).where(
-                    TrackingBatch.id.in_({batch for _, batch in failed})
-                )
-            ).scalars()
-            for batch_uuid in sorted(batches):
-                recount_batch(session, uuid.UUID(str(batch_uuid)))
-        JOBS_ENDED.labels(JobStatus.FAILED).inc(len(failed))
-        return len(failed)
+            failed = fail_jobs(session, _unpublished_of(leader.id), reason, recheck)
+        JOBS_ENDED.labels(JobStatus.FAILED).inc(failed)
+        return failed
 
     @staticmethod
     def _lock_open(session: Session, leader_id: int) -> int | None:

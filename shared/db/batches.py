@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from shared.db import sync_log
 from shared.db.jobs import Job, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.rechecks import Recheck
 from shared.db.statuses import FINAL_BATCH_STATUSES, BatchStatus, JobStatus
 from shared.tasks import TRACKING_TASK_CONFIGS, TaskConfig
 
@@ -193,3 +194,26 @@ def _record_end(session: Session, batch: Row[Any]) -> None:
             "rejected_values": dict(rejected),
         },
     )
+
+
+def fail_jobs(session: Session, where: Any, reason: str, recheck: Recheck | None) -> int:
+    """End the jobs ``where`` selects ``failed`` with ``reason``, and recount their
+    batches. With ``recheck`` (a task that seeks tracking numbers), each purchase waits
+    its re-check delay; a refresh's purchase keeps its refresh interval, as when the
+    ingestor fails one. How many ended."""
+    failed = session.execute(
+        update(TrackingJob)
+        .where(where)
+        .values(status=JobStatus.FAILED, error=reason[:2000], completed_at=func.now())
+        .returning(TrackingJob.purchasing_id, TrackingJob.batch_id)
+    ).all()
+    if recheck is not None:
+        for purchasing_id, _ in failed:
+            if purchasing_id is not None:
+                recheck.schedule(session, purchasing_id, reason)
+    batches = session.execute(
+        select(TrackingBatch.batch_uuid).where(TrackingBatch.id.in_({b for _, b in failed}))
+    ).scalars()
+    for batch_uuid in sorted(batches):
+        recount_batch(session, uuid.UUID(str(batch_uuid)))
+    return len(failed)

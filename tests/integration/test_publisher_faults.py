@@ -14,7 +14,7 @@ from sqlalchemy import select
 from publisher.__main__ import candidate_handler
 from shared.contracts import CandidateFound, JobCompleted
 from shared.db.batches import NewJob, create_batch
-from shared.db.models import ApiCall, Purchasing, TrackingJob
+from shared.db.models import ApiCall, PurchaseCheck, Purchasing, TrackingJob
 from shared.db.session import make_session_factory
 from shared.domain.urls import order_status_url
 from shared.messaging.envelope import new_envelope
@@ -41,6 +41,7 @@ from tests.integration.test_publisher import (  # noqa: F401
 )
 from tests.support import rows
 from tests.support.waiting import wait_until
+from webscraper_sim.state import JAPAN_POST_SITEMAP
 
 pytestmark = pytest.mark.integration
 
@@ -138,16 +139,35 @@ def test_a_manual_request_for_a_purchase_whose_refresh_is_in_flight_is_refused(
     assert sim.state.snapshot()["calls"] == []
 
 
-def send_candidates(env, candidates: list[TrackingJob]) -> None:
+def send_candidates(env, candidates: list[TrackingJob], task=TASK) -> None:
     """What the selector publishes for ``candidates`` (one group at the publisher)."""
     with connect(env["AMQP_URL"]) as connection:
         publisher = MessagePublisher(connection)
         for job in candidates:
-            event = CandidateFound(task=TASK.name, purchasing_id=job.purchasing_id,
+            event = CandidateFound(task=task.name, purchasing_id=job.purchasing_id,
                                    custom_id=job.custom_id)  # fmt: skip
             publisher.publish(
-                CANDIDATE_FOUND, TASK.name, new_envelope(CANDIDATE_FOUND, event.to_payload())
+                CANDIDATE_FOUND, task.name, new_envelope(CANDIDATE_FOUND, event.to_payload())
             )
+
+
+def test_a_refresh_pack_the_publisher_fails_keeps_its_purchase_on_the_refresh_interval(
+    publishers, sim, db, env, monkeypatch
+):
+    """As when the ingestor fails one: a refresh seeks no number, so its purchase is
+    given no re-check delay (its refresh interval says when it is looked at again)."""
+    monkeypatch.setattr(sim.state.config, "sitemaps", {1: "another"})  # 422 for ours
+    pid = rows.purchase(db, rows.account(db))
+    url = "https://trackings.post.japanpost.jp/services/srv/search/direct?reqCodeNo1=1"
+    with make_session_factory(db)() as session, session.begin():
+        (refresh,) = create_batch(session, JAPAN_POST, [NewJob(pid, "W0000000001", url)])
+    publishers.settings = load_settings({**env, "JAPAN_POST_SITEMAP_ID": str(JAPAN_POST_SITEMAP)})
+    publishers.start()
+    send_candidates(env, [refresh], JAPAN_POST)
+    assert wait_until(lambda: jobs(db)[0].status == "failed", timeout=20)
+    assert jobs(db)[0].error.startswith("create refused")
+    with make_session_factory(db)() as session:
+        assert session.get(PurchaseCheck, pid) is None
 
 
 @pytest.mark.parametrize("second_part_comes", ["after-the-create", "during-the-create"])
