@@ -14,13 +14,15 @@ from shared.domain.masking import mask_emails_in
 
 def tasks(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="tasks")
-    for column in ("task", "sitemap", "in flight", "creations this window", "last pass"):
+    columns = ("task", "sitemap", "in flight", "untaken", "creations this window", "last pass")
+    for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(
             row["task"],
             str(row["sitemap_id"]) if row["enabled"] else "off",
             str(row["in_flight"]),
+            str(row["untaken"]) + (" (no publisher takes them)" if row["untaken"] else ""),
             str(row["creations_in_window"]),
             (row["last_pass"] or "never")[:19],
         )

@@ -20,7 +20,7 @@ from ops.errors import Unknown
 from shared.db.jobs import StatusCount, by_status, jobs_by_task
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import count_expired
-from shared.db.statuses import IN_FLIGHT
+from shared.db.statuses import IN_FLIGHT, JobStatus
 from shared.messaging.topology import ROUTES, all_queues
 from shared.settings import Settings
 from shared.tasks import TRACKING_TASK_CONFIGS
@@ -94,12 +94,27 @@ def tasks(
             )
         ).all()
     )
+    untaken = dict(
+        db.execute(
+            select(TrackingBatch.task_name, func.count())
+            .join(TrackingJob, TrackingJob.batch_id == TrackingBatch.id)
+            .where(
+                TrackingJob.status == JobStatus.QUEUED,
+                TrackingJob.pack_of.is_(None),
+                TrackingJob.reconcile_count > 0,
+            )
+            .group_by(TrackingBatch.task_name)
+        ).all()
+    )
     return [
         {
             "task": task.name,
             "enabled": task.sitemap_in(settings) is not None,
             "sitemap_id": task.sitemap_in(settings),
             "in_flight": sum(j.count for (name, _), j in flight.items() if name == task.name),
+            #: queued jobs re-sent by the reconciler and still in no pack: no publisher
+            #: takes them (the reconciler ends them after UNTAKEN_RESENDS re-sends)
+            "untaken": untaken.get(task.name, 0),
             "creations_in_window": made.get(task.custom_id_prefix, 0),
             "last_pass": last[task.triggered].isoformat() if task.triggered in last else None,
         }

@@ -12,6 +12,10 @@ on died or its message was lost:
   The publisher is idempotent: a job whose create is in hand or made is settled, never
   created twice (its lost-create search decides).
 
+A ``queued`` job that no publisher has taken (never given a pack: its task is off in the
+publisher, say) ends ``failed`` with that reason once it has been re-sent
+``UNTAKEN_RESENDS`` times, instead of being re-sent for ever.
+
 Due jobs (``RECONCILE_AFTER_S`` after their creation, or after their scraping job's) are
 taken oldest first, at most ``SELECTOR_MAX_RECORDS`` a pass; each look pushes the next
 one out, doubling, at most ``RECHECK_MAX_S``. Messages go first, and the looks are
@@ -23,24 +27,29 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Float, bindparam, func, update
+from sqlalchemy import Float, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from selector.service import candidate_found
 from shared.contracts import JobCompleted
+from shared.db.batches import fail_jobs
 from shared.db.jobs import Job, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
+from shared.db.rechecks import Recheck
 from shared.db.session import transaction
-from shared.db.statuses import IN_FLIGHT
+from shared.db.statuses import IN_FLIGHT, JobStatus
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, Outgoing
 from shared.messaging.topology import JOB_COMPLETED
-from shared.metrics import RECONCILED
+from shared.metrics import JOBS_ENDED, RECONCILED
 from shared.settings import Settings
 from shared.tasks import TaskConfig
 
 log = logging.getLogger("trackfill.selector")
 TAG = "[tracking_number_empty_worker]"
+#: re-sends of a queued job no publisher has taken before it ends failed (with the
+#: default RECONCILE_AFTER_S, the last one about 15 hours after its creation)
+UNTAKEN_RESENDS = 4
 
 
 @dataclass
@@ -71,9 +80,12 @@ class Reconciler:
         self._sessions = sessions
         self._publisher = publisher
         self._task = task
+        seeks = task.seeks_number
+        self._recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s) if seeks else None
 
     def run(self) -> Looked:
         """Look at the jobs due now (see the module's docstring)."""
+        self._end_untaken()
         with self._sessions() as session:
             due = self._due(session)
         hints: dict[int, Job] = {}
@@ -99,6 +111,30 @@ class Reconciler:
                 looked.resent,
             )
         return looked
+
+    def _end_untaken(self) -> int:
+        """End the due jobs that were re-sent UNTAKEN_RESENDS times and are still not in
+        any pack: no publisher takes them."""
+        setting = self._task.sitemap_setting
+        reason = (
+            f"no publisher took it after {UNTAKEN_RESENDS} re-sends: is {self._task.name} "
+            f"on in the publisher{f' ({setting} set)' if setting else ''}?"
+        )
+        untaken = (
+            (TrackingJob.status == JobStatus.QUEUED)
+            & TrackingJob.pack_of.is_(None)
+            & (TrackingJob.reconcile_count >= UNTAKEN_RESENDS)
+            & (TrackingJob.reconcile_at <= func.now())
+            & TrackingJob.batch_id.in_(
+                select(TrackingBatch.id).where(TrackingBatch.task_name == self._task.name)
+            )
+        )
+        with transaction(self._sessions) as session:
+            ended = fail_jobs(session, untaken, reason, self._recheck)
+        if ended:
+            JOBS_ENDED.labels(JobStatus.FAILED).inc(ended)
+            log.warning("%s reconciling: %d jobs ended failed: %s", TAG, ended, reason)
+        return ended
 
     def _due(self, session: Session) -> list[Job]:
         rows = session.execute(

@@ -189,3 +189,29 @@ def test_status_counts_the_purchases_given_up(env, db, sim):
         )
     assert json.loads(trackfill(env, "status", "--json").stdout)["expired"] == 1
     assert "no tracking number): 1" in trackfill(env, "status").stdout
+
+
+def test_status_counts_the_queued_jobs_no_publisher_takes(env, db, sim):
+    """Re-sent by the reconciler and still in no pack (their task off in the publisher,
+    say); one the publisher packed, and one not yet re-sent, are not counted."""
+    published = Published(db, sim)
+    untaken, packed, fresh = published.make(0, 1, 2)
+    with published.sessions() as session, session.begin():
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.purchasing_id.in_([untaken, packed, fresh]))
+            .values(job_id=None, status="queued", reconcile_count=1)
+        )
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.purchasing_id == packed)
+            .values(pack_of=TrackingJob.id)
+        )
+        session.execute(
+            update(TrackingJob).where(TrackingJob.purchasing_id == fresh).values(reconcile_count=0)
+        )
+    data = json.loads(trackfill(env, "status", "--json").stdout)
+    tasks = {row["task"]: row for row in data["tasks"]}
+    assert tasks["official_website_redirect_to_yamato_tracking"]["untaken"] == 1
+    assert tasks["japan_post_tracking_10_tracking_number"]["untaken"] == 0
+    assert "no publisher takes them" in trackfill(env, "status").stdout

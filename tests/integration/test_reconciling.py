@@ -11,7 +11,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from selector.reconciling import Reconciler
+from selector.reconciling import UNTAKEN_RESENDS, Reconciler
 from shared.db.models import PurchaseCheck, TrackingJob
 from shared.db.session import make_session_factory
 from shared.db.statuses import JobStatus
@@ -175,3 +175,39 @@ def test_a_job_without_a_scraping_job_gets_its_candidate_again(published, reconc
     assert queue_counts(vhost.amqp_url, PUBLISHER_CANDIDATES)[0] == 1
     (body,) = take_bodies(vhost.amqp_url, PUBLISHER_CANDIDATES)
     assert body["custom_id"] == published.job(pid).custom_id
+
+
+def test_a_queued_job_no_publisher_takes_ends_failed_after_its_re_sends(
+    published, reconcile, vhost
+):
+    """Its task is off in the publisher, which refuses each re-send: after
+    UNTAKEN_RESENDS of them it ends failed with the reason, and its purchase waits its
+    re-check delay; a job a publisher has packed is re-sent however often it is looked at."""
+    untaken, packed = published.make(0, 1)
+    with published.sessions() as session, session.begin():
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.purchasing_id.in_([untaken, packed]))
+            .values(job_id=None, status=JobStatus.QUEUED, published_at=func.now())
+        )
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.purchasing_id == packed)
+            .values(pack_of=TrackingJob.id)
+        )
+    resent = []
+    for _ in range(UNTAKEN_RESENDS + 1):
+        with published.sessions() as session, session.begin():  # due now
+            session.execute(update(TrackingJob).values(reconcile_at=func.now()))
+        resent.append(reconcile(RECONCILE_AFTER_S="60").resent)
+    assert resent == [2] * UNTAKEN_RESENDS + [1]
+    job = published.job(untaken)
+    assert (job.status, job.error) == (
+        "failed",
+        f"no publisher took it after {UNTAKEN_RESENDS} re-sends: is {TASK.name} on in the "
+        "publisher?",
+    )
+    assert published.job(packed).status == "queued"
+    with published.sessions() as session:
+        assert session.get(PurchaseCheck, untaken) is not None
+    take_bodies(vhost.amqp_url, PUBLISHER_CANDIDATES)
