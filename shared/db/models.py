@@ -213,7 +213,8 @@ class PurchaseCheck(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_check_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     last_reason: Mapped[str | None] = mapped_column(Text)
-    #: when its attempts began (RECHECK_EXPIRE_S after it, they end: see Giving up)
+    #: when its attempts began: its first tracking job's creation (RECHECK_EXPIRE_S after
+    #: it, they end: see Giving up)
     first_attempt_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 

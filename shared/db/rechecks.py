@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Float, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import NEEDS_TRACKING, PurchaseCheck, Purchasing
+from shared.db.models import NEEDS_TRACKING, PurchaseCheck, Purchasing, TrackingJob
 
 
 def _schedule_statement():
@@ -23,11 +23,19 @@ def _schedule_statement():
         wait = func.least(base * func.power(2, attempts_before), most)
         return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, wait)
 
+    purchase = bindparam("p_purchasing_id")
+    # the attempts began when the purchase's first job was made (its first look)
+    first_job = (
+        select(func.min(TrackingJob.created_at))
+        .where(TrackingJob.purchasing_id == purchase)
+        .scalar_subquery()
+    )
     statement = insert(table).values(
-        purchasing_id=bindparam("p_purchasing_id"),
+        purchasing_id=purchase,
         attempts=1,
         next_check_at=next_check(0),
         last_reason=bindparam("p_reason"),
+        first_attempt_at=func.coalesce(first_job, func.now()),
     )
     return statement.on_conflict_do_update(
         index_elements=[table.c.purchasing_id],

@@ -239,3 +239,33 @@ def test_the_refresh_index_leaves_out_exactly_the_done_codes(engine):
     left_out = set(re.findall(r"'([a-z_]+)'::", definition))
     assert left_out == {code.value for code in DONE_CODES}
     assert "delivery_status_checked_at NULLS FIRST" in definition
+
+
+def test_0009_moves_first_attempt_at_back_to_the_first_jobs_creation(postgres_admin_url):
+    """A row written after 0006 holds its first look's end; one whose jobs were pruned
+    keeps what it has."""
+    with empty_database(postgres_admin_url) as (config, engine):
+        command.upgrade(config, "0008")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO purchasing (id, order_number) VALUES (1, 'W0000000000'), "
+                    "(2, 'W0000000001');"
+                    "INSERT INTO tracking_batch (batch_uuid, file_path, task_name, status) "
+                    "VALUES ('00000000-0000-0000-0000-000000000001', 'p', 't', 'completed');"
+                    "INSERT INTO tracking_job (batch_id, purchasing_id, custom_id, target_url, "
+                    "index, status, created_at) VALUES (1, 1, 'owryt-00000000-0000', 'u', 0, "
+                    "'failed', '2026-12-01 10:00+00');"
+                    "INSERT INTO purchase_check (purchasing_id, next_check_at, first_attempt_at) "
+                    "VALUES (1, now(), '2026-12-01 10:30+00'), (2, now(), '2026-12-02 10:00+00')"
+                )
+            )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            began = connection.execute(
+                text(
+                    "SELECT to_char(first_attempt_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI') "
+                    "FROM purchase_check ORDER BY purchasing_id"
+                )
+            ).scalars()
+            assert list(began) == ["12-01 10:00", "12-02 10:00"]

@@ -514,3 +514,29 @@ def test_a_job_made_for_a_purchase_during_a_pass_neither_breaks_it_nor_doubles_t
             select(func.count()).where(TrackingJob.purchasing_id == pid)
         ).scalar_one()
     assert in_flight == 1
+
+
+def test_a_purchases_attempts_begin_when_its_first_job_was_made(db, sessions, acct):
+    """Giving up counts RECHECK_EXPIRE_S from the first look's start: the creation of the
+    purchase's first tracking job (as migration 0006 filled it in), not the moment that
+    look ended; later attempts keep it."""
+    pid = rows.purchase(db, acct)
+    with transaction(sessions) as session:
+        (job,) = create_batch(
+            session, OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, [NewJob(pid, "W0000000000", "u")]
+        )
+        session.execute(
+            update(TrackingJob)
+            .where(TrackingJob.id == job.id)
+            .values(created_at=func.now() - func.make_interval(0, 0, 0, 0, 2))
+        )
+    for _ in range(2):
+        with transaction(sessions) as session:
+            schedule_recheck(session, pid, "not shipped yet", base_s=60, max_s=60)
+    with sessions() as session:
+        began, made = session.execute(
+            select(PurchaseCheck.first_attempt_at, TrackingJob.created_at).join(
+                TrackingJob, TrackingJob.purchasing_id == PurchaseCheck.purchasing_id
+            )
+        ).one()
+    assert began == made
