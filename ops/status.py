@@ -84,9 +84,7 @@ def tasks(
 ) -> list[dict[str, Any]]:
     """Each task of the registry: on or off, its jobs in flight (``flight``, by task and
     status), its creations in the current quota window and its last selection pass."""
-    policy = QuotaPolicy.of(settings)
-    span = policy.span
-    made = creations_by_prefix(db, in_window(ApiCall.at, now, span))
+    made = creations_by_prefix(db, in_window(ApiCall.at, now, QuotaPolicy.of(settings).span))
     last = dict(
         db.execute(
             select(SyncLog.operation_type, func.max(SyncLog.timestamp)).group_by(

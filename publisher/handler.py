@@ -265,10 +265,16 @@ class CandidateHandler(LostCreates):
         created has none), so that no expiration in the wait queue is earlier than the
         ones parked before it."""
         planned = self._ledger.claim(leader.custom_id)
-        latest = self._ledger.latest_planned()
-        if planned is None and latest is None:
+        latest_s = self._last_planned_wait_s()
+        if planned is None and not latest_s:
             return self._config.sleep_max_s
-        return max(r.wait_s for r in (planned, latest and latest[1]) if r is not None)
+        return max(planned.wait_s if planned else 0.0, latest_s)
+
+    def _last_planned_wait_s(self) -> float:
+        """How far ahead the slot planned last is (0: none is ahead): no park may end
+        before it."""
+        latest = self._ledger.latest_planned()
+        return latest[1].wait_s if latest else 0.0
 
     def _lead(self, fresh: list[InHand]) -> tuple[list[InHand], list[InHand]]:
         """A new pack of the first candidates (as many as a job takes), led by the
@@ -318,8 +324,7 @@ class CandidateHandler(LostCreates):
         messages from the head only."""
         planned = self._ledger.claim(leader.custom_id)
         if planned is not None:
-            latest = self._ledger.latest_planned()
-            if planned.wait_s >= max(not_before_s, latest[1].wait_s if latest else 0.0):
+            if planned.wait_s >= max(not_before_s, self._last_planned_wait_s()):
                 return planned
             self._ledger.release(leader.custom_id)
         return self._ledger.plan(CREATE, leader.custom_id, not_before_s=not_before_s)

@@ -216,9 +216,8 @@ class Packs:
         :func:`fail_jobs`: a purchase of a task that seeks its number waits its re-check
         delay). How many."""
         task = task_for_custom_id(leader.custom_id)
-        recheck = self._recheck if task is None or task.seeks_number else None
         with transaction(self._sessions) as session:
-            failed = fail_jobs(session, _unpublished_of(leader.id), reason, recheck)
+            failed = fail_jobs(session, _unpublished_of(leader.id), reason, task, self._recheck)
         JOBS_ENDED.labels(JobStatus.FAILED).inc(failed)
         return failed
 

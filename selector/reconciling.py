@@ -80,8 +80,7 @@ class Reconciler:
         self._sessions = sessions
         self._publisher = publisher
         self._task = task
-        seeks = task.seeks_number
-        self._recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s) if seeks else None
+        self._recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s)
 
     def run(self) -> Looked:
         """Look at the jobs due now (see the module's docstring)."""
@@ -130,7 +129,7 @@ class Reconciler:
             )
         )
         with transaction(self._sessions) as session:
-            ended = fail_jobs(session, untaken, reason, self._recheck)
+            ended = fail_jobs(session, untaken, reason, self._task, self._recheck)
         if ended:
             JOBS_ENDED.labels(JobStatus.FAILED).inc(ended)
             log.warning("%s reconciling: %d jobs ended failed: %s", TAG, ended, reason)

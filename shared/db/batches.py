@@ -196,10 +196,12 @@ def _record_end(session: Session, batch: Row[Any]) -> None:
     )
 
 
-def fail_jobs(session: Session, where: Any, reason: str, recheck: Recheck | None) -> int:
-    """End the jobs ``where`` selects ``failed`` with ``reason``, and recount their
-    batches. With ``recheck`` (a task that seeks tracking numbers), each purchase waits
-    its re-check delay; a refresh's purchase keeps its refresh interval, as when the
+def fail_jobs(
+    session: Session, where: Any, reason: str, task: TaskConfig | None, recheck: Recheck
+) -> int:
+    """End the jobs of ``task`` that ``where`` selects ``failed`` with ``reason``, and
+    recount their batches. If the task seeks tracking numbers, each purchase waits its
+    re-check delay; a refresh's purchase keeps its refresh interval, as when the
     ingestor fails one. How many ended."""
     failed = session.execute(
         update(TrackingJob)
@@ -207,7 +209,7 @@ def fail_jobs(session: Session, where: Any, reason: str, recheck: Recheck | None
         .values(status=JobStatus.FAILED, error=reason[:2000], completed_at=func.now())
         .returning(TrackingJob.purchasing_id, TrackingJob.batch_id)
     ).all()
-    if recheck is not None:
+    if task is None or task.seeks_number:
         for purchasing_id, _ in failed:
             if purchasing_id is not None:
                 recheck.schedule(session, purchasing_id, reason)
