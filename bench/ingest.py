@@ -162,6 +162,7 @@ def baseline(amqp_url: str, n: int) -> dict[str, float]:
         ROUTES[INGESTOR_COMPLETIONS],
         lambda d: times.append(time.time()),
         stop_event,
+        schema=JobCompleted.parse,
     )
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()

@@ -27,8 +27,8 @@ from bench.scratch import scratch_services  # noqa: E402
 from bench.selector import median_ms  # noqa: E402
 from shared.db.retention import Kept, prune  # noqa: E402
 from shared.db.session import make_engine, make_session_factory  # noqa: E402
+from shared.quota import CREATE, QuotaLedger, QuotaPolicy  # noqa: E402
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK  # noqa: E402
-from shared.webscraper.quota import CREATE, QuotaLedger, QuotaPolicy  # noqa: E402
 
 PER_DAY = 200 * 96  # the full quota: 200 calls a window, 96 windows a day
 #: no spacing between creations: the bench makes them back to back

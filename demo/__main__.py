@@ -24,9 +24,9 @@ from demo.data import insert_demo_rows
 from demo.services import fresh_database, fresh_vhost
 from demo.stack import Timings, select_candidates, start_stack
 from shared.db.session import make_engine
+from shared.quota import QuotaPolicy
 from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10
-from shared.webscraper.reservations import QuotaPolicy
 from webscraper_sim.state import JAPAN_POST_SITEMAP
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,9 +22,8 @@ from shared.db.models import (
     TrackingJob,
 )
 from shared.db.statuses import FINAL_BATCH_STATUSES, JobStatus
+from shared.quota import QuotaPolicy, in_window
 from shared.tasks import TRACKING_TASK_CONFIGS
-from shared.webscraper.reservations import QuotaPolicy
-from shared.webscraper.windows import in_window
 
 
 def quota_in_window(policy: QuotaPolicy):

@@ -7,8 +7,9 @@ import sys
 import threading
 
 from ingestor.handler import CompletionHandler, IngestorConfig
-from ingestor.jobs import Jobs
+from ingestor.jobs import NotifiedJobs
 from shared import metrics
+from shared.contracts import JobCompleted
 from shared.db.rechecks import Recheck
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
@@ -27,6 +28,7 @@ def build(settings: Settings, stop: threading.Event) -> ConsumerLoop:
         ROUTES[INGESTOR_COMPLETIONS],
         completion_handler(settings),
         stop,
+        schema=JobCompleted.parse,
         group_size=settings.ingest_group_size,
     )
 
@@ -35,7 +37,7 @@ def completion_handler(settings: Settings) -> CompletionHandler:
     """The handler of a group of notifications, with its own database and API parts."""
     api = api_access(settings)
     return CompletionHandler(
-        Jobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
+        NotifiedJobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
         api.client,
         api.ledger,
         IngestorConfig(

@@ -13,7 +13,7 @@ from ingestor import statements as sql
 from ingestor.records import Scraped
 from shared.contracts import JobCompleted
 from shared.db.batches import recount_batch
-from shared.db.jobs import Job
+from shared.db.jobs import TrackingJobRow
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
 from shared.db.statuses import ENDED, JobStatus
@@ -26,7 +26,7 @@ class Found:
     """The jobs of a group of notifications, by custom_id, and which of them were
     processed for their stored scraping job id already (a late duplicate)."""
 
-    jobs: dict[str, Job]
+    jobs: dict[str, TrackingJobRow]
     processed: frozenset[str]
     #: each job's purchase's tracking number, normalised (None: none)
     numbers: dict[str, str | None] = field(default_factory=dict)
@@ -54,7 +54,7 @@ class Ending:
         return f"no tracking number yet ({status or 'no status'})"
 
 
-class Jobs:
+class NotifiedJobs:
     def __init__(self, sessions: sessionmaker[Session], recheck: Recheck):
         self._sessions = sessions
         self._recheck = recheck
@@ -70,7 +70,7 @@ class Jobs:
                 },
             ).all()
         return Found(
-            {row.custom_id: Job.of(row) for row in rows},
+            {row.custom_id: TrackingJobRow.of(row) for row in rows},
             frozenset(row.custom_id for row in rows if row.processed),
             {row.custom_id: _normalized(row.purchase_number) for row in rows},
         )
@@ -84,7 +84,9 @@ class Jobs:
                 {"p_scrapingjob_id": scrapingjob_id, "p_base_s": base_s, "p_max_s": max_s},
             )
 
-    def finish_many(self, endings: list[tuple[Job, JobCompleted, Ending]]) -> list[float | None]:
+    def finish_many(
+        self, endings: list[tuple[TrackingJobRow, JobCompleted, Ending]]
+    ) -> list[float | None]:
         """End each job as its ending says, all in one transaction; for each, the seconds
         since the job was created (its selection), or None (and nothing changed) if its
         notification was processed before or the job had already ended. Rows are locked
@@ -99,7 +101,9 @@ class Jobs:
                 recount_batch(session, uuid.UUID(batch_uuid))
         return ages
 
-    def _end(self, session: Session, job: Job, event: JobCompleted, ending: Ending) -> float | None:
+    def _end(
+        self, session: Session, job: TrackingJobRow, event: JobCompleted, ending: Ending
+    ) -> float | None:
         marked = session.execute(
             sql.MARK_PROCESSED,
             {

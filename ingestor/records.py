@@ -5,7 +5,7 @@ refresh task's Japan Post sitemap gives one record per number on a search page o
 ten, matched to its purchase by the normalised number within its start URL, and only
 its status is ever written (never a tracking number).
 
-Every column is untrusted text (CONTRACT.md): each goes through its validator in
+Every column is untrusted text (docs/contract.md): each goes through its validator in
 ``shared/domain``; a value that fails is not written, and its rule and reason are kept
 in ``rejected`` (stored on the job, counted at the batch's end).
 """

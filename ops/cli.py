@@ -1,4 +1,4 @@
-"""``trackfill``: the operator's command (CONTRACT.md "Operator commands").
+"""``trackfill``: the operator's command (docs/operations.md).
 
 trackfill status [--batch UUID|PREFIX] [--json]
 trackfill job (ORDER_NUMBER | --purchasing-id N) [--json]

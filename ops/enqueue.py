@@ -1,7 +1,7 @@
 """``trackfill enqueue``: a manual candidate without the management UI.
 
 It publishes the same confirmed ``candidate.found`` an operator could type into the
-management UI (CONTRACT.md "Messages"), and first says what the publisher will do with
+management UI (docs/contract.md, Messages), and first says what the publisher will do with
 it, read from the same rows the publisher reads. A purchase that does not exist, or has
 no account e-mail, is refused here: publishing it would only dead-letter it.
 """

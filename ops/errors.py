@@ -1,5 +1,5 @@
 """What the operator's commands fail with, and the exit status each one means
-(CONTRACT.md "Operator commands")."""
+(docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -22,10 +22,9 @@ from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, Tracki
 from shared.db.rechecks import count_expired
 from shared.db.statuses import IN_FLIGHT, JobStatus
 from shared.messaging.topology import ROUTES, all_queues
+from shared.quota import QuotaPolicy, creations_by_prefix, in_window
 from shared.settings import Settings
 from shared.tasks import TRACKING_TASK_CONFIGS
-from shared.webscraper.quota import QuotaPolicy, creations_by_prefix
-from shared.webscraper.windows import in_window
 
 #: queues a service must be consuming; one without a consumer is flagged
 CONSUMED = frozenset(name for route in ROUTES.values() for name in route.consumed)
@@ -71,7 +70,7 @@ def overview(engine: Engine, settings: Settings) -> dict[str, Any]:
             "at": now.isoformat(),
             "batches": _batches(db),
             "jobs_in_flight": _in_flight(flight, settings.reconcile_after_s),
-            #: purchases given up, still without a tracking number (CONTRACT.md, Giving up)
+            #: purchases given up, still without a tracking number (docs/giving-up.md)
             "expired": count_expired(db, settings.recheck_expire_s),
             "quota": quota(db, now, settings),
             "tasks": tasks(db, now, settings, flight),

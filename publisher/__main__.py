@@ -6,9 +6,10 @@ import logging
 import sys
 
 from publisher.handler import CandidateHandler, PublisherConfig
-from publisher.jobs import Jobs
+from publisher.jobs import CandidateJobs
 from publisher.packs import Packs
 from shared import metrics
+from shared.contracts import CandidateFound
 from shared.db.rechecks import Recheck
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
@@ -31,6 +32,7 @@ def build(settings: Settings, stop, route: ConsumerRoute | None = None) -> Consu
         route or ROUTES[PUBLISHER_CANDIDATES],
         candidate_handler(settings),
         stop,
+        schema=CandidateFound.parse,
         # the candidates that arrive together are packed together: a pack's size of them
         group_size=min(pack_size(settings), MAX_PREFETCH),
     )
@@ -47,7 +49,7 @@ def candidate_handler(settings: Settings) -> CandidateHandler:
     api = api_access(settings)
     recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s)
     return CandidateHandler(
-        Jobs(api.sessions),
+        CandidateJobs(api.sessions),
         Packs(api.sessions, recheck, settings.publish_max_urls_per_job, settings.reconcile_after_s),
         api.ledger,
         api.client,

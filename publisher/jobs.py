@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.contracts import CandidateFound
 from shared.db.batches import NewJob, create_batch, lock_batches
-from shared.db.jobs import Job, select_jobs
+from shared.db.jobs import TrackingJobRow, select_jobs
 from shared.db.models import (
     OfficialAccount,
     Purchasing,
@@ -34,11 +34,11 @@ log = logging.getLogger("trackfill.publisher")
 MANUAL_NAMESPACE = uuid.UUID("6f7d2b0e-52a4-4c1e-9a53-0e1f3f1b7a11")
 
 
-class Jobs:
+class CandidateJobs:
     def __init__(self, sessions: sessionmaker[Session]):
         self._sessions = sessions
 
-    def resolve(self, message: CandidateFound, task: TaskConfig, message_id: str) -> Job:
+    def resolve(self, message: CandidateFound, task: TaskConfig, message_id: str) -> TrackingJobRow:
         """The job a candidate.found is about; manual requests get a batch of their own
         (or the purchase's job already in flight). Raises Reject when there is none."""
         if message.custom_id:
@@ -55,12 +55,12 @@ class Jobs:
                 continue
         raise Reject("could not record the manual request (concurrent requests)")
 
-    def by_custom_id(self, custom_id: str) -> Job | None:
+    def by_custom_id(self, custom_id: str) -> TrackingJobRow | None:
         with self._sessions() as session:
             row = session.execute(select_jobs().where(TrackingJob.custom_id == custom_id)).first()
-        return Job.of(row) if row else None
+        return TrackingJobRow.of(row) if row else None
 
-    def _manual(self, message: CandidateFound, task: TaskConfig, message_id: str) -> Job:
+    def _manual(self, message: CandidateFound, task: TaskConfig, message_id: str) -> TrackingJobRow:
         batch_uuid = uuid.uuid5(MANUAL_NAMESPACE, f"{task.name}:{message_id}")
         with transaction(self._sessions) as session:
             lock_batches(session)  # a selection pass cannot pick the purchase meanwhile
@@ -68,7 +68,7 @@ class Jobs:
                 select_jobs().where(TrackingBatch.batch_uuid == batch_uuid)
             ).first()
             if earlier:
-                return Job.of(earlier)
+                return TrackingJobRow.of(earlier)
             purchasing_id, order, email = self._manual_target(session, message)
             try:
                 url = order_status_url(order, email)
@@ -82,7 +82,7 @@ class Jobs:
                     )
                 ).first()
                 if in_flight:
-                    return Job.of(in_flight)
+                    return TrackingJobRow.of(in_flight)
             (ref,) = create_batch(
                 session,
                 task,
@@ -90,7 +90,9 @@ class Jobs:
                 batch_uuid=batch_uuid,
             )
             session.flush()
-            return Job.of(session.execute(select_jobs().where(TrackingJob.id == ref.id)).one())
+            return TrackingJobRow.of(
+                session.execute(select_jobs().where(TrackingJob.id == ref.id)).one()
+            )
 
     def _manual_target(self, session: Session, message: CandidateFound):
         """(purchasing_id or None, order number, e-mail) of a manual request."""
@@ -114,25 +116,25 @@ class Jobs:
         ).scalar_one_or_none()
         return purchasing_id, order, message.email or ""
 
-    def by_custom_ids(self, custom_ids: list[str]) -> dict[str, Job]:
+    def by_custom_ids(self, custom_ids: list[str]) -> dict[str, TrackingJobRow]:
         """The jobs of ``custom_ids`` that exist, in one query (a group's candidates)."""
         if not custom_ids:
             return {}
         with self._sessions() as session:
             rows = session.execute(select_jobs().where(TrackingJob.custom_id.in_(custom_ids))).all()
-        return {row.custom_id: Job.of(row) for row in rows}
+        return {row.custom_id: TrackingJobRow.of(row) for row in rows}
 
-    def by_ids(self, job_ids: list[int]) -> dict[int, Job]:
+    def by_ids(self, job_ids: list[int]) -> dict[int, TrackingJobRow]:
         if not job_ids:
             return {}
         with self._sessions() as session:
             rows = session.execute(select_jobs().where(TrackingJob.id.in_(job_ids))).all()
-        return {row.id: Job.of(row) for row in rows}
+        return {row.id: TrackingJobRow.of(row) for row in rows}
 
-    def by_id(self, job_id: int) -> Job | None:
+    def by_id(self, job_id: int) -> TrackingJobRow | None:
         with self._sessions() as session:
             row = session.execute(select_jobs().where(TrackingJob.id == job_id)).first()
-        return Job.of(row) if row else None
+        return TrackingJobRow.of(row) if row else None
 
     @contextmanager
     def locks(self) -> Iterator[JobLocks]:

@@ -1,4 +1,4 @@
-"""Packs: the tracking_jobs published together in one scraping job (CONTRACT.md, Packing).
+"""Packs: the tracking_jobs published together in one scraping job (docs/packing.md).
 
 A pack is named by its leader, the job whose ``custom_id`` the scraping job carries;
 every member (the leader too) has ``pack_of`` = the leader's id. A pack is open while
@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.batches import fail_jobs
-from shared.db.jobs import Job, select_jobs
+from shared.db.jobs import TrackingJobRow, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
@@ -33,7 +33,7 @@ class Frozen:
     """A pack at the moment of its create call: the attempt's number and its members."""
 
     attempt: int
-    members: list[Job]
+    members: list[TrackingJobRow]
 
     @property
     def start_urls(self) -> list[str]:
@@ -54,7 +54,9 @@ class Packs:
         self.max_urls = max_urls
         self._reconcile_after_s = reconcile_after_s
 
-    def fitting(self, jobs: list[Job], urls: set[str] | frozenset[str] = frozenset()) -> list[Job]:
+    def fitting(
+        self, jobs: list[TrackingJobRow], urls: set[str] | frozenset[str] = frozenset()
+    ) -> list[TrackingJobRow]:
         """Those of ``jobs`` (in order) that one pack takes beside a pack's ``urls``:
         a job whose URL is already in it, or that brings a new URL while there is room."""
         taken = set(urls)
@@ -66,7 +68,7 @@ class Packs:
                 fits.append(job)
         return fits
 
-    def lead(self, jobs: list[Job]) -> list[Job]:
+    def lead(self, jobs: list[TrackingJobRow]) -> list[TrackingJobRow]:
         """A new pack of ``jobs`` (those still without one), led by the first of them."""
         with transaction(self._sessions) as session:
             free = set(
@@ -89,7 +91,7 @@ class Packs:
             )
             return self._members(session, leader_id, free)
 
-    def join(self, leader_id: int, jobs: list[Job]) -> list[Job]:
+    def join(self, leader_id: int, jobs: list[TrackingJobRow]) -> list[TrackingJobRow]:
         """Add ``jobs`` (in order, as many as there is room for) to the open pack of
         ``leader_id``; the ones that joined (none if the pack is no longer open)."""
         with transaction(self._sessions) as session:
@@ -114,7 +116,7 @@ class Packs:
             ).scalars()
             return self._members(session, leader_id, set(ids))
 
-    def attach(self, jobs: list[Job], prefix: str) -> list[Job]:
+    def attach(self, jobs: list[TrackingJobRow], prefix: str) -> list[TrackingJobRow]:
         """Those of ``jobs`` (still without a pack) whose URL is already in a pack in
         flight of the task of custom-id ``prefix``: each joins that pack, whatever its
         state (a start URL is in one scraping job in flight at most). One whose pack
@@ -166,7 +168,7 @@ class Packs:
             _processing(session, {m.id for m in members if m.status != JobStatus.QUEUED})
             return members
 
-    def freeze(self, leader: Job) -> Frozen | None:
+    def freeze(self, leader: TrackingJobRow) -> Frozen | None:
         """Record the intent before the call: every member ``publishing``, the attempt
         counted on the leader. None if the pack has its scraping job or has ended."""
         with transaction(self._sessions) as session:
@@ -191,7 +193,7 @@ class Packs:
             found = self._members(session, leader.id, {member for member, _ in members})
             return Frozen(attempt, found)
 
-    def store(self, leader: Job, job_id: int) -> list[Job]:
+    def store(self, leader: TrackingJobRow, job_id: int) -> list[TrackingJobRow]:
         """The scraping job made for the pack, on every member still without one
         (``pending``); the members it was stored on. The reconciler looks at it
         ``reconcile_after_s`` from now if no ending has come by then."""
@@ -211,7 +213,7 @@ class Packs:
             ).scalars()
             return self._members(session, leader.id, set(ids))
 
-    def fail(self, leader: Job, reason: str) -> int:
+    def fail(self, leader: TrackingJobRow, reason: str) -> int:
         """Every member still without a scraping job ends ``failed`` with ``reason`` (see
         :func:`fail_jobs`: a purchase of a task that seeks its number waits its re-check
         delay). How many."""
@@ -236,13 +238,13 @@ class Packs:
         ).scalar_one_or_none()
 
     @staticmethod
-    def _members(session: Session, leader_id: int, ids: set[int]) -> list[Job]:
+    def _members(session: Session, leader_id: int, ids: set[int]) -> list[TrackingJobRow]:
         if not ids:
             return []
         rows = session.execute(
             select_jobs().where(TrackingJob.id.in_(ids)).order_by(TrackingJob.id)
         ).all()
-        return [Job.of(row) for row in rows]
+        return [TrackingJobRow.of(row) for row in rows]
 
 
 def _unpublished_of(leader_id: int):

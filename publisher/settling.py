@@ -15,74 +15,66 @@ operator instead.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-from shared.db.jobs import Job
+from publisher.config import PublisherConfig
+from publisher.outcomes import InHand, Outcomes
+from publisher.packs import Packs
+from publisher.slots import Slots
+from shared.db.jobs import TrackingJobRow
+from shared.logs import TAG
 from shared.messaging.consuming import Delivery
+from shared.quota import CreateMade, QuotaLedger
 from shared.tasks import TaskConfig
-from shared.webscraper.client import ApiError, QuotaWait, Retryable
-from shared.webscraper.reservations import CreateMade
+from shared.webscraper.client import ApiError, QuotaWait, Retryable, WebScraperClient
 
 log = logging.getLogger("trackfill.publisher")
-TAG = "[tracking_number_empty_worker]"
 #: a longer job list is not searched (each page is a call): the pack fails for an operator
 SEARCH_MAX_PAGES = 20
 #: where a search stopped by the quota goes on: "<create call id>:<page>"
 SEARCH_AT = "x-trackfill-search-at"
 #: how many outages the search for a create call has met: "<create call id>:<count>"
 SEARCH_OUTAGES = "x-trackfill-search-outages"
+#: what the search answers when it parked the pack instead (a job id is positive)
+PARKED = -1
 #: the longest back-off between searches during an outage
 SEARCH_OUTAGE_MAX_S = 300.0
 #: why the last create attempt failed, kept while its effect is settled
 LAST_FAILURE = "x-trackfill-last-failure"
 
 
-@dataclass
-class InHand:
-    """A delivery of the publisher's group, its job, and its outcome once decided."""
-
-    index: int
-    delivery: Delivery
-    task: TaskConfig
-    job: Job
-    #: None: acked (handled, or parked); else what the consumer loop does with it
-    outcome: BaseException | None = None
-
-
 class LostCreates:
-    """The publisher's handling of lost creates (mixed into its CandidateHandler, whose
-    ledger, client, packs, jobs and parking it uses)."""
+    """Settles the create call of unknown effect a pack comes back with."""
 
-    def _adopt_existing(self, leader: Job, members: list[InHand]) -> bool:
+    def __init__(
+        self,
+        packs: Packs,
+        ledger: QuotaLedger,
+        client: WebScraperClient,
+        config: PublisherConfig,
+        slots: Slots,
+        outcomes: Outcomes,
+    ):
+        self._packs = packs
+        self._ledger = ledger
+        self._client = client
+        self._config = config
+        self._slots = slots
+        self._outcomes = outcomes
+
+    def adopt_existing(self, leader: TrackingJobRow, members: list[InHand]) -> bool:
         """If an earlier create call for this pack may have worked, settle it first: take
         the id the ledger kept, or look for the job in the job list. True if the pack
         is dealt with (adopted, parked or failed); False: create."""
-        made = self._ledger.create_made(leader.custom_id)
+        made = self._ledger.answers.create_made(leader.custom_id)
         if made is None:
             return False
         found = made.job_id
         if found is None:
-            if made.age_s < self._config.settle_after_s:
-                # the call may still be served: look once its answer could no longer come
-                wait = self._parking_slot(leader, self._config.settle_after_s - made.age_s).wait_s
-                self._park(members, wait)
-                return True
-            try:
-                found = self._search(members[0].delivery, members[0].task, leader, made)
-            except _Paused as paused:
-                at = {SEARCH_AT: f"{made.call.id}:{paused.page}"}
-                self._park(members, self._parking_slot(leader, paused.wait_s).wait_s, **at)
-                return True
-            except Retryable as error:  # an outage: not an attempt, the search goes on
-                self._search_later(leader, made, members, str(error))
-                return True
-            except ApiError as error:
-                self._fail(leader, f"looking for the job failed: {error}")
-            if found is None and (meanwhile := self._ledger.create_made(leader.custom_id)):
-                found = meanwhile.job_id  # its webhook named it during the search
-            self._ledger.record_outcome(made.call, None, f"settled: {found or 'not created'}")
+            found = self._look_for(leader, made, members)
             if found is None:
                 return False
+            if found == PARKED:  # until the search can go on
+                return True
             self._ledger.release(leader.custom_id)  # the slot it was parked for is not needed
             log.warning(
                 "%s %s: the job created before its answer was lost is %s; adopting it",
@@ -90,11 +82,42 @@ class LostCreates:
                 leader.custom_id,
                 found,
             )
-        self._announce(self._packs.store(leader, found), members[0].task, members[0].delivery)
+        stored = self._packs.store(leader, found)
+        self._outcomes.announce(stored, members[0].task, members[0].delivery)
         return True
 
+    def _look_for(
+        self, leader: TrackingJobRow, made: CreateMade, members: list[InHand]
+    ) -> int | None:
+        """The id of the job the lost create made; None: not made; :data:`PARKED` when
+        the members were parked until the search can (go on and) end."""
+        if made.age_s < self._config.settle_after_s:
+            # the call may still be served: look once its answer could no longer come
+            self._park(members, leader, self._config.settle_after_s - made.age_s)
+            return PARKED
+        try:
+            found = self._search(members[0].delivery, members[0].task, leader, made)
+        except _Paused as paused:
+            self._park(members, leader, paused.wait_s, SEARCH_AT, f"{made.call.id}:{paused.page}")
+            return PARKED
+        except Retryable as error:  # an outage: not an attempt, the search goes on
+            self._search_later(leader, made, members, str(error))
+            return PARKED
+        except ApiError as error:
+            self._outcomes.fail(leader, f"looking for the job failed: {error}")
+        if found is None and (meanwhile := self._ledger.answers.create_made(leader.custom_id)):
+            found = meanwhile.job_id  # its webhook named it during the search
+        self._ledger.answers.record_outcome(made.call, None, f"settled: {found or 'not created'}")
+        return found
+
+    def _park(
+        self, members: list[InHand], leader: TrackingJobRow, not_before_s: float, *note: str
+    ) -> None:
+        notes = dict([note]) if note else {}
+        self._outcomes.park(members, self._slots.parking(leader, not_before_s).wait_s, **notes)
+
     def _search_later(
-        self, leader: Job, made: CreateMade, members: list[InHand], reason: str
+        self, leader: TrackingJobRow, made: CreateMade, members: list[InHand], reason: str
     ) -> None:
         """The API did not answer the search: look again after a back-off (doubling up
         to :data:`SEARCH_OUTAGE_MAX_S`) for as long as the outage lasts, on a slot of the
@@ -110,11 +133,10 @@ class LostCreates:
             outages,
             backoff,
         )
-        notes = {SEARCH_OUTAGES: f"{made.call.id}:{outages}"}
-        self._park(members, self._parking_slot(leader, backoff).wait_s, **notes)
+        self._park(members, leader, backoff, SEARCH_OUTAGES, f"{made.call.id}:{outages}")
 
     def _search(
-        self, delivery: Delivery, task: TaskConfig, leader: Job, made: CreateMade
+        self, delivery: Delivery, task: TaskConfig, leader: TrackingJobRow, made: CreateMade
     ) -> int | None:
         """The id of the job listed under the leader's custom_id, or None when every page
         was read without it. Raises :class:`_Paused` when the quota stops it (it goes on
@@ -138,7 +160,7 @@ class LostCreates:
                     f"the {SEARCH_MAX_PAGES} searched; an operator must look for "
                     f"{leader.custom_id}"
                 )
-                self._fail(leader, reason)
+                self._outcomes.fail(leader, reason)
             page += 1
         return None
 

@@ -16,14 +16,16 @@ from selector.reconciling import Reconciler
 from selector.service import Selector
 from selector.sharing import Share
 from shared import metrics
+from shared.db.figures import JobFigures
 from shared.db.retention import Kept, prune
 from shared.db.session import make_engine, make_session_factory
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
+from shared.quota import QuotaLedger, QuotaPolicy
+from shared.quota.figures import QuotaFigures
 from shared.settings import Settings
 from shared.tasks import TaskConfig, enabled_tasks
-from shared.webscraper.quota import QuotaLedger, QuotaPolicy
 
 log = logging.getLogger("trackfill.selector")
 OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
@@ -103,7 +105,8 @@ def main() -> int:
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
     policy = QuotaPolicy.of(settings)
-    metrics.register_database(sessions, QuotaLedger(sessions, policy), settings.reconcile_after_s)
+    metrics.register(JobFigures(sessions, settings.reconcile_after_s))
+    metrics.register(QuotaFigures(QuotaLedger(sessions, policy)))
     metrics.serve(settings.metrics_port)
     tasks = list(enabled_tasks(settings))
     share = Share(sessions, policy, settings.refresh_max_share)

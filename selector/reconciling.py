@@ -1,4 +1,4 @@
-"""The reconciler (CONTRACT.md "Reconciling"): no job in flight waits forever.
+"""The reconciler (docs/reconciling.md): no job in flight waits forever.
 
 Each in-flight status has its bound here, for when the process that should move the job
 on died or its message was lost:
@@ -33,11 +33,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from selector.service import candidate_found
 from shared.contracts import JobCompleted
 from shared.db.batches import fail_jobs
-from shared.db.jobs import Job, select_jobs
+from shared.db.jobs import TrackingJobRow, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import Recheck
 from shared.db.session import transaction
 from shared.db.statuses import IN_FLIGHT, JobStatus
+from shared.logs import TAG
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, Outgoing
 from shared.messaging.topology import JOB_COMPLETED
@@ -46,7 +47,6 @@ from shared.settings import Settings
 from shared.tasks import TaskConfig
 
 log = logging.getLogger("trackfill.selector")
-TAG = "[tracking_number_empty_worker]"
 #: re-sends of a queued job no publisher has taken before it ends failed (with the
 #: default RECONCILE_AFTER_S, the last one about 15 hours after its creation)
 UNTAKEN_RESENDS = 4
@@ -87,8 +87,8 @@ class Reconciler:
         self._end_untaken()
         with self._sessions() as session:
             due = self._due(session)
-        hints: dict[int, Job] = {}
-        resend: list[Job] = []
+        hints: dict[int, TrackingJobRow] = {}
+        resend: list[TrackingJobRow] = []
         for job in due:
             if job.job_id is not None:
                 hints.setdefault(job.job_id, job)
@@ -135,7 +135,7 @@ class Reconciler:
             log.warning("%s reconciling: %d jobs ended failed: %s", TAG, ended, reason)
         return ended
 
-    def _due(self, session: Session) -> list[Job]:
+    def _due(self, session: Session) -> list[TrackingJobRow]:
         rows = session.execute(
             select_jobs()
             .where(
@@ -147,9 +147,9 @@ class Reconciler:
             .limit(self._settings.selector_max_records),
             {"p_after_s": self._settings.reconcile_after_s},
         ).all()
-        return [Job.of(row) for row in rows]
+        return [TrackingJobRow.of(row) for row in rows]
 
-    def _hint(self, job: Job) -> Outgoing:
+    def _hint(self, job: TrackingJobRow) -> Outgoing:
         message = JobCompleted(
             task=self._task.name,
             scrapingjob_id=int(job.job_id or 0),

@@ -1,4 +1,4 @@
-"""The refresh task's selection (CONTRACT.md, Refresh): purchases whose Japan Post parcel
+"""The refresh task's selection (docs/refresh.md): purchases whose Japan Post parcel
 is under way, ten to a search page.
 
 A purchase is due when its order number starts with W, its carrier (from

@@ -1,4 +1,4 @@
-"""The seed's Worker #4 query, corrected (CONTRACT.md, Selection), and URL checks."""
+"""The seed's Worker #4 query, corrected (docs/selection.md), and URL checks."""
 
 from __future__ import annotations
 

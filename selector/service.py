@@ -22,11 +22,12 @@ from shared.db.batches import (
     mark_published,
     unpublished_jobs,
 )
-from shared.db.jobs import Job, count_unpublished
+from shared.db.jobs import TrackingJobRow, count_unpublished
 from shared.db.rechecks import count_expired, schedule_recheck
 from shared.db.session import transaction
 from shared.domain.masking import mask_email
 from shared.domain.urls import order_of
+from shared.logs import TAG
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, Outgoing, PublishError
 from shared.messaging.topology import CANDIDATE_FOUND
@@ -35,7 +36,6 @@ from shared.settings import Settings
 from shared.tasks import JAPAN_POST_TRACKING_10, OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
 
 log = logging.getLogger("trackfill.selector")
-TAG = "[tracking_number_empty_worker]"
 
 #: each task's selection: (session, settings, limit) -> (candidates, skipped)
 SELECTIONS: dict[str, Callable[[Session, Settings, int], tuple[list[Candidate], list[Skipped]]]] = {
@@ -158,7 +158,7 @@ class Selector:
             raise PublishError(result.error)
         return result
 
-    def _select(self, result: PassResult) -> tuple[list[Job], list[Job]]:
+    def _select(self, result: PassResult) -> tuple[list[TrackingJobRow], list[TrackingJobRow]]:
         """In one transaction: the jobs owed a publish, and a new batch of the selected
         candidates (the skipped ones wait their re-check delay)."""
         with transaction(self._sessions) as session:
@@ -179,7 +179,7 @@ class Selector:
             new_jobs = [NewJob(c.match.purchasing_id, order_of(c.url), c.url) for c in candidates]
             return owed, create_batch(session, self._task, new_jobs) if new_jobs else []
 
-    def _log_selection(self, result: PassResult, jobs: list[Job]) -> None:
+    def _log_selection(self, result: PassResult, jobs: list[TrackingJobRow]) -> None:
         log.info("%s Found %d matching records", TAG, result.found)
         for skipped in result.skipped:
             match = skipped.match
@@ -195,7 +195,7 @@ class Selector:
             short = jobs[0].batch_uuid.replace("-", "")[:8]
             log.info("%s Created TrackingBatch %s with %d jobs", TAG, short, len(jobs))
 
-    def _publish(self, jobs: list[Job], verb: str) -> tuple[int, str | None]:
+    def _publish(self, jobs: list[TrackingJobRow], verb: str) -> tuple[int, str | None]:
         """Publish the jobs' candidate.found messages together (one wait for all the
         confirms); (how many were confirmed, the error if any).
         On an error none is confirmed: a later pass re-publishes them all."""
@@ -225,7 +225,7 @@ class Selector:
             )
         return len(jobs), None
 
-    def _outgoing(self, job: Job) -> Outgoing:
+    def _outgoing(self, job: TrackingJobRow) -> Outgoing:
         return candidate_found(job, self._task)
 
     def _record(self, result: PassResult, source: str, published: list[int]) -> None:
@@ -246,7 +246,7 @@ class Selector:
             )
 
 
-def candidate_found(job: Job, task: TaskConfig) -> Outgoing:
+def candidate_found(job: TrackingJobRow, task: TaskConfig) -> Outgoing:
     """The candidate.found of a job made by a pass (or sent again by the reconciler)."""
     message = CandidateFound(
         task=task.name,

@@ -16,10 +16,8 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from shared.db.jobs import count_unpublished
 from shared.db.models import ApiCall, TrackingJob
+from shared.quota import CREATE, QuotaPolicy, creations_by_prefix, in_window_or_ahead
 from shared.tasks import TaskConfig
-from shared.webscraper.quota import CREATE, creations_by_prefix
-from shared.webscraper.reservations import QuotaPolicy
-from shared.webscraper.windows import in_window_or_ahead
 
 
 class Share:

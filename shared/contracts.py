@@ -20,7 +20,7 @@ from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TRACKING_TASK_CONF
 #: ids (ours, the service's) are positive integers below this: far above any real one,
 #: and exact in every JSON reader (below 2**53)
 MAX_ID = 10**15
-#: the statuses a scraping job can have (WEBSCRAPER_API.md); another is kept, not refused
+#: the statuses a scraping job can have (docs/webscraper-api.md); another is kept, not refused
 SCRAPER_STATUSES = frozenset(
     ("waiting-to-be-scheduled", "scheduled", "started", "shelved", "finished", "failed", "stopped")
 )

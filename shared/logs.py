@@ -20,6 +20,8 @@ from shared.tasks import TRACKING_TASK_CONFIGS
 #: a custom_id of any registered task: ``owryt-abc12345-0007``
 CUSTOM_ID = re.compile("|".join(t.custom_id_shape for t in TRACKING_TASK_CONFIGS.values()))
 
+#: the seed's keyword, first in every line about a job
+TAG = "[tracking_number_empty_worker]"
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 MAX_MESSAGE = 4000
 #: what JSON leaves raw of :data:`CONTROL` (it escapes C0 only); written as \\uXXXX,

@@ -42,7 +42,7 @@ class Settings:
     selector_republish_grace_s: float
     recheck_expire_s: float
     reconcile_after_s: float
-    #: the refresh task's sitemap (CONTRACT.md, Refresh); None: the task is off
+    #: the refresh task's sitemap (docs/refresh.md); None: the task is off
     japan_post_sitemap_id: int | None
     refresh_interval_s: float
     #: while tracking-number candidates wait, the refresh task's most share of creations

@@ -30,7 +30,7 @@ class TaskConfig:
     #: purchases that share one start URL (Japan Post's page takes ten numbers)
     purchases_per_url: int = 1
     #: its pages give the tracking number; a job that ends without one waits its
-    #: re-check delay (CONTRACT.md, Selection). False: the page gives the status alone.
+    #: re-check delay (docs/selection.md). False: the page gives the status alone.
     seeks_number: bool = True
 
     @property

@@ -1,36 +1,19 @@
 """The webhook receiver: Web Scraper's "finished job notification" becomes one confirmed
-``job.completed`` message, and only then a 2xx (WEBSCRAPER_API.md: the service retries
+``job.completed`` message, and only then a 2xx (docs/webscraper-api.md: the service retries
 an answer that is slow or >= 300, so a 503 when RabbitMQ cannot confirm is a retry, not
-a loss). No database work here: the answer must be fast."""
+a loss). No database work here: the answer must be fast. The views are
+:mod:`webhook_gateway.views`; this module only wires them."""
 
 from __future__ import annotations
 
-import hmac
-import json
-import logging
-from typing import Any, Protocol
+from flask import Flask
 
-from flask import Flask, jsonify, request
-
-from shared.contracts import JobCompleted
-from shared.domain.text import has_control
-from shared.messaging.envelope import MessageDecodeError, new_envelope
-from shared.messaging.topology import JOB_COMPLETED
-from shared.metrics import WEBHOOKS
 from shared.settings import Settings
-from shared.tasks import TRACKING_TASK_CONFIGS, task_for_custom_id
-from webhook_gateway import errors
+from shared.tasks import TRACKING_TASK_CONFIGS
+from webhook_gateway import errors, views
+from webhook_gateway.parts import Broker, Parts
 
-log = logging.getLogger("trackfill.gateway")
-FIELDS = ("scrapingjob_id", "status", "sitemap_id", "sitemap_name", "custom_id")
-FORM_TYPES = ("application/x-www-form-urlencoded",)
 MAX_BODY_BYTES = 16 * 1024
-
-
-class Broker(Protocol):
-    def publish(self, exchange: str, routing_key: str, envelope: Any) -> None: ...
-
-    def check(self) -> None: ...
 
 
 def create_app(settings: Settings, broker: Broker) -> Flask:
@@ -39,110 +22,17 @@ def create_app(settings: Settings, broker: Broker) -> Flask:
         raise ValueError("WEBHOOK_TOKEN must be set")
     app = Flask("webhook_gateway")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["trackfill"] = Parts(broker, settings.webhook_token.encode())
     errors.register(app)
-    expected = settings.webhook_token.encode()
-
-    def receive(path_keyword: str):
-        _check_token(_token(), expected)
-        fields = _fields()
-        custom_id = fields.get("custom_id") or ""
-        task = task_for_custom_id(custom_id) if isinstance(custom_id, str) else None
-        if task is None or task.path_keyword != path_keyword:
-            log.info(
-                "[webhook] ignored: custom_id %r is not a job of a task of %s",
-                str(custom_id)[:100],
-                path_keyword,
-            )
-            WEBHOOKS.labels("ignored").inc()
-            return jsonify(status="ignored", reason="custom_id of no known task"), 200
-        # a webhook is never the reconciler's hint, whatever its body says
-        event = JobCompleted.parse({**fields, "task": task.name, "reconcile": False})
-        if not event.status_known:  # kept: the ingestor asks the API what it is
-            log.warning("[webhook] %s: unknown status %r, queued", event.custom_id, event.status)
-        envelope = new_envelope(JOB_COMPLETED, event.to_payload())
-        broker.publish(JOB_COMPLETED, task.name, envelope)
-        log.info(
-            "[webhook] queued job.completed: custom_id=%s job_id=%s status=%s",
-            event.custom_id,
-            event.scrapingjob_id,
-            event.status,
-        )
-        WEBHOOKS.labels("queued").inc()
-        return jsonify(status="queued", id=envelope.id), 200
-
     # one endpoint per path keyword; the tasks that share one (the seed's tasks all
     # post to webscraper-tracking) are told apart by their custom id's prefix
     for keyword in dict.fromkeys(task.path_keyword for task in TRACKING_TASK_CONFIGS.values()):
         app.add_url_rule(
             f"/api/acquisition/webscraper/{keyword}/",
             f"webhook_{keyword}",
-            receive,
+            views.receive,
             methods=["POST"],
             defaults={"path_keyword": keyword},
         )
-
-    @app.get("/healthz")
-    def healthz():
-        broker.check()
-        return jsonify(status="ok", broker="ok"), 200
-
+    app.add_url_rule("/healthz", "healthz", views.healthz, methods=["GET"])
     return app
-
-
-def _token() -> str | None:
-    given = request.args.getlist("token")
-    if len(given) > 1:
-        raise MessageDecodeError("the token query parameter is given more than once")
-    return given[0] if given else None
-
-
-def _check_token(given: str | None, expected: bytes) -> None:
-    if not given:
-        raise errors.TokenMissing("the token query parameter is missing")
-    if not hmac.compare_digest(given.encode(), expected):
-        raise errors.TokenWrong("the token is wrong")
-
-
-def _fields() -> dict[str, Any]:
-    """The notification's fields from a form body (as the service sends them) or JSON:
-    one value per field, each a string (or a JSON number for the ids)."""
-    if request.mimetype == "application/json":
-        body = _json_body()
-        values = {name: body.get(name) for name in FIELDS}
-    elif request.mimetype in FORM_TYPES or not request.content_length:
-        values = {}
-        for name in FIELDS:
-            given = request.form.getlist(name)
-            if len(given) > 1:
-                raise MessageDecodeError(f"{name} is given {len(given)} times; give it once")
-            values[name] = given[0] if given else None
-    else:
-        raise errors.UnsupportedType(
-            f"a {request.mimetype or 'body without a content type'} is not a notification: "
-            "send application/x-www-form-urlencoded or application/json"
-        )
-    return {name: _as_text(name, value) for name, value in values.items() if value is not None}
-
-
-def _json_body() -> dict[str, Any]:
-    """The body as a JSON object; a 400 for anything the decoder cannot take (not JSON,
-    not UTF-8, nested too deeply)."""
-    try:
-        body = json.loads(request.get_data(cache=False))
-    except RecursionError:
-        raise MessageDecodeError("the JSON body is nested too deeply") from None
-    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise MessageDecodeError(f"the body is not JSON: {str(error)[:100]}") from None
-    if not isinstance(body, dict):
-        raise MessageDecodeError("the JSON body is not an object")
-    return body
-
-
-def _as_text(name: str, value: Any) -> str:
-    """Every field is a string on the wire; JSON numbers are accepted for the ids."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise MessageDecodeError(f"{name} must be a string, got {type(value).__name__}")
-    text = str(value)
-    if has_control(text):  # before any strip: a trailing newline is one too
-        raise MessageDecodeError(f"{name} contains a control character")
-    return text.strip()

@@ -1,4 +1,4 @@
-"""The simulator's HTTP server: Web Scraper Cloud API v1 as WEBSCRAPER_API.md describes it.
+"""The simulator's HTTP server: Web Scraper Cloud API v1 as docs/webscraper-api.md describes it.
 
 API calls live under ``/api/v1/`` and count against the quota. The inspection and
 fault endpoints live under ``/__sim/`` and count against nothing:

@@ -32,7 +32,7 @@ class SimConfig:
     webhook_timeout_s: float = 10.0
     webhook_retry_delays_s: tuple[float, ...] = (5.0, 10.0)
     per_page: int = 100
-    #: the job list's order; the API promises none (WEBSCRAPER_API.md)
+    #: the job list's order; the API promises none (docs/webscraper-api.md)
     list_newest_first: bool = True
     #: scraping time of each start URL, on top of ``run_s`` (pages go one after another)
     per_page_s: float = 0.0
@@ -77,7 +77,7 @@ class Faults:
 
 
 @dataclass
-class Job:
+class ScrapingJob:
     id: int
     sitemap_id: int
     sitemap_name: str
@@ -110,7 +110,7 @@ class SimState:
         with self.lock:
             # notifications still pending from before a reset are never sent
             self.generation = getattr(self, "generation", 0) + 1
-            self.jobs: dict[int, Job] = {}
+            self.jobs: dict[int, ScrapingJob] = {}
             self.next_id = 500
             self.calls: list[dict[str, Any]] = []
             self.webhooks: list[dict[str, Any]] = []
@@ -118,7 +118,7 @@ class SimState:
             self.window_start: float | None = None
             self.window_count = 0
 
-    # -- quota: a fixed window that starts at the first call (WEBSCRAPER_API.md) --
+    # -- quota: a fixed window that starts at the first call (docs/webscraper-api.md) --
     def take_quota(self, now: float) -> tuple[bool, dict[str, str]]:
         """Count one call; (allowed, rate headers)."""
         with self.lock:
@@ -150,7 +150,7 @@ class SimState:
             self.calls.append({"t": time.time(), **entry})
 
     # -- jobs --
-    def create_job(self, body: dict[str, Any]) -> Job:
+    def create_job(self, body: dict[str, Any]) -> ScrapingJob:
         with self.lock:
             job_id, self.next_id = self.next_id, self.next_id + 1
             urls = list(body.get("start_urls") or [])
@@ -158,7 +158,7 @@ class SimState:
             now = time.monotonic()
             start = self._start_time(now + self.config.schedule_delay_s)
             run = self.config.start_delay_s + self.config.run_s + self.config.per_page_s * len(urls)
-            job = Job(
+            job = ScrapingJob(
                 id=job_id,
                 sitemap_id=sitemap_id,
                 sitemap_name=self.config.sitemaps[sitemap_id],
@@ -185,7 +185,7 @@ class SimState:
             return ready
         return max(ready, ends[limit - 1])
 
-    def status_of(self, job: Job, now: float) -> str:
+    def status_of(self, job: ScrapingJob, now: float) -> str:
         if job.ended:
             return job.end_status
         if now < job.start_mono:
@@ -194,10 +194,10 @@ class SimState:
             return "scheduled"
         return "started"
 
-    def due_to_end(self, job: Job, now: float) -> bool:
+    def due_to_end(self, job: ScrapingJob, now: float) -> bool:
         return not job.ended and now >= job.end_mono
 
-    def end_job(self, job: Job, now: float) -> None:
+    def end_job(self, job: ScrapingJob, now: float) -> None:
         """Finish ``job``: scrape its pages (unless it failed or was stopped)."""
         job.ended, job.ended_mono = True, now
         if job.end_status != "finished":
@@ -215,11 +215,11 @@ class SimState:
         if self.config.shuffle_seed is not None:
             random.Random(self.config.shuffle_seed + job.id).shuffle(job.records)
 
-    def data_ready(self, job: Job, now: float) -> bool:
+    def data_ready(self, job: ScrapingJob, now: float) -> bool:
         return job.ended and now >= job.ended_mono + self.faults.data_delay_s
 
-    def job_object(self, job: Job, now: float) -> dict[str, Any]:
-        """The 18 keys of WEBSCRAPER_API.md's job object."""
+    def job_object(self, job: ScrapingJob, now: float) -> dict[str, Any]:
+        """The 18 keys of docs/webscraper-api.md's job object."""
         status = self.status_of(job, now)
         scheduled = status != "waiting-to-be-scheduled"
         executed = [p for _, p in job.pages]
@@ -246,7 +246,7 @@ class SimState:
             "scraping_duration": round(job.ended_mono - job.created_mono) if job.ended else 0,
         }
 
-    def problematic_urls(self, job: Job) -> list[dict[str, str]]:
+    def problematic_urls(self, job: ScrapingJob) -> list[dict[str, str]]:
         return [{"url": url, "type": p.problem} for url, p in job.pages if p.problem]
 
     def snapshot(self) -> dict[str, Any]:

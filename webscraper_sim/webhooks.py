@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import requests
 
-from webscraper_sim.state import Job, SimState
+from webscraper_sim.state import ScrapingJob, SimState
 
 TICK_S = 0.02
 
@@ -67,7 +67,7 @@ class Clock:
             for notification in due:
                 self._senders.submit(self._send, notification)
 
-    def _notify(self, job: Job, now: float) -> None:
+    def _notify(self, job: ScrapingJob, now: float) -> None:
         faults = self._state.faults
         if faults.webhook_drop > 0:
             faults.webhook_drop -= 1

@@ -11,7 +11,7 @@ from sqlalchemy import Executable, Row, bindparam, case, func, insert, select, u
 from sqlalchemy.orm import Session
 
 from shared.db import sync_log
-from shared.db.jobs import Job, select_jobs
+from shared.db.jobs import TrackingJobRow, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import Recheck
 from shared.db.statuses import FINAL_BATCH_STATUSES, BatchStatus, JobStatus
@@ -39,7 +39,7 @@ class NewJob:
 
 def create_batch(
     session: Session, task: TaskConfig, new_jobs: list[NewJob], batch_uuid: uuid.UUID | None = None
-) -> list[Job]:
+) -> list[TrackingJobRow]:
     """A ``pending`` tracking_batch with one ``queued`` tracking_job per new job (two
     statements: a pass writes them on its hot path)."""
     batch_uuid = batch_uuid or uuid.uuid4()
@@ -74,7 +74,7 @@ def create_batch(
         .all()
     )
     return [
-        Job(
+        TrackingJobRow(
             job_id,
             row["custom_id"],
             None,
@@ -87,7 +87,7 @@ def create_batch(
     ]
 
 
-def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list[Job]:
+def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list[TrackingJobRow]:
     """Queued jobs whose candidate.found was never confirmed (the process died between
     commit and publish), older than ``grace_s`` so a pass still publishing is left alone."""
     rows = session.execute(
@@ -101,7 +101,7 @@ def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list
         )
         .order_by(TrackingJob.id)
     ).all()
-    return [Job.of(row) for row in rows]
+    return [TrackingJobRow.of(row) for row in rows]
 
 
 def mark_published(session: Session, job_ids: list[int]) -> None:

@@ -16,7 +16,7 @@ _jobs, _batches = TrackingJob.__table__, TrackingBatch.__table__
 
 
 @dataclass(frozen=True)
-class Job:
+class TrackingJobRow:
     """A tracking_job with its batch's uuid."""
 
     id: int
@@ -37,12 +37,12 @@ class Job:
         return order_of(self.target_url)
 
     @classmethod
-    def of(cls, row: Sequence[Any]) -> Job:
+    def of(cls, row: Sequence[Any]) -> TrackingJobRow:
         """The job of a row that starts with :data:`JOB_COLUMNS` (more may follow)."""
         return cls(*row[: len(_FIELDS)])
 
 
-_FIELDS = fields(Job)
+_FIELDS = fields(TrackingJobRow)
 #: the columns of :class:`Job`, in its order
 JOB_COLUMNS = (
     _jobs.c.id,

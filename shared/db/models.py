@@ -83,7 +83,7 @@ class Purchasing(Base):
     )
     tracking_number: Mapped[str | None] = mapped_column(String(64))
     latest_delivery_status: Mapped[str | None] = mapped_column(String(200))
-    #: the normalised code of latest_delivery_status, written with it (CONTRACT.md)
+    #: the normalised code of latest_delivery_status, written with it (docs/domain.md)
     delivery_status_code: Mapped[str | None] = mapped_column(String(32))
     #: when a scraped page last gave the status (the refresh task's "last check")
     delivery_status_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

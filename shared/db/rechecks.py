@@ -1,4 +1,4 @@
-"""The re-check delay (CONTRACT.md, Selection): a purchase whose attempt found no valid
+"""The re-check delay (docs/selection.md): a purchase whose attempt found no valid
 tracking number waits ``RECHECK_BASE_S`` after its first attempt, doubling with each
 further attempt, at most ``RECHECK_MAX_S``; measured on the database's clock."""
 
@@ -80,7 +80,7 @@ def schedule_recheck(
 
 def expired_before(expire_s: Any) -> Any:
     """A purchase's attempts began more than ``expire_s`` ago: it is given up
-    (CONTRACT.md, Giving up). ``expire_s`` a value or a SQL expression."""
+    (docs/giving-up.md). ``expire_s`` a value or a SQL expression."""
     return PurchaseCheck.first_attempt_at < func.now() - func.make_interval(
         0, 0, 0, 0, 0, 0, expire_s
     )

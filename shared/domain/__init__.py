@@ -1,1 +1,1 @@
-"""Pure domain rules (DOMAIN.md): order URLs, statuses, tracking numbers, dates, masking."""
+"""Pure domain rules (docs/domain.md): order URLs, statuses, tracking numbers, dates, masking."""

@@ -1,4 +1,4 @@
-"""Estimated delivery dates from the free text carriers and Apple print (DOMAIN.md).
+"""Estimated delivery dates from the free text carriers and Apple print (docs/domain.md).
 
 Every format found in the wild reduces, after normalisation, to date tokens ``[Y/]M/D``;
 a range keeps its end (the last token). A token without a year gets the year that puts it

@@ -1,5 +1,5 @@
-"""Japan Post's tracking search page, which takes up to ten numbers (CONTRACT.md
-"Refresh"; DOMAIN.md): the URL built from a group of numbers, and the numbers read back
+"""Japan Post's tracking search page, which takes up to ten numbers (docs/refresh.md,
+docs/domain.md): the URL built from a group of numbers, and the numbers read back
 from a URL (to match each record of the page to its purchase, within its URL)."""
 
 from __future__ import annotations

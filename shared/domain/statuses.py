@@ -22,7 +22,7 @@ class Outcome(StrEnum):
 
 
 class StatusCode(StrEnum):
-    """``purchasing.delivery_status_code`` (CONTRACT.md "Normalised status")."""
+    """``purchasing.delivery_status_code`` (docs/domain.md, Normalised codes)."""
 
     PENDING = "pending"
     INFO_RECEIVED = "info_received"
@@ -37,7 +37,7 @@ class StatusCode(StrEnum):
     UNKNOWN = "unknown"
 
 
-#: The one table of the statuses we know (DOMAIN.md: Apple, Yamato, Japan Post, Sagawa),
+#: The one table of the statuses we know (docs/domain.md: Apple, Yamato, Japan Post, Sagawa),
 #: as prefixes after normalisation (NFKC, trimmed, leading arrows dropped, upper-cased).
 #: The done rule is a view of it (:data:`DONE_CODES`); a status no prefix starts is
 #: ``unknown``, and keeps being checked.

@@ -1,4 +1,4 @@
-"""Tracking numbers: normalisation, the carrier and the check digits (DOMAIN.md).
+"""Tracking numbers: normalisation, the carrier and the check digits (docs/domain.md).
 
 A 12-digit number alone does not tell the carrier (Yamato, Sagawa and Japan Post share
 length and rule), so the carrier comes from Apple's ``shipping_method`` and decides which

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
@@ -36,7 +36,6 @@ from typing import Any, cast
 
 from kombu import Connection, Consumer
 
-from shared.contracts import CONTRACTS
 from shared.messaging.delivery import (
     CONNECTION_ERRORS,
     Delivery,
@@ -81,8 +80,14 @@ class _Backoff:
         return self._next
 
 
+#: what a message's payload is read into: a contract's ``parse``, which raises
+#: MessageDecodeError for a payload that does not meet it (dead-lettered with the reason)
+Schema = Callable[[Mapping[str, Any]], Any]
+
+
 class ConsumerLoop:
-    """Consume ``route.queue`` with ``handler`` until ``stop`` is set."""
+    """Consume ``route.queue`` with ``handler`` until ``stop`` is set; each message's
+    payload is read with ``schema``."""
 
     def __init__(
         self,
@@ -91,6 +96,7 @@ class ConsumerLoop:
         handler: Handler | GroupHandler,
         stop: threading.Event,
         *,
+        schema: Schema,
         group_size: int | None = None,
         poll_s: float = 0.5,
         transient_budget_s: float = 20 * 60,
@@ -98,6 +104,7 @@ class ConsumerLoop:
     ):
         self._connect = connect
         self._route = route
+        self._schema = schema
         #: groups of one for a handler that takes one delivery (``group_size`` None)
         self._handler: GroupHandler = (
             cast(GroupHandler, handler) if group_size else _one_at_a_time(cast(Handler, handler))
@@ -168,7 +175,7 @@ class ConsumerLoop:
     def _decode(self, message: Any) -> Delivery:
         properties = message.properties or {}
         envelope = decode(message.body, self._route.source, properties.get("message_id"))
-        contract = CONTRACTS[self._route.source].parse(envelope.payload)
+        contract = self._schema(envelope.payload)
         return Delivery(
             envelope=envelope,
             message=contract,

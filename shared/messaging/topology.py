@@ -18,7 +18,7 @@ Map (as the management UI shows it)::
     trackfill.dead-letter --<origin queue>--> <origin queue>.dead-letter
 
 A wait queue holds messages that must not be handled before a later time. Expired
-messages leave a queue only from its head (RABBITMQ.md), so the code that parks into a
+messages leave a queue only from its head (docs/rabbitmq.md), so the code that parks into a
 wait queue must only ever append expirations that end no earlier than the one in front.
 """
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import metrics
+from shared.db.figures import JobFigures
 from shared.db.session import make_engine, make_session_factory
+from shared.quota import QuotaLedger, QuotaPolicy
+from shared.quota.figures import QuotaFigures
 from shared.settings import Settings
 from shared.webscraper.client import WebScraperClient
-from shared.webscraper.quota import QuotaLedger, QuotaPolicy
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ def api_access(settings: Settings) -> ApiAccess:
     engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
     sessions = make_session_factory(engine)
     ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
-    metrics.register_database(sessions, ledger, settings.reconcile_after_s)
+    metrics.register(JobFigures(sessions, settings.reconcile_after_s))
+    metrics.register(QuotaFigures(ledger))
     client = WebScraperClient(
         settings.webscraper_api_url,
         settings.webscraper_api_token or "",

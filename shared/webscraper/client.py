@@ -1,4 +1,4 @@
-"""The Web Scraper Cloud API v1 client (WEBSCRAPER_API.md), shared by every caller.
+"""The Web Scraper Cloud API v1 client (docs/webscraper-api.md), shared by every caller.
 
 Every call goes through the quota ledger first. The token travels only as the
 ``api_token`` query parameter and never appears in a log line or an exception's text.
@@ -20,7 +20,7 @@ import requests
 
 from shared.faults import crash_point
 from shared.metrics import API_CALLS
-from shared.webscraper.quota import CREATE, QuotaLedger, Reservation
+from shared.quota import CREATE, QuotaLedger, Reservation
 
 log = logging.getLogger("trackfill.webscraper")
 
@@ -105,8 +105,8 @@ class WebScraperClient:
 
     def outcomes_together(self) -> AbstractContextManager[None]:
         """Calls made within it record their answers together at its end (see
-        :meth:`QuotaLedger.outcomes_together`)."""
-        return self._ledger.outcomes_together()
+        :meth:`Answers.outcomes_together`)."""
+        return self._ledger.answers.outcomes_together()
 
     # -- the endpoints ---------------------------------------------------------------------
     def create_job(self, body: dict[str, Any], reservation: Reservation) -> dict[str, Any]:
@@ -115,7 +115,7 @@ class WebScraperClient:
         created = self._call("POST", "scraping-job", CREATE, reservation, json=body)
         if not isinstance(created, dict) or not str(created.get("id", "")).isdigit():
             raise ApiError(f"POST scraping-job: no job id in {_excerpt(created)}", 200)
-        self._ledger.record_job(reservation, int(created["id"]))
+        self._ledger.answers.record_job(reservation, int(created["id"]))
         return created
 
     def get_job(self, job_id: int) -> dict[str, Any]:
@@ -182,17 +182,17 @@ class WebScraperClient:
             )
         except requests.Timeout as error:
             API_CALLS.labels(kind, "timeout").inc()
-            self._ledger.record_outcome(reservation, None, "timeout")
+            self._ledger.answers.record_outcome(reservation, None, "timeout")
             raise AnswerLost(f"{method} {path}: no answer within the timeout") from _clean(error)
         except requests.RequestException as error:
             API_CALLS.labels(kind, "error").inc()
-            self._ledger.record_outcome(reservation, None, f"{type(error).__name__}")
+            self._ledger.answers.record_outcome(reservation, None, f"{type(error).__name__}")
             raise AnswerLost(f"{method} {path}: {type(error).__name__}") from _clean(error)
         crash_point(f"api:answered:{kind}")  # the call took effect; nothing knows it yet
         API_CALLS.labels(kind, str(answer.status_code)).inc()
         remaining = _int_header(answer, "X-RateLimit-Remaining")
         retry_after = _int_header(answer, "Retry-After") if answer.status_code == 429 else None
-        self._ledger.record_outcome(
+        self._ledger.answers.record_outcome(
             reservation, answer.status_code, answer.reason or "", remaining, retry_after
         )
         self._raise_for(method, path, answer)

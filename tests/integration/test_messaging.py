@@ -66,6 +66,7 @@ def run_loop(vhost):
             ROUTES[PUBLISHER_CANDIDATES],
             handler,
             stop,
+            schema=CandidateFound.parse,
             poll_s=0.1,
             **options,
         )
@@ -291,7 +292,7 @@ def test_a_handler_still_busy_after_the_grace_leaves_its_message_for_redelivery(
 
 
 def test_a_slow_handler_does_not_cost_the_connection(publisher, run_loop, ready_count):
-    """Heartbeats every second; a handler busy for 8 s (RABBITMQ.md: a blocking sleep in a
+    """Heartbeats every second; a handler busy for 8 s (docs/rabbitmq.md: a blocking sleep in a
     callback loses the connection and the message comes back, a second API call for us)."""
     calls = []
 
@@ -314,11 +315,12 @@ import logging, sys
 from shared.lifecycle import stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
 from shared.messaging.publishing import connect
+from shared.contracts import CandidateFound
 from shared.messaging.topology import ROUTES
 logging.basicConfig(level=logging.INFO)
 stop = stop_on_signals()
 loop = ConsumerLoop(lambda: connect(sys.argv[1]), ROUTES["publisher.candidates"],
-                    lambda d: None, stop)
+                    lambda d: None, stop, schema=CandidateFound.parse)
 loop.run()
 print("clean exit", flush=True)
 """
@@ -481,7 +483,13 @@ def test_a_connection_lost_with_messages_in_hand_recovers_and_handles_each_once_
 
     stop = threading.Event()
     loop = ConsumerLoop(
-        connect_and_keep, ROUTES[PUBLISHER_CANDIDATES], handler, stop, poll_s=0.1, group_size=6
+        connect_and_keep,
+        ROUTES[PUBLISHER_CANDIDATES],
+        handler,
+        stop,
+        schema=CandidateFound.parse,
+        poll_s=0.1,
+        group_size=6,
     )
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()

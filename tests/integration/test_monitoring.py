@@ -19,12 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, update
 
 from shared import metrics
+from shared.db.figures import JobFigures
 from shared.db.models import TrackingJob
 from shared.db.session import make_session_factory
 from shared.messaging.publishing import connect
 from shared.messaging.topology import declare_topology
-from shared.webscraper.quota import QuotaLedger
-from shared.webscraper.reservations import QuotaPolicy
+from shared.quota import QuotaLedger, QuotaPolicy
+from shared.quota.figures import QuotaFigures
 from tests.conftest import missing
 from tests.support.published import Published
 
@@ -86,7 +87,8 @@ def test_every_trackfill_metric_named_exists_with_its_labels(db, sim):
     sessions = make_session_factory(db)
     policy = QuotaPolicy(calls=200, window_s=900, min_interval_s=6, followups_per_job=2)
     registry = CollectorRegistry()
-    metrics.register_database(sessions, QuotaLedger(sessions, policy), 1800, registry=registry)
+    metrics.register(JobFigures(sessions, 1800), registry=registry)
+    metrics.register(QuotaFigures(QuotaLedger(sessions, policy)), registry=registry)
     database = exposed(generate_latest(registry).decode())
     code = exposed(generate_latest().decode())  # the counters, histograms (default registry)
     known = {name: labels | code_labels().get(name, set()) for name, labels in code.items()}

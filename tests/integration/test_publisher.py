@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from publisher.__main__ import build, candidate_handler
-from publisher.jobs import Jobs as PublisherJobs
+from publisher.jobs import CandidateJobs as PublisherJobs
 from publisher.packs import Packs
 from publisher.settling import SEARCH_MAX_PAGES
 from selector.service import Selector

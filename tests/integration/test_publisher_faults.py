@@ -25,6 +25,7 @@ from shared.messaging.topology import (
     PUBLISHER_WAIT,
     declare_topology,
 )
+from shared.quota import QuotaLedger, QuotaPolicy
 from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10 as JAPAN_POST
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
@@ -265,8 +266,9 @@ def test_expirations_in_the_wait_queue_never_decrease(env, db):
         create_batch(session, TASK, new)
     settings = load_settings({**env, "PUBLISH_MIN_INTERVAL_S": "1.0"})
     handler = candidate_handler(settings)
+    ledger = QuotaLedger(make_session_factory(db), QuotaPolicy.of(settings))
     for _ in range(20):  # the window is full: the next creations are ~3 s ahead
-        handler._ledger.plan("get")
+        ledger.plan("get")
     ends: list[float] = []
     with connect(env["AMQP_URL"]) as connection, connection.channel() as channel:
         declare_topology(connection)

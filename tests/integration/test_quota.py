@@ -10,8 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared.db.models import ApiCall
 from shared.db.session import make_engine, make_session_factory
-from shared.webscraper import fast_path
-from shared.webscraper.quota import CREATE, LEDGER_LOCK, QuotaLedger, QuotaPolicy
+from shared.quota import CREATE, LEDGER_LOCK, QuotaLedger, QuotaPolicy, fast_path
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +95,7 @@ def test_jobs_that_cost_more_follow_ups_than_the_setting_shrink_the_creations_sh
 def test_what_the_api_reports_tightens_the_ledger(sessions, db):
     quota = ledger(sessions, calls=10)
     quota.reserve("get")
-    quota.observe(remaining=5)  # another client made 4 calls we did not
+    quota.answers.observe(remaining=5)  # another client made 4 calls we did not
     with db.connect() as connection:
         assert (
             connection.execute(select(func.count()).where(ApiCall.kind == "external")).scalar_one()
@@ -109,13 +108,13 @@ def test_an_api_that_reports_more_room_than_the_ledger_changes_nothing(sessions)
     quota = ledger(sessions, calls=10)
     for _ in range(3):
         quota.reserve("get")
-    quota.observe(remaining=10)
+    quota.answers.observe(remaining=10)
     assert quota.used_in_window() == 3
 
 
 def test_retry_after_blocks_every_caller_until_it_passes(sessions):
     quota = ledger(sessions)
-    quota.observe(remaining=None, retry_after_s=1.5)
+    quota.answers.observe(remaining=None, retry_after_s=1.5)
     blocked = quota.reserve("get")
     assert not blocked.ready and 1.4 < blocked.wait_s <= 1.5
     planned = quota.plan(CREATE, "owryt-b-0000")
@@ -145,28 +144,28 @@ def test_a_planned_slot_is_claimed_when_due_and_checked_again_when_used(sessions
 def test_a_create_of_unknown_effect_is_reported_until_settled(sessions):
     quota = ledger(sessions)
     reservation = quota.plan(CREATE, "owryt-d-0000")
-    assert quota.create_made("owryt-d-0000") is None  # not made yet
+    assert quota.answers.create_made("owryt-d-0000") is None  # not made yet
     quota.mark_used(reservation)
-    made = quota.create_made("owryt-d-0000")
+    made = quota.answers.create_made("owryt-d-0000")
     assert made is not None and made.job_id is None  # made, no answer
-    quota.record_outcome(reservation, 502, "Bad Gateway")
-    assert quota.create_made("owryt-d-0000") is not None  # a 5xx may have created it
-    quota.record_outcome(reservation, None, "settled: not created")
-    assert quota.create_made("owryt-d-0000") is None
+    quota.answers.record_outcome(reservation, 502, "Bad Gateway")
+    assert quota.answers.create_made("owryt-d-0000") is not None  # a 5xx may have created it
+    quota.answers.record_outcome(reservation, None, "settled: not created")
+    assert quota.answers.create_made("owryt-d-0000") is None
 
 
 def test_an_answered_create_keeps_its_job_id_and_a_refused_one_made_nothing(sessions):
     quota = ledger(sessions)
     answered = quota.plan(CREATE, "owryt-e-0000")
     quota.mark_used(answered)
-    quota.record_outcome(answered, 200, "OK")
-    assert quota.create_made("owryt-e-0000").job_id is None  # died before reading the id
-    quota.record_job(answered, 777)
-    assert quota.create_made("owryt-e-0000").job_id == 777
+    quota.answers.record_outcome(answered, 200, "OK")
+    assert quota.answers.create_made("owryt-e-0000").job_id is None  # died before reading the id
+    quota.answers.record_job(answered, 777)
+    assert quota.answers.create_made("owryt-e-0000").job_id == 777
     refused = quota.plan(CREATE, "owryt-f-0000")
     quota.mark_used(refused)
-    quota.record_outcome(refused, 422, "Unprocessable")
-    assert quota.create_made("owryt-f-0000") is None
+    quota.answers.record_outcome(refused, 422, "Unprocessable")
+    assert quota.answers.create_made("owryt-f-0000") is None
 
 
 def test_a_call_made_late_moves_its_slot_or_is_refused(sessions, db):
@@ -259,8 +258,10 @@ def test_calls_at_once_and_the_general_path_agree_at_the_cap(sessions, db):
 def test_an_agreeing_outcome_changes_nothing_and_a_429_blocks_for_its_retry_after(sessions, db):
     quota = ledger(sessions, calls=10)
     call = quota.reserve("get", use=True)
-    quota.record_outcome(call, 200, "OK", remaining=9)
-    quota.record_outcome(quota.reserve("get", use=True), 429, "Too Many", 0, retry_after_s=1)
+    quota.answers.record_outcome(call, 200, "OK", remaining=9)
+    quota.answers.record_outcome(
+        quota.reserve("get", use=True), 429, "Too Many", 0, retry_after_s=1
+    )
     with db.connect() as connection:
         assert connection.execute(
             select(ApiCall.status, ApiCall.outcome).where(ApiCall.id == call.id)
@@ -296,10 +297,10 @@ def outcomes(db) -> dict[int, tuple]:
 
 def test_answers_held_together_are_written_at_the_end_in_one_go(sessions, db):
     quota = ledger(sessions, calls=10)
-    with quota.outcomes_together():
+    with quota.answers.outcomes_together():
         first, second = quota.reserve("get", use=True), quota.reserve("json", use=True)
-        quota.record_outcome(first, 200, "OK", remaining=9)
-        quota.record_outcome(second, 404, "Not Found", remaining=8)
+        quota.answers.record_outcome(first, 200, "OK", remaining=9)
+        quota.answers.record_outcome(second, 404, "Not Found", remaining=8)
         assert outcomes(db) == {first.id: (None, None), second.id: (None, None)}
         assert quota.used_in_window() == 2  # the calls count at once; only answers wait
     assert outcomes(db) == {first.id: (200, "OK"), second.id: (404, "Not Found")}
@@ -308,17 +309,19 @@ def test_answers_held_together_are_written_at_the_end_in_one_go(sessions, db):
 
 def test_held_answers_that_report_less_room_tighten_the_ledger_at_the_end(sessions, db):
     quota = ledger(sessions, calls=10)
-    with quota.outcomes_together():
+    with quota.answers.outcomes_together():
         call = quota.reserve("get", use=True)
-        quota.record_outcome(call, 200, "OK", remaining=7)  # two calls we did not make
-        quota.record_outcome(quota.reserve("get", use=True), 200, "OK", remaining=6)
+        quota.answers.record_outcome(call, 200, "OK", remaining=7)  # two calls we did not make
+        quota.answers.record_outcome(quota.reserve("get", use=True), 200, "OK", remaining=6)
     assert quota.used_in_window() == 4  # the lowest remaining (6) decides: 2 external
 
 
 def test_a_retry_after_within_held_answers_blocks_at_once(sessions):
     quota = ledger(sessions, calls=10)
-    with quota.outcomes_together():
-        quota.record_outcome(quota.reserve("get", use=True), 429, "Too Many", 0, retry_after_s=5)
+    with quota.answers.outcomes_together():
+        quota.answers.record_outcome(
+            quota.reserve("get", use=True), 429, "Too Many", 0, retry_after_s=5
+        )
         assert not quota.reserve("get").ready  # not held back: the block is in force now
 
 
@@ -331,9 +334,9 @@ def test_held_answers_the_database_cannot_take_are_dropped_with_a_warning(
         raise OperationalError("UPDATE", {}, Exception("the database is restarting"))
 
     monkeypatch.setattr(fast_path, "record_outcomes", down)
-    with quota.outcomes_together():
+    with quota.answers.outcomes_together():
         call = quota.reserve("get", use=True)
-        quota.record_outcome(call, 200, "OK", remaining=9)
+        quota.answers.record_outcome(call, 200, "OK", remaining=9)
     assert outcomes(db) == {call.id: (None, None)}  # the call itself stays counted
     assert "the answers of 1 API calls were not recorded" in caplog.text
 
@@ -341,7 +344,7 @@ def test_held_answers_the_database_cannot_take_are_dropped_with_a_warning(
 def test_an_answer_that_reports_less_room_tightens_the_ledger_at_once(sessions, db):
     quota = ledger(sessions, calls=10)
     call = quota.reserve("get", use=True)
-    quota.record_outcome(call, 200, "OK", remaining=7)  # two calls we did not make
+    quota.answers.record_outcome(call, 200, "OK", remaining=7)  # two calls we did not make
     assert outcomes(db)[call.id] == (200, "OK")
     assert quota.used_in_window() == 3
 
@@ -358,7 +361,7 @@ def test_a_slot_claimed_before_a_429_is_not_used_while_the_block_is_in_force(ses
     quota = ledger(sessions, calls=5)
     slot = quota.plan(CREATE, "owryt-x-0000")
     assert slot.ready
-    quota.observe(None, retry_after_s=5)  # a 429 another caller got meanwhile
+    quota.answers.observe(None, retry_after_s=5)  # a 429 another caller got meanwhile
     assert not quota.mark_used(slot, CREATE)
     with db.connect() as connection:
         assert connection.execute(select(func.count()).select_from(ApiCall)).scalar_one() == 0

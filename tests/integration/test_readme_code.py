@@ -1,5 +1,5 @@
-"""The README's code that can run, run: the pika block of "Publishing a candidate by
-hand" and the dry run of "Selection", against the test services."""
+"""The docs' code that can run, run: the pika block of "Publishing a candidate by hand"
+(docs/operations.md) and the dry run of docs/selection.md, against the test services."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from tests.support.rabbit import queue_counts
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+#: the README and every page of docs/, as one text
+README = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
 
 
 def python_blocks() -> list[str]:
@@ -34,13 +36,17 @@ def test_each_python_block_runs_and_publishes_what_it_says(block, vhost, monkeyp
     with connect(vhost.amqp_url) as connection:
         declare_topology(connection)
     monkeypatch.setenv("AMQP_URL", vhost.amqp_url)
-    exec(compile(block, "README.md", "exec"), {})
+    exec(compile(block, "docs", "exec"), {})
     # a single-active-consumer queue refuses "Get messages": count it instead
     assert wait_until(lambda: queue_counts(vhost.amqp_url, PUBLISHER_CANDIDATES)[0] == 1)
 
 
 def test_the_dry_run_line_runs(database_url, db):
-    line = next(x for x in README.splitlines() if "run_tracking_number_empty --dry-run" in x)
+    line = next(
+        x
+        for x in README.splitlines()
+        if x.startswith(".venv/bin/run_tracking_number_empty --dry-run")
+    )
     command = line.split("#")[0].split()
     assert command[0] == ".venv/bin/run_tracking_number_empty"
     account = rows.account(db, "reader@example.com")

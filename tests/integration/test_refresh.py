@@ -1,4 +1,4 @@
-"""The refresh task (CONTRACT.md, Refresh) on real PostgreSQL and RabbitMQ: its selection,
+"""The refresh task (docs/refresh.md) on real PostgreSQL and RabbitMQ: its selection,
 its batches and messages, and a packed refresh job from the publisher to the ingestor
 against the simulator's Japan Post sitemap."""
 
@@ -343,13 +343,13 @@ def test_a_refresh_job_whose_page_lacks_a_number_fails_it_alone(
 
 
 def test_a_manual_request_for_the_refresh_task_is_refused_with_its_reason(db, sessions, acct):
-    from publisher.jobs import Jobs
+    from publisher.jobs import CandidateJobs
     from shared.contracts import CandidateFound
     from shared.messaging.consuming import Reject
 
     pid = shipped(db, acct)
     message = CandidateFound(task=REFRESH.name, purchasing_id=pid)
     with pytest.raises(Reject, match="a manual request is for a tracking-number task"):
-        Jobs(sessions).resolve(message, REFRESH, "message-1")
+        CandidateJobs(sessions).resolve(message, REFRESH, "message-1")
     with sessions() as session:
         assert session.execute(select(TrackingJob)).first() is None

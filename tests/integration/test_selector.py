@@ -474,7 +474,7 @@ def slow_job_inserts(db):
 
 
 def a_manual_request(sessions, pid: int) -> None:
-    from publisher.jobs import Jobs as PublisherJobs
+    from publisher.jobs import CandidateJobs as PublisherJobs
     from shared.contracts import CandidateFound
 
     PublisherJobs(sessions).resolve(

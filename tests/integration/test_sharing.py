@@ -15,10 +15,10 @@ from selector.__main__ import Feed, run_due
 from selector.sharing import Share
 from shared.db.models import ApiCall
 from shared.db.session import make_session_factory
+from shared.quota import QuotaPolicy
 from shared.settings import load_settings
 from shared.tasks import JAPAN_POST_TRACKING_10 as JAPAN_POST
 from shared.tasks import enabled_tasks
-from shared.webscraper.reservations import QuotaPolicy
 from tests.support import rows
 from tests.support.env import services_env
 from tests.support.waiting import wait_until

@@ -1,4 +1,4 @@
-"""The simulator against WEBSCRAPER_API.md, over real HTTP."""
+"""The simulator against docs/webscraper-api.md, over real HTTP."""
 
 from __future__ import annotations
 
@@ -457,7 +457,7 @@ def test_the_documented_command_serves_until_sigterm(tmp_path):
         process.kill()
 
 
-# -- jobs with many start URLs (WEBSCRAPER_API.md, "Jobs with many start URLs") --------
+# -- jobs with many start URLs (docs/webscraper-api.md, "Jobs with many start URLs") --------
 def test_a_failed_page_fails_only_its_url_and_a_stop_or_failure_code_is_a_page_in_a_pack(api):
     orders = ["W1234567890", "W1234567808", "W1234567897", "W1234567898", "W1234567891"]
     job = api.wait_status(api.create(*orders), "finished", "failed", "stopped")

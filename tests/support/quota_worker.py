@@ -12,8 +12,8 @@ import sys
 import time
 
 from shared.db.session import make_engine, make_session_factory
+from shared.quota import QuotaLedger, QuotaPolicy
 from shared.webscraper.client import QuotaWait, RateLimited, WebScraperClient
-from shared.webscraper.quota import QuotaLedger, QuotaPolicy
 
 
 def main(argv: list[str]) -> int:

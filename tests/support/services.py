@@ -1,6 +1,6 @@
 """Finding PostgreSQL and RabbitMQ for the tests.
 
-Order of preference (RABBITMQ.md): URLs from the environment, then the local services,
+Order of preference (docs/rabbitmq.md): URLs from the environment, then the local services,
 then Docker through testcontainers if an engine answers, else a skip naming what is
 missing.
 """

@@ -5,7 +5,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.webscraper.windows import first_valid, fits
+from shared.quota.windows import first_valid, fits
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SPAN = dt.timedelta(seconds=10)
@@ -57,7 +57,7 @@ def test_every_limit_must_hold_at_the_slot():
 
 
 def test_a_window_holds_the_calls_after_its_start_up_to_and_at_its_end():
-    from shared.webscraper.windows import in_window
+    from shared.quota import in_window
 
     now, span = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC), dt.timedelta(seconds=9)
     held = [in_window(now + dt.timedelta(seconds=s), now, span) for s in (-9.0, -8.999, 0.0, 0.001)]

@@ -76,7 +76,7 @@ def test_normalize_applies_nfkc_trims_and_drops_leading_arrows():
     assert normalize(" ↓ 配達完了（ＡＢＣ） ") == "配達完了(ABC)"
 
 
-#: every status string DOMAIN.md names, with the code CONTRACT.md gives it
+#: every status string docs/domain.md names, with the code it gives it
 KNOWN = {
     "伝票番号未登録": "pending",
     "お問い合わせ番号が見つかりません": "pending",

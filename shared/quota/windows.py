@@ -7,14 +7,6 @@ import bisect
 import datetime as dt
 from typing import Any
 
-#: :func:`in_window` for the statements sent as text (one round trip each, see
-#: ``fast_path``): format it with the SQL of ``now`` and of the span in seconds
-WINDOW_SQL = "at > {now} - make_interval(secs => {span_s}) AND at <= {now}"
-#: :func:`around` as text, formatted the same way
-AROUND_SQL = (
-    "at > {now} - make_interval(secs => {span_s}) AND at < {now} + make_interval(secs => {span_s})"
-)
-
 
 def in_window(at: Any, now: Any, span: Any) -> Any:
     """The calls of the window of length ``span`` that ends at ``now``: (now - span, now].

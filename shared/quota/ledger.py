@@ -8,29 +8,27 @@ happen now is planned on the earliest slot that keeps it, ``min_interval_s`` aft
 previous one, in increasing order (parked messages expire only from a queue's head).
 Creations take only their share of a window, the rest being the room for the follow-up
 calls their jobs need later (see :meth:`QuotaLedger._caps`); follow-ups may use the whole
-window. What the API says (see :mod:`shared.webscraper.answers`) only tightens the ledger.
+window. What the API says (see :mod:`shared.quota.answers`) only tightens the ledger.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import ApiCall, QuotaState
+from shared.db.models import ApiCall
 from shared.db.session import autocommit, transaction
-from shared.webscraper import fast_path
-from shared.webscraper.answers import Answers
-from shared.webscraper.fast_path import LEDGER_LOCK
-from shared.webscraper.reservations import CREATE, EXTERNAL, MARGIN, QuotaPolicy, Reservation
-from shared.webscraper.windows import around, first_valid, in_window
+from shared.quota import fast_path
+from shared.quota.answers import Answers
+from shared.quota.store import blocked_until, count_in_window, lock
+from shared.quota.values import CREATE, EXTERNAL, MARGIN, QuotaPolicy, Reservation
+from shared.quota.windows import around, first_valid, in_window
 
-__all__ = ["CREATE", "LEDGER_LOCK", "QuotaLedger", "QuotaPolicy", "Reservation"]
 log = logging.getLogger("trackfill.quota")
 #: a creation slot reserved and not yet used
 _PLANNED_CREATE = (ApiCall.kind == CREATE) & ApiCall.used_at.is_(None)
@@ -47,11 +45,14 @@ def creations_by_prefix(db: Any, when: Any) -> dict[str, int]:
     return {str(p): int(n) for p, n in rows if p}
 
 
-class QuotaLedger(Answers):
+class QuotaLedger:
+    """Reservations of calls (reserve, plan, claim, mark used), the API's answers
+    (:attr:`answers`) and the counts of the window that ends now."""
+
     def __init__(self, sessions: sessionmaker[Session], policy: QuotaPolicy):
         self._sessions = sessions
         self.policy = policy
-        self._held = threading.local()
+        self.answers = Answers(sessions, policy)
 
     # -- reservations ------------------------------------------------------------------
     def reserve(
@@ -96,7 +97,7 @@ class QuotaLedger(Answers):
         job_id: int | None = None,
     ) -> Reservation:
         with transaction(self._sessions) as session:
-            now = self._lock(session)
+            now = lock(session)
             earliest = now + dt.timedelta(seconds=not_before_s)
             slot = self._earliest_slot(session, kind, now, earliest, ordered)
             wait_s = (slot - now).total_seconds()
@@ -115,7 +116,7 @@ class QuotaLedger(Answers):
         (late or not: :meth:`mark_used` has the last word), not ready if it is still
         ahead. One the API has since blocked is dropped and None returned."""
         with transaction(self._sessions) as session:
-            now = self._lock(session)
+            now = lock(session)
             row = session.execute(
                 select(ApiCall.id, ApiCall.at)
                 .where(_PLANNED_CREATE, ApiCall.custom_id == custom_id)
@@ -125,7 +126,7 @@ class QuotaLedger(Answers):
             if row is None:
                 return None
             wait_s = (row.at - now).total_seconds()
-            blocked = self._blocked_until(session)
+            blocked = blocked_until(session)
             if blocked and blocked > now:
                 session.execute(delete(ApiCall).where(ApiCall.id == row.id))
                 return None
@@ -172,7 +173,7 @@ class QuotaLedger(Answers):
         room_deadline = None
         while True:
             with transaction(self._sessions) as session:
-                now = self._lock(session)
+                now = lock(session)
                 wait_s = self._spacing_wait(session, now) if kind == CREATE else 0.0
                 if wait_s <= 0:
                     wait_s = self._room_wait(session, kind, now, reservation.id)
@@ -182,7 +183,7 @@ class QuotaLedger(Answers):
                             ApiCall.id == reservation.id, ApiCall.used_at.is_(None)
                         )
                     ).scalar_one_or_none()
-                    blocked = self._blocked_until(session)
+                    blocked = blocked_until(session)
                     # other callers may take the room meanwhile: the wait is bounded in all
                     late = now + dt.timedelta(seconds=wait_s) > room_deadline
                     if unused is None or late or (blocked is not None and blocked > now):
@@ -248,26 +249,9 @@ class QuotaLedger(Answers):
     def used_in_window(self) -> int:
         """Calls reserved in the last window up to now (for figures and status)."""
         with self._sessions() as session:
-            return self._count_in_window(session)
+            return count_in_window(session, self.policy.span)
 
     # -- internals -----------------------------------------------------------------------
-    def _lock(self, session: Session) -> dt.datetime:
-        session.execute(select(func.pg_advisory_xact_lock(LEDGER_LOCK)))
-        return session.execute(select(func.clock_timestamp())).scalar_one()
-
-    def _count_in_window(self, session: Session) -> int:
-        """Calls in the window that ends now (the database's clock, read once: a volatile
-        function in the condition would make PostgreSQL scan the whole table)."""
-        now = select(func.clock_timestamp()).scalar_subquery()
-        return session.execute(
-            select(func.count()).where(in_window(ApiCall.at, now, self.policy.span))
-        ).scalar_one()
-
-    def _blocked_until(self, session: Session) -> dt.datetime | None:
-        return session.execute(
-            select(QuotaState.blocked_until).where(QuotaState.id == 1)
-        ).scalar_one_or_none()
-
     def _limits(
         self, session: Session, kind: str, now: dt.datetime
     ) -> list[tuple[list[dt.datetime], int]]:
@@ -304,7 +288,7 @@ class QuotaLedger(Answers):
         earliest: dt.datetime,
         ordered: bool = True,
     ) -> dt.datetime:
-        blocked = self._blocked_until(session)
+        blocked = blocked_until(session)
         earliest = max(earliest, now, blocked or earliest)
         if kind != CREATE and self._far_from_cap(session, earliest):
             return earliest

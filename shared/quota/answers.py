@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import ApiCall, QuotaState
 from shared.db.session import autocommit, transaction
-from shared.webscraper import fast_path
-from shared.webscraper.reservations import CREATE, EXTERNAL, CreateMade, QuotaPolicy, Reservation
+from shared.quota import fast_path
+from shared.quota.store import count_in_window, lock
+from shared.quota.values import CREATE, EXTERNAL, CreateMade, QuotaPolicy, Reservation
 
 log = logging.getLogger("trackfill.quota")
 #: (call id, HTTP status, outcome, remaining as the API said)
@@ -25,17 +26,12 @@ Answer = tuple[int | None, int | None, str, int | None]
 
 
 class Answers:
-    """The answers' half of :class:`shared.webscraper.quota.QuotaLedger`."""
+    """What the API answered, kept in the ledger (``QuotaLedger.answers``)."""
 
-    _sessions: sessionmaker[Session]
-    policy: QuotaPolicy
-    _held: threading.local
-
-    def _lock(self, session: Session) -> dt.datetime:
-        raise NotImplementedError
-
-    def _count_in_window(self, session: Session) -> int:
-        raise NotImplementedError
+    def __init__(self, sessions: sessionmaker[Session], policy: QuotaPolicy):
+        self._sessions = sessions
+        self.policy = policy
+        self._held = threading.local()
 
     def record_outcome(
         self,
@@ -156,7 +152,7 @@ class Answers:
     def _observe(self, session: Session, remaining: int | None, retry_after_s: float | None):
         if retry_after_s is None and (remaining is None or not self._phantoms(session, remaining)):
             return  # the API agrees with the ledger: no lock taken (the common case)
-        now = self._lock(session)
+        now = lock(session)
         if retry_after_s is not None:
             until = now + dt.timedelta(seconds=retry_after_s)
             session.execute(
@@ -175,4 +171,4 @@ class Answers:
 
     def _phantoms(self, session: Session, remaining: int) -> int:
         """Calls the API counts that the ledger does not (made by another client)."""
-        return max(0, (self.policy.calls - self._count_in_window(session)) - remaining)
+        return max(0, (self.policy.calls - count_in_window(session, self.policy.span)) - remaining)

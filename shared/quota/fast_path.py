@@ -1,7 +1,7 @@
 """The quota ledger's common cases, each in one round trip to PostgreSQL.
 
 Most calls are follow-ups (status check, download) made at once, far from the cap, and
-most answers agree with the ledger. The general path in :mod:`shared.webscraper.quota`
+most answers agree with the ledger. The general path in :mod:`shared.quota`
 spends a transaction of about six statements on each; here each is one string sent in
 autocommit mode (see :func:`shared.db.session.autocommit`). A reservation that is not
 the common case (the window nearly full, a block in force) returns None, and the caller
@@ -13,14 +13,25 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Interval, bindparam, literal_column
+from sqlalchemy.dialects import postgresql
 
-from shared.webscraper.windows import AROUND_SQL, WINDOW_SQL
+from shared.db.models import ApiCall
+from shared.quota.store import LEDGER_LOCK
+from shared.quota.windows import around, in_window
 
-#: The advisory lock every change to the ledger takes (the general path's too).
-LEDGER_LOCK = 0x7472_6B66_696C_6C02
 
-_AROUND_NOW = AROUND_SQL.format(now="now_.t", span_s="%(span_s)s")
+def _sql(condition) -> str:
+    """The ledger's rule as the text of one condition, for the statements below: the
+    same expression every other count uses, compiled once (``now_.t`` is the moment the
+    statement reads, ``%(span)s`` the window)."""
+    return str(condition.compile(dialect=postgresql.psycopg2.dialect()))
+
+
+_NOW = literal_column("now_.t")
+_SPAN = bindparam("span", type_=Interval)
+_AROUND_NOW = _sql(around(ApiCall.at, _NOW, _SPAN))
+_IN_WINDOW = _sql(in_window(ApiCall.at, _NOW, _SPAN))
 # The lock is taken by a statement of its own: the INSERT's snapshot is taken after it,
 # so it sees every call the previous holder of the lock committed.
 _RESERVE_NOW = f"""
@@ -36,12 +47,15 @@ RETURNING id, at
 
 # the answers of one or more calls, then the window's count (the result is the last
 # statement's)
-_RECORD_OUTCOMES = """
+_RECORD_OUTCOMES = (
+    """
 UPDATE api_call SET status = v.status, outcome = v.outcome
 FROM unnest(%(ids)s::bigint[], %(statuses)s::int[], %(outcomes)s::text[]) AS v(id, status, outcome)
 WHERE api_call.id = v.id;
 SELECT count(*) FROM api_call, (SELECT clock_timestamp() AS t) AS now_
-WHERE """ + WINDOW_SQL.format(now="now_.t", span_s="%(span_s)s")
+WHERE """
+    + _IN_WINDOW
+)
 
 
 def reserve_now(
@@ -62,7 +76,7 @@ def reserve_now(
             "kind": kind,
             "custom_id": custom_id,
             "use": use,
-            "span_s": span_s,
+            "span": dt.timedelta(seconds=span_s),
             "calls": calls,
             "job_id": job_id,
         },
@@ -80,5 +94,10 @@ def record_outcomes(
     ids, statuses, texts = zip(*outcomes, strict=True)
     return connection.exec_driver_sql(
         _RECORD_OUTCOMES,
-        {"ids": list(ids), "statuses": list(statuses), "outcomes": list(texts), "span_s": span_s},
+        {
+            "ids": list(ids),
+            "statuses": list(statuses),
+            "outcomes": list(texts),
+            "span": dt.timedelta(seconds=span_s),
+        },
     ).scalar_one()
