@@ -132,7 +132,7 @@ def activity(name: str, stack: Stack, engine) -> str:
     """The work ``name`` has in hand now ('' if none), from the database and the simulator."""
     with engine.connect() as db:
         rows = db.execute(
-            select(TrackingJob.status, TrackingJob.job_id, TrackingJob.published_at)
+            select(TrackingJob.status, TrackingJob.scraping_job_id, TrackingJob.published_at)
         ).all()
     if name == "publisher":
         counts = Counter(status for status, _, _ in rows if status in ("queued", "publishing"))
@@ -142,10 +142,12 @@ def activity(name: str, stack: Stack, engine) -> str:
         return f"{unpublished} jobs not yet published" if unpublished or not rows else ""
     sim = stack.sim_state()
     ended = {j["id"] for j in sim["jobs"] if j["status"] in ("finished", "failed", "stopped")}
-    open_ = {job_id for status, job_id, _ in rows if status == "pending"} & ended
+    open_ = {scraping_job_id for status, scraping_job_id, _ in rows if status == "pending"} & ended
     if name == "webhook_gateway":  # its phase: while the jobs' webhooks are still to come
         answered = {w["job_id"] for w in sim["webhooks"] if w["outcome"] == 200}
-        waiting = {job_id for status, job_id, _ in rows if status == "pending"} - answered
+        waiting = {
+            scraping_job_id for status, scraping_job_id, _ in rows if status == "pending"
+        } - answered
         return f"{len(waiting)} webhooks still to come" if waiting else ""
     return f"{len(open_)} ended jobs not yet imported" if open_ else ""
 
@@ -264,13 +266,13 @@ def delete_first_job(stack: Stack, rng: random.Random, engine) -> Applied:
     deadline = time.monotonic() + 20
     while not stack.sim_state()["jobs"] and time.monotonic() < deadline:
         time.sleep(0.01)
-    job_id = stack.sim_state()["jobs"][0]["id"]
+    scraping_job_id = stack.sim_state()["jobs"][0]["id"]
     requests.delete(
-        f"{stack.api_url}scraping-job/{job_id}",
+        f"{stack.api_url}scraping-job/{scraping_job_id}",
         params={"api_token": stack.env["WEBSCRAPER_API_TOKEN"]},
         timeout=5,
     ).raise_for_status()
-    return Applied(f"scraping job {job_id} deleted")
+    return Applied(f"scraping job {scraping_job_id} deleted")
 
 
 def standby_publisher(stack: Stack) -> None:

@@ -82,11 +82,11 @@ def prepare(sessions, api_url: str, n: int) -> list[tuple[str, int]]:
         created = http.post(f"{api_url}scraping-job", params={"api_token": TOKEN}, json=body)
         jobs.append((ref.custom_id, created.json()["data"]["id"]))
     with sessions() as session, session.begin():
-        for custom_id, job_id in jobs:
+        for custom_id, scraping_job_id in jobs:
             session.execute(
                 update(TrackingJob)
                 .where(TrackingJob.custom_id == custom_id)
-                .values(job_id=job_id, status="pending")
+                .values(scraping_job_id=scraping_job_id, status="pending")
             )
     return jobs
 
@@ -98,10 +98,10 @@ def publish(amqp_url: str, jobs: list[tuple[str, int]]) -> dt.datetime:
             TASK.name,
             new_envelope(
                 JOB_COMPLETED,
-                JobCompleted(TASK.name, job_id, "finished", custom_id).to_payload(),
+                JobCompleted(TASK.name, scraping_job_id, "finished", custom_id).to_payload(),
             ),
         )
-        for custom_id, job_id in jobs
+        for custom_id, scraping_job_id in jobs
     ]
     with connect(amqp_url) as connection:
         publisher = MessagePublisher(connection)

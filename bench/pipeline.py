@@ -118,10 +118,12 @@ def run_seed_loop(
         while not stop.is_set():
             for hook in hooks.requests[seen:]:
                 seen += 1
-                job_id = int(hook.form["scrapingjob_id"])
-                answer = http.get(sim.api_url + f"scraping-job/{job_id}/json", params=params)
-                if answer.status_code == 200 and job_id in created:
-                    downloaded(time.time() - created[job_id], answer.content)
+                scraping_job_id = int(hook.form["scrapingjob_id"])
+                answer = http.get(
+                    sim.api_url + f"scraping-job/{scraping_job_id}/json", params=params
+                )
+                if answer.status_code == 200 and scraping_job_id in created:
+                    downloaded(time.time() - created[scraping_job_id], answer.content)
             stop.wait(0.02)
 
     downloader = threading.Thread(target=download, daemon=True)

@@ -45,7 +45,7 @@ def progress(engine: Engine, policy: QuotaPolicy) -> Group:
                 TrackingBatch.status,
                 func.count(TrackingJob.id).filter(TrackingJob.status == JobStatus.COMPLETED),
                 func.count(TrackingJob.id).filter(TrackingJob.status == JobStatus.FAILED),
-                func.count(TrackingJob.id).filter(TrackingJob.job_id.is_not(None)),
+                func.count(TrackingJob.id).filter(TrackingJob.scraping_job_id.is_not(None)),
             )
             .join(TrackingJob, TrackingJob.batch_id == TrackingBatch.id)
             .group_by(TrackingBatch.id)

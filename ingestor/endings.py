@@ -139,7 +139,7 @@ class NotificationInHand:
             confirmed.status != "finished" or confirmed.problems >= len(urls)
         ):
             return []
-        return self._client.download_json(self.event.scrapingjob_id)
+        return self._client.download_json(self.event.scraping_job_id)
 
     def _problems(
         self, confirmed: Confirmed, missing: list[TrackingJobRow], records: list[dict[str, Any]]
@@ -159,7 +159,7 @@ class NotificationInHand:
             return dict.fromkeys(keys, kind)
         return {
             url_key(str(problem.get("url") or "")): str(problem.get("type") or "failed")
-            for problem in self._client.problematic_urls(self.event.scrapingjob_id)
+            for problem in self._client.problematic_urls(self.event.scraping_job_id)
         }
 
     def _job_urls(self) -> set[str]:
@@ -167,11 +167,11 @@ class NotificationInHand:
         return {
             url_key(job.target_url)
             for job in self._found.jobs.values()
-            if job.job_id == self.event.scrapingjob_id
+            if job.scraping_job_id == self.event.scraping_job_id
         }
 
     def _confirm(self) -> Confirmed:
-        scraping_job = self._client.get_job(self.event.scrapingjob_id)
+        scraping_job = self._client.get_job(self.event.scraping_job_id)
         return Confirmed(
             status=str(scraping_job.get("status") or "unknown"),
             empty=_count(scraping_job, "jobs_empty"),

@@ -104,14 +104,14 @@ class CompletionHandler:
         event: JobCompleted = delivery.message
         if self._check(delivery, event, found.jobs.get(event.custom_id)) is None:
             return {}
-        if event.scrapingjob_id in seen:  # a webhook and a hint for one pack, say
+        if event.scraping_job_id in seen:  # a webhook and a hint for one pack, say
             log.info("%s %s: duplicate notification in one group", TAG, event.custom_id)
             return {}
-        seen.add(event.scrapingjob_id)
+        seen.add(event.scraping_job_id)
         pack = [
             job
             for job in found.jobs.values()
-            if job.job_id == event.scrapingjob_id
+            if job.scraping_job_id == event.scraping_job_id
             and job.status not in ENDED
             and job.custom_id not in found.processed
         ]
@@ -143,7 +143,7 @@ class CompletionHandler:
             self._outage(delivery, event, f"API unavailable: {error}")
             return {}
         except NotFound:
-            missing = Ending(failure=f"scraping job {event.scrapingjob_id} not found in the API")
+            missing = Ending(failure=f"scraping job {event.scraping_job_id} not found in the API")
             return {job.custom_id: missing for job in pack}
         except ApiError as error:  # refused (the token?): keep it for an operator to replay
             raise Reject(f"{event.custom_id}: the API refused a follow-up call: {error}") from None
@@ -186,7 +186,9 @@ class CompletionHandler:
             log.info("%s %s: %s; again in %gs", TAG, event.custom_id, reason, self._config.retry_s)
             delivery.park(self._config.retry_s, **{ATTEMPTS: attempts + 1})
             return
-        self._jobs.look_later(event.scrapingjob_id, self._config.retry_s, self._config.outage_max_s)
+        self._jobs.look_later(
+            event.scraping_job_id, self._config.retry_s, self._config.outage_max_s
+        )
         log.warning(
             "%s %s: %s; left open, the reconciler looks again", TAG, event.custom_id, reason
         )
@@ -197,12 +199,12 @@ class CompletionHandler:
         """The notification's job, or None when there is nothing (more) to do."""
         if job is None:
             raise Reject(f"no tracking_job has custom_id {event.custom_id!r}")
-        if job.job_id is None and job.status not in ENDED:
+        if job.scraping_job_id is None and job.status not in ENDED:
             return self._wait_for_job_id(delivery, event, job)
-        if job.job_id != event.scrapingjob_id:
+        if job.scraping_job_id != event.scraping_job_id:
             raise Reject(
-                f"{job.custom_id}: the notification is for scraping job {event.scrapingjob_id}, "
-                f"the tracking_job has {job.job_id}"
+                f"{job.custom_id}: the notification is for scraping job {event.scraping_job_id}, "
+                f"the tracking_job has {job.scraping_job_id}"
             )
         return job
 
@@ -218,13 +220,13 @@ class CompletionHandler:
         waiting = f"{job.custom_id} has no scraping job id stored yet"
         if job.status == JobStatus.PUBLISHING:
             if event.custom_id == job.custom_id and self._ledger.answers.adopt(
-                job.custom_id, event.scrapingjob_id
+                job.custom_id, event.scraping_job_id
             ):  # the publisher stores it when the pack comes back, with no search
                 log.warning(
                     "%s %s: scraping job %s, whose create answer was lost, kept for it",
                     TAG,
                     job.custom_id,
-                    event.scrapingjob_id,
+                    event.scraping_job_id,
                 )
             log.info("%s %s (publishing); again in %gs", TAG, waiting, self._config.retry_s)
             delivery.park(self._config.retry_s, **{ATTEMPTS: delivery.headers.get(ATTEMPTS, 0)})

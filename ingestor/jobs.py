@@ -66,7 +66,7 @@ class NotifiedJobs:
                 sql.FIND_JOBS,
                 {
                     "p_custom_ids": sorted({e.custom_id for e in events}),
-                    "p_job_ids": sorted({e.scrapingjob_id for e in events}),
+                    "p_job_ids": sorted({e.scraping_job_id for e in events}),
                 },
             ).all()
         return Found(
@@ -75,13 +75,13 @@ class NotifiedJobs:
             {row.custom_id: _normalized(row.purchase_number) for row in rows},
         )
 
-    def look_later(self, scrapingjob_id: int, base_s: float, max_s: float) -> None:
+    def look_later(self, scraping_job_id: int, base_s: float, max_s: float) -> None:
         """Leave the scraping job's jobs open for the reconciler, after a back-off (see
         :data:`ingestor.statements.LOOK_LATER`)."""
         with transaction(self._sessions) as session:
             session.execute(
                 sql.LOOK_LATER,
-                {"p_scrapingjob_id": scrapingjob_id, "p_base_s": base_s, "p_max_s": max_s},
+                {"p_scrapingjob_id": scraping_job_id, "p_base_s": base_s, "p_max_s": max_s},
             )
 
     def finish_many(
@@ -107,7 +107,7 @@ class NotifiedJobs:
         marked = session.execute(
             sql.MARK_PROCESSED,
             {
-                "p_scrapingjob_id": event.scrapingjob_id,
+                "p_scrapingjob_id": event.scraping_job_id,
                 "p_custom_id": job.custom_id,  # each job of a pack is processed on its own
                 "p_status": event.status,
                 "p_outcome": ending.reason()[:1000] if ending.needs_recheck else "filled",

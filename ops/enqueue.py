@@ -78,12 +78,15 @@ def _with_email(db: Db, purchasing_id: int) -> int:
 
 def _of_purchase(db: Db, purchasing_id: int, settings: Settings) -> str:
     flight = db.execute(
-        select(TrackingJob.custom_id, TrackingJob.status, TrackingJob.job_id).where(
-            TrackingJob.purchasing_id == purchasing_id, TrackingJob.status.in_(IN_FLIGHT)
-        )
+        select(
+            TrackingJob.custom_id,
+            TrackingJob.status,
+            # a Connection's row names an attribute's column by the column's own name
+            TrackingJob.scraping_job_id.label("scraping_job_id"),
+        ).where(TrackingJob.purchasing_id == purchasing_id, TrackingJob.status.in_(IN_FLIGHT))
     ).first()
     if flight:
-        scraping = f", scraping job {flight.job_id}" if flight.job_id else ""
+        scraping = f", scraping job {flight.scraping_job_id}" if flight.scraping_job_id else ""
         return (
             f"purchase {purchasing_id} is in flight already ({flight.custom_id}, "
             f"{flight.status}{scraping}): the publisher creates nothing new"

@@ -30,6 +30,20 @@ def tasks(rows: list[dict[str, Any]]) -> Table:
 
 
 def status(data: dict[str, Any], console: Console) -> None:
+    console.print(_batches(data["batches"]))
+    console.print(_in_flight(data["jobs_in_flight"]))
+    console.print(f"given up (RECHECK_EXPIRE_S passed, no tracking number): {data['expired']}")
+    console.print(_quota(data["quota"]))
+    console.print(tasks(data["tasks"]))
+    if data.get("queues") is not None:
+        console.print(queues(data["queues"]))
+    for entry in data["sync_log"]:
+        mark = "ok" if entry["success"] else "FAILED"
+        line = f"{entry['timestamp'][:19]} {entry['operation_type']} {mark}: {entry['message']}"
+        console.print(mask_emails_in(line), markup=False)
+
+
+def _batches(rows: list[dict[str, Any]]) -> Table:
     batches = Table(title="recent batches")
     for column in (
         "batch",
@@ -42,7 +56,7 @@ def status(data: dict[str, Any], console: Console) -> None:
         "created",
     ):
         batches.add_column(column)
-    for b in data["batches"]:
+    for b in rows:
         ended = b["completed_jobs"] + b["failed_jobs"]
         batches.add_row(
             b["batch_uuid"][:8],
@@ -54,29 +68,26 @@ def status(data: dict[str, Any], console: Console) -> None:
             str(b["total_jobs"]),
             b["created_at"][:19],
         )
-    console.print(batches)
+    return batches
+
+
+def _in_flight(jobs: dict[str, dict[str, Any]]) -> str:
     flight = [
         f"{s} {v['count']} (oldest {v['oldest_age_s']:g} s"
         + (", past RECONCILE_AFTER_S" if v["late"] else "")
         + ")"
-        for s, v in data["jobs_in_flight"].items()
+        for s, v in jobs.items()
     ]
-    console.print("jobs in flight: " + (", ".join(flight) or "none"))
-    console.print(f"given up (RECHECK_EXPIRE_S passed, no tracking number): {data['expired']}")
-    quota = data["quota"]
-    console.print(
+    return "jobs in flight: " + (", ".join(flight) or "none")
+
+
+def _quota(quota: dict[str, Any]) -> str:
+    return (
         f"quota: {quota['used']}/{quota['calls']} calls in the last {quota['span_s']:g} s "
         f"(the API's {quota['window_s']:g} s window and a margin) "
         f"({quota['left']} left) {quota['by_kind']}"
         + (f"; blocked until {quota['blocked_until']}" if quota["blocked_until"] else "")
     )
-    console.print(tasks(data["tasks"]))
-    if data.get("queues") is not None:
-        console.print(queues(data["queues"]))
-    for entry in data["sync_log"]:
-        mark = "ok" if entry["success"] else "FAILED"
-        line = f"{entry['timestamp'][:19]} {entry['operation_type']} {mark}: {entry['message']}"
-        console.print(mask_emails_in(line), markup=False)
 
 
 def queues(depths: dict[str, dict[str, Any]]) -> Table:

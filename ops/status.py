@@ -215,7 +215,7 @@ def batch_jobs(engine: Engine, key: str) -> tuple[uuid.UUID, list[dict[str, Any]
             select(
                 TrackingJob.custom_id,
                 TrackingJob.purchasing_id,
-                TrackingJob.job_id,
+                TrackingJob.scraping_job_id.label("job_id"),  # the output's name is the column's
                 TrackingJob.status,
                 TrackingJob.error,
                 TrackingJob.rejected,

@@ -97,7 +97,7 @@ def _jobs(db: Db, purchasing_id: int) -> list[dict[str, Any]]:
             TrackingJob.id,
             TrackingJob.custom_id,
             TrackingBatch.batch_uuid,
-            TrackingJob.job_id,
+            TrackingJob.scraping_job_id.label("job_id"),  # the output keeps the column's name
             TrackingJob.status,
             TrackingJob.pack_of,
             TrackingJob.error,
@@ -128,8 +128,14 @@ def _calls(db: Db, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not custom_ids and not job_ids:
         return []
     rows = db.execute(
-        select(ApiCall.at, ApiCall.kind, ApiCall.status, ApiCall.outcome, ApiCall.job_id)
-        .where(or_(ApiCall.custom_id.in_(custom_ids), ApiCall.job_id.in_(job_ids)))
+        select(
+            ApiCall.at,
+            ApiCall.kind,
+            ApiCall.status,
+            ApiCall.outcome,
+            ApiCall.scraping_job_id.label("job_id"),
+        )
+        .where(or_(ApiCall.custom_id.in_(custom_ids), ApiCall.scraping_job_id.in_(job_ids)))
         .order_by(ApiCall.at)
         .limit(200)
     ).all()

@@ -12,43 +12,29 @@ from __future__ import annotations
 
 import logging
 
-from publisher.config import PublisherConfig
-from publisher.outcomes import InHand, Outcomes
-from publisher.packs import Frozen, Packs
+from publisher.outcomes import InHand
+from publisher.packs import Frozen
+from publisher.parts import PackParts
 from publisher.settling import LAST_FAILURE
-from publisher.slots import Slots
 from shared.db.jobs import TrackingJobRow
 from shared.faults import crash_point
 from shared.logs import TAG
-from shared.quota import QuotaLedger, Reservation
-from shared.webscraper.client import ApiError, QuotaWait, RateLimited, Retryable, WebScraperClient
+from shared.quota import Reservation
+from shared.webscraper.client import ApiError, QuotaWait, RateLimited, Retryable
 
 log = logging.getLogger("trackfill.publisher")
 
 
 class Creation:
-    def __init__(
-        self,
-        packs: Packs,
-        ledger: QuotaLedger,
-        client: WebScraperClient,
-        config: PublisherConfig,
-        slots: Slots,
-        outcomes: Outcomes,
-    ):
-        self._packs = packs
-        self._ledger = ledger
-        self._client = client
-        self._config = config
-        self._slots = slots
-        self._outcomes = outcomes
+    def __init__(self, parts: PackParts):
+        self._parts = parts
 
     def create(
         self, leader: TrackingJobRow, reservation: Reservation, members: list[InHand]
     ) -> None:
         """Create the pack's scraping job on ``reservation`` and announce it; a wait, an
         outage or a refusal parks, retries or fails the pack instead."""
-        frozen = self._packs.freeze(leader)
+        frozen = self._parts.packs.freeze(leader)
         if frozen is None:
             log.info("%s %s changed meanwhile; nothing to publish", TAG, leader.custom_id)
             return
@@ -57,7 +43,7 @@ class Creation:
         if created is None:
             return
         crash_point("publisher:after-create-call")
-        stored = self._packs.store(leader, created)
+        stored = self._parts.packs.store(leader, created)
         crash_point("publisher:after-store")
         log.info(
             "%s Successfully published: %s with %d jobs (job_id=%s)",
@@ -66,7 +52,7 @@ class Creation:
             len(stored),
             created,
         )
-        self._outcomes.announce(stored, members[0].task, members[0].delivery)
+        self._parts.outcomes.announce(stored, members[0].task, members[0].delivery)
 
     def _call(
         self,
@@ -85,25 +71,25 @@ class Creation:
             leader.custom_id,
         )
         try:
-            payload = _payload(self._config.sitemaps[task.name], leader, frozen)
-            return int(self._client.create_job(payload, reservation)["id"])
+            payload = _payload(self._parts.config.sitemaps[task.name], leader, frozen)
+            return int(self._parts.client.create_job(payload, reservation)["id"])
         except QuotaWait as wait:  # too late for its slot, or a 429: a new slot (after it)
             if isinstance(wait, RateLimited):
                 log.warning("%s %s: %s", TAG, leader.custom_id, wait)
-            self._outcomes.park(members, self._slots.parking(leader).wait_s)
+            self._parts.outcomes.park(members, self._parts.slots.parking(leader).wait_s)
         except Retryable as error:
             self._retry_or_fail(leader, frozen.attempt, str(error), members)
         except ApiError as error:  # refused: the same payload would be refused again
-            self._outcomes.fail(leader, f"create refused: {error}")
+            self._parts.outcomes.fail(leader, f"create refused: {error}")
         return None
 
     def _retry_or_fail(
         self, leader: TrackingJobRow, attempt: int, reason: str, members: list[InHand]
     ):
-        if attempt >= self._config.max_attempts:
+        if attempt >= self._parts.config.max_attempts:
             self._settle_last(leader, attempt, reason, members)
             return
-        backoff = self._config.retry_base_s * 2 ** (attempt - 1)
+        backoff = self._parts.config.retry_base_s * 2 ** (attempt - 1)
         log.warning(
             "%s %s: attempt %d failed (%s); again in at least %.1fs",
             TAG,
@@ -112,23 +98,25 @@ class Creation:
             reason,
             backoff,
         )
-        self._outcomes.park(members, self._slots.parking(leader, not_before_s=backoff).wait_s)
+        self._parts.outcomes.park(
+            members, self._parts.slots.parking(leader, not_before_s=backoff).wait_s
+        )
 
     def _settle_last(
         self, leader: TrackingJobRow, attempt: int, reason: str, members: list[InHand]
     ):
         """The last attempt failed: give up unless its create may have made the job,
         which is settled first (the members come back after the settling delay)."""
-        if self._ledger.answers.create_made(leader.custom_id) is None:
-            self._outcomes.give_up(leader, attempt, reason)
+        if self._parts.ledger.answers.create_made(leader.custom_id) is None:
+            self._parts.outcomes.give_up(leader, attempt, reason)
         log.warning(
             "%s %s: the last attempt failed (%s) and may have made the job; settling it",
             TAG,
             leader.custom_id,
             reason,
         )
-        wait_s = self._slots.parking(leader, self._config.settle_after_s).wait_s
-        self._outcomes.park(members, wait_s, **{LAST_FAILURE: reason[:500]})
+        wait_s = self._parts.slots.parking(leader, self._parts.config.settle_after_s).wait_s
+        self._parts.outcomes.park(members, wait_s, **{LAST_FAILURE: reason[:500]})
 
 
 def _payload(sitemap_id: int, leader: TrackingJobRow, frozen: Frozen) -> dict:

@@ -26,6 +26,7 @@ from publisher.creating import Creation
 from publisher.jobs import CandidateJobs, JobLocks
 from publisher.outcomes import InHand, Outcomes
 from publisher.packs import Packs
+from publisher.parts import PackParts
 from publisher.settling import LAST_FAILURE, LostCreates
 from publisher.slots import Slots
 from shared.contracts import CandidateFound
@@ -58,9 +59,9 @@ class CandidateHandler:
         self._config = config
         self._slots = Slots(ledger, config.sleep_max_s)
         self._outcomes = Outcomes(packs, ledger, config.max_parkings_logged)
-        parts = (packs, ledger, client, config, self._slots, self._outcomes)
-        self._creation = Creation(*parts)
-        self._lost_creates = LostCreates(*parts)
+        parts = PackParts(packs, ledger, client, config, self._slots, self._outcomes)
+        self._creation = Creation(parts)
+        self._lost_creates = LostCreates(parts)
 
     def __call__(self, deliveries: list[Delivery]) -> list[BaseException | None]:
         """One outcome per delivery (see :data:`shared.messaging.consuming.GroupHandler`)."""
@@ -125,7 +126,7 @@ class CandidateHandler:
                 continue
             item.job = job
             self._outcomes.log_parkings(item)
-            if item.job.job_id is not None:
+            if item.job.scraping_job_id is not None:
                 self._outcomes.announce(
                     [item.job], item.task, item.delivery
                 )  # again: it may have died here
@@ -164,7 +165,7 @@ class CandidateHandler:
         for member in members:
             member.job = self._jobs.by_id(member.job.id) or member.job
             job = member.job
-            if job.job_id is not None:
+            if job.scraping_job_id is not None:
                 self._outcomes.announce([job], member.task, member.delivery)
             elif job.status not in UNPUBLISHED:
                 continue
@@ -176,7 +177,7 @@ class CandidateHandler:
     def _unpublished(self, leader_id: int) -> TrackingJobRow | None:
         """The pack's leader while the pack has no scraping job and has not ended."""
         leader = self._jobs.by_id(leader_id)
-        if leader is None or leader.job_id is not None or leader.status not in UNPUBLISHED:
+        if leader is None or leader.scraping_job_id is not None or leader.status not in UNPUBLISHED:
             return None
         return leader
 
@@ -224,7 +225,7 @@ class CandidateHandler:
             if job is None:
                 continue
             item.job = job
-            if job.job_id is not None:
+            if job.scraping_job_id is not None:
                 self._outcomes.announce([job], item.task, item.delivery)
             elif leader := self._unpublished(job.pack_of):
                 self._outcomes.park([item], self._slots.wait_for(leader))

@@ -131,9 +131,9 @@ class CandidateJobs:
             rows = session.execute(select_jobs().where(TrackingJob.id.in_(job_ids))).all()
         return {row.id: TrackingJobRow.of(row) for row in rows}
 
-    def by_id(self, job_id: int) -> TrackingJobRow | None:
+    def by_id(self, tracking_job_id: int) -> TrackingJobRow | None:
         with self._sessions() as session:
-            row = session.execute(select_jobs().where(TrackingJob.id == job_id)).first()
+            row = session.execute(select_jobs().where(TrackingJob.id == tracking_job_id)).first()
         return TrackingJobRow.of(row) if row else None
 
     @contextmanager

@@ -80,7 +80,7 @@ def _published(job: TrackingJobRow, task: TaskConfig) -> JobPublished:
     return JobPublished(
         task=task.name,
         custom_id=job.custom_id,
-        job_id=job.job_id,
+        scraping_job_id=job.scraping_job_id,
         batch_uuid=job.batch_uuid,
         target_url=job.target_url,
         purchasing_id=job.purchasing_id,

@@ -41,6 +41,14 @@ class Frozen:
         return list(dict.fromkeys(member.target_url for member in self.members))
 
 
+#: a job no pack has taken: queued, without a pack or a scraping job
+_UNPACKED = (
+    TrackingJob.pack_of.is_(None)
+    & TrackingJob.scraping_job_id.is_(None)
+    & (TrackingJob.status == JobStatus.QUEUED)
+)
+
+
 class Packs:
     def __init__(
         self,
@@ -76,9 +84,7 @@ class Packs:
                     select(TrackingJob.id)
                     .where(
                         TrackingJob.id.in_([job.id for job in jobs]),
-                        TrackingJob.pack_of.is_(None),
-                        TrackingJob.job_id.is_(None),
-                        TrackingJob.status == JobStatus.QUEUED,
+                        _UNPACKED,
                     )
                     .with_for_update()
                 ).scalars()
@@ -107,9 +113,7 @@ class Packs:
                 update(TrackingJob)
                 .where(
                     TrackingJob.id.in_(room),
-                    TrackingJob.pack_of.is_(None),
-                    TrackingJob.job_id.is_(None),
-                    TrackingJob.status == JobStatus.QUEUED,
+                    _UNPACKED,
                 )
                 .values(pack_of=leader_id)
                 .returning(TrackingJob.id)
@@ -137,33 +141,8 @@ class Packs:
                 .group_by(TrackingJob.target_url)
             ).all()
             for url, leader_id in sorted(packs, key=lambda row: row[1]):
-                leader = session.execute(
-                    select(TrackingJob.job_id, TrackingJob.status, TrackingJob.reconcile_at)
-                    .where(TrackingJob.id == leader_id)
-                    .with_for_update()
-                ).one()
-                values: dict = {"pack_of": leader_id}
-                if leader.job_id is not None:
-                    values |= {
-                        "job_id": leader.job_id,
-                        "status": JobStatus.PENDING,
-                        "reconcile_at": leader.reconcile_at,
-                    }
-                elif leader.status == JobStatus.PUBLISHING:
-                    values["status"] = JobStatus.PUBLISHING
-                joined |= set(
-                    session.execute(
-                        update(TrackingJob)
-                        .where(
-                            TrackingJob.id.in_([j.id for j in jobs if j.target_url == url]),
-                            TrackingJob.pack_of.is_(None),
-                            TrackingJob.job_id.is_(None),
-                            TrackingJob.status == JobStatus.QUEUED,
-                        )
-                        .values(**values)
-                        .returning(TrackingJob.id)
-                    ).scalars()
-                )
+                at_url = [j.id for j in jobs if j.target_url == url]
+                joined |= _join_pack(session, leader_id, at_url)
             members = self._members(session, 0, joined)
             _processing(session, {m.id for m in members if m.status != JobStatus.QUEUED})
             return members
@@ -193,7 +172,7 @@ class Packs:
             found = self._members(session, leader.id, {member for member, _ in members})
             return Frozen(attempt, found)
 
-    def store(self, leader: TrackingJobRow, job_id: int) -> list[TrackingJobRow]:
+    def store(self, leader: TrackingJobRow, scraping_job_id: int) -> list[TrackingJobRow]:
         """The scraping job made for the pack, on every member still without one
         (``pending``); the members it was stored on. The reconciler looks at it
         ``reconcile_after_s`` from now if no ending has come by then."""
@@ -203,7 +182,7 @@ class Packs:
                 update(TrackingJob)
                 .where(_unpublished_of(leader.id))
                 .values(
-                    job_id=job_id,
+                    scraping_job_id=scraping_job_id,
                     status=JobStatus.PENDING,
                     error=None,
                     reconcile_at=func.now() + after,
@@ -232,7 +211,7 @@ class Packs:
                 TrackingJob.id == leader_id,
                 TrackingJob.pack_of == leader_id,
                 TrackingJob.status == JobStatus.QUEUED,
-                TrackingJob.job_id.is_(None),
+                TrackingJob.scraping_job_id.is_(None),
             )
             .with_for_update()
         ).scalar_one_or_none()
@@ -247,11 +226,40 @@ class Packs:
         return [TrackingJobRow.of(row) for row in rows]
 
 
+def _join_pack(session: Session, leader_id: int, job_ids: list[int]) -> set[int]:
+    """Those of ``job_ids`` (still queued, without a pack) that join the pack of
+    ``leader_id``, taking its scraping job (``pending``) or its ``publishing`` state."""
+    leader = session.execute(
+        select(TrackingJob.scraping_job_id, TrackingJob.status, TrackingJob.reconcile_at)
+        .where(TrackingJob.id == leader_id)
+        .with_for_update()
+    ).one()
+    values: dict = {"pack_of": leader_id}
+    if leader.scraping_job_id is not None:
+        values |= {
+            "scraping_job_id": leader.scraping_job_id,
+            "status": JobStatus.PENDING,
+            "reconcile_at": leader.reconcile_at,
+        }
+    elif leader.status == JobStatus.PUBLISHING:
+        values["status"] = JobStatus.PUBLISHING
+    joined = session.execute(
+        update(TrackingJob)
+        .where(
+            TrackingJob.id.in_(job_ids),
+            _UNPACKED,
+        )
+        .values(**values)
+        .returning(TrackingJob.id)
+    ).scalars()
+    return set(joined)
+
+
 def _unpublished_of(leader_id: int):
     """The members of the pack still without a scraping job, not ended."""
     return (
         (TrackingJob.pack_of == leader_id)
-        & TrackingJob.job_id.is_(None)
+        & TrackingJob.scraping_job_id.is_(None)
         & TrackingJob.status.in_(UNPUBLISHED)
     )
 

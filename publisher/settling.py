@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import logging
 
-from publisher.config import PublisherConfig
-from publisher.outcomes import InHand, Outcomes
-from publisher.packs import Packs
-from publisher.slots import Slots
+from publisher.outcomes import InHand
+from publisher.parts import PackParts
 from shared.db.jobs import TrackingJobRow
 from shared.logs import TAG
 from shared.messaging.consuming import Delivery
-from shared.quota import CreateMade, QuotaLedger
+from shared.quota import CreateMade
 from shared.tasks import TaskConfig
-from shared.webscraper.client import ApiError, QuotaWait, Retryable, WebScraperClient
+from shared.webscraper.client import ApiError, QuotaWait, Retryable
 
 log = logging.getLogger("trackfill.publisher")
 #: a longer job list is not searched (each page is a call): the pack fails for an operator
@@ -45,45 +43,32 @@ LAST_FAILURE = "x-trackfill-last-failure"
 class LostCreates:
     """Settles the create call of unknown effect a pack comes back with."""
 
-    def __init__(
-        self,
-        packs: Packs,
-        ledger: QuotaLedger,
-        client: WebScraperClient,
-        config: PublisherConfig,
-        slots: Slots,
-        outcomes: Outcomes,
-    ):
-        self._packs = packs
-        self._ledger = ledger
-        self._client = client
-        self._config = config
-        self._slots = slots
-        self._outcomes = outcomes
+    def __init__(self, parts: PackParts):
+        self._parts = parts
 
     def adopt_existing(self, leader: TrackingJobRow, members: list[InHand]) -> bool:
         """If an earlier create call for this pack may have worked, settle it first: take
         the id the ledger kept, or look for the job in the job list. True if the pack
         is dealt with (adopted, parked or failed); False: create."""
-        made = self._ledger.answers.create_made(leader.custom_id)
+        made = self._parts.ledger.answers.create_made(leader.custom_id)
         if made is None:
             return False
-        found = made.job_id
+        found = made.scraping_job_id
         if found is None:
             found = self._look_for(leader, made, members)
             if found is None:
                 return False
             if found == PARKED:  # until the search can go on
                 return True
-            self._ledger.release(leader.custom_id)  # the slot it was parked for is not needed
+            self._parts.ledger.release(leader.custom_id)  # the slot it was parked for is not needed
             log.warning(
                 "%s %s: the job created before its answer was lost is %s; adopting it",
                 TAG,
                 leader.custom_id,
                 found,
             )
-        stored = self._packs.store(leader, found)
-        self._outcomes.announce(stored, members[0].task, members[0].delivery)
+        stored = self._parts.packs.store(leader, found)
+        self._parts.outcomes.announce(stored, members[0].task, members[0].delivery)
         return True
 
     def _look_for(
@@ -91,9 +76,9 @@ class LostCreates:
     ) -> int | None:
         """The id of the job the lost create made; None: not made; :data:`PARKED` when
         the members were parked until the search can (go on and) end."""
-        if made.age_s < self._config.settle_after_s:
+        if made.age_s < self._parts.config.settle_after_s:
             # the call may still be served: look once its answer could no longer come
-            self._park(members, leader, self._config.settle_after_s - made.age_s)
+            self._park(members, leader, self._parts.config.settle_after_s - made.age_s)
             return PARKED
         try:
             found = self._search(members[0].delivery, members[0].task, leader, made)
@@ -104,17 +89,23 @@ class LostCreates:
             self._search_later(leader, made, members, str(error))
             return PARKED
         except ApiError as error:
-            self._outcomes.fail(leader, f"looking for the job failed: {error}")
-        if found is None and (meanwhile := self._ledger.answers.create_made(leader.custom_id)):
-            found = meanwhile.job_id  # its webhook named it during the search
-        self._ledger.answers.record_outcome(made.call, None, f"settled: {found or 'not created'}")
+            self._parts.outcomes.fail(leader, f"looking for the job failed: {error}")
+        if found is None and (
+            meanwhile := self._parts.ledger.answers.create_made(leader.custom_id)
+        ):
+            found = meanwhile.scraping_job_id  # its webhook named it during the search
+        self._parts.ledger.answers.record_outcome(
+            made.call, None, f"settled: {found or 'not created'}"
+        )
         return found
 
     def _park(
         self, members: list[InHand], leader: TrackingJobRow, not_before_s: float, *note: str
     ) -> None:
         notes = dict([note]) if note else {}
-        self._outcomes.park(members, self._slots.parking(leader, not_before_s).wait_s, **notes)
+        self._parts.outcomes.park(
+            members, self._parts.slots.parking(leader, not_before_s).wait_s, **notes
+        )
 
     def _search_later(
         self, leader: TrackingJobRow, made: CreateMade, members: list[InHand], reason: str
@@ -124,7 +115,7 @@ class LostCreates:
         pack's own, never counted as a create attempt."""
         call, _, seen = str(members[0].delivery.headers.get(SEARCH_OUTAGES) or "").partition(":")
         outages = (int(seen) if call == str(made.call.id) and seen.isdigit() else 0) + 1
-        backoff = min(self._config.retry_base_s * 2 ** (outages - 1), SEARCH_OUTAGE_MAX_S)
+        backoff = min(self._parts.config.retry_base_s * 2 ** (outages - 1), SEARCH_OUTAGE_MAX_S)
         log.warning(
             "%s %s: looking for the job: %s (outage %d, not an attempt); again in at least %.1fs",
             TAG,
@@ -147,7 +138,9 @@ class LostCreates:
         last = page
         while page <= last:
             try:
-                listing = self._client.list_jobs(page, self._config.sitemaps.get(task.name))
+                listing = self._parts.client.list_jobs(
+                    page, self._parts.config.sitemaps.get(task.name)
+                )
             except QuotaWait as wait:
                 raise _Paused(page, wait.wait_s) from None
             for scraping_job in listing.data:
@@ -160,7 +153,7 @@ class LostCreates:
                     f"the {SEARCH_MAX_PAGES} searched; an operator must look for "
                     f"{leader.custom_id}"
                 )
-                self._outcomes.fail(leader, reason)
+                self._parts.outcomes.fail(leader, reason)
             page += 1
         return None
 

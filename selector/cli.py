@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Find purchases without a tracking number and queue them for lookup "
         "(one selection pass of up to SELECTOR_MAX_RECORDS purchases).",
     )
+    _pass_options(parser)
+    _sync_options(parser)
+    return parser.parse_args(argv)
+
+
+def _pass_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--count", type=_positive, default=1, metavar="N", help="run N selection passes (default 1)"
     )
@@ -65,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the task whose selection runs (default: the tracking-number task; "
         f"{JAPAN_POST_TRACKING_10.name} refreshes Japan Post statuses)",
     )
+
+
+def _sync_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
@@ -79,7 +88,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="S",
         help="with --sync: seconds between progress checks (default 2)",
     )
-    return parser.parse_args(argv)
 
 
 def _positive(text: str) -> int:

@@ -90,8 +90,8 @@ class Reconciler:
         hints: dict[int, TrackingJobRow] = {}
         resend: list[TrackingJobRow] = []
         for job in due:
-            if job.job_id is not None:
-                hints.setdefault(job.job_id, job)
+            if job.scraping_job_id is not None:
+                hints.setdefault(job.scraping_job_id, job)
             else:
                 resend.append(job)
         messages = [self._hint(job) for job in hints.values()]
@@ -152,7 +152,7 @@ class Reconciler:
     def _hint(self, job: TrackingJobRow) -> Outgoing:
         message = JobCompleted(
             task=self._task.name,
-            scrapingjob_id=int(job.job_id or 0),
+            scraping_job_id=int(job.scraping_job_id or 0),
             status="reconcile",
             custom_id=job.custom_id,
             reconcile=True,
@@ -172,7 +172,7 @@ class Reconciler:
                 update(TrackingJob)
                 .where(
                     TrackingJob.status.in_(IN_FLIGHT),
-                    TrackingJob.job_id.in_(scraping_jobs) | TrackingJob.id.in_(job_ids),
+                    TrackingJob.scraping_job_id.in_(scraping_jobs) | TrackingJob.id.in_(job_ids),
                 )
                 .values(
                     reconcile_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, wait),

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from shared.domain.text import has_control
 from shared.messaging.envelope import MessageDecodeError
@@ -97,8 +97,11 @@ class _Fields:
             raise MessageDecodeError(f"{name} is not a UUID: {value!r}") from None
 
 
-def _payload(message: object) -> dict[str, Any]:
-    return {key: value for key, value in asdict(message).items() if value is not None}  # type: ignore[call-overload]
+def _payload(message: object, wire: Mapping[str, str]) -> dict[str, Any]:
+    """The message's fields that are set, under their names on the wire (``wire`` maps
+    the few the code spells otherwise: the contract's names stay)."""
+    fields = asdict(message)  # type: ignore[call-overload]
+    return {wire.get(key, key): value for key, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class CandidateFound:
     (a manual request). The selector also sends its batch's ``custom_id``."""
 
     KIND = CANDIDATE_FOUND
+    WIRE: ClassVar[Mapping[str, str]] = {}
 
     task: str
     purchasing_id: int | None = None
@@ -136,7 +140,7 @@ class CandidateFound:
         )
 
     def to_payload(self) -> dict[str, Any]:
-        return _payload(self)
+        return _payload(self, self.WIRE)
 
 
 @dataclass(frozen=True)
@@ -144,10 +148,12 @@ class JobPublished:
     """A scraping job was created for ``custom_id``."""
 
     KIND = JOB_PUBLISHED
+    #: the scraper's job id is ``job_id`` in the message, as in the tracking_job column
+    WIRE = {"scraping_job_id": "job_id"}
 
     task: str
     custom_id: str
-    job_id: int
+    scraping_job_id: int
     batch_uuid: str
     target_url: str
     purchasing_id: int | None = None
@@ -158,24 +164,26 @@ class JobPublished:
         return cls(
             task=fields.task(),
             custom_id=fields.text("custom_id", 100),  # type: ignore[arg-type]
-            job_id=fields.integer("job_id"),  # type: ignore[arg-type]
+            scraping_job_id=fields.integer(cls.WIRE["scraping_job_id"]),  # type: ignore[arg-type]
             batch_uuid=fields.uuid_text("batch_uuid"),  # type: ignore[arg-type]
             target_url=fields.text("target_url", 2000),  # type: ignore[arg-type]
             purchasing_id=fields.integer("purchasing_id", required=False),
         )
 
     def to_payload(self) -> dict[str, Any]:
-        return _payload(self)
+        return _payload(self, self.WIRE)
 
 
 @dataclass(frozen=True)
 class JobCompleted:
-    """The scraper says job ``scrapingjob_id`` ended (the webhook's fields, typed)."""
+    """The scraper says job ``scraping_job_id`` ended (the webhook's fields, typed)."""
 
     KIND = JOB_COMPLETED
+    #: the webhook's spelling, kept in the message
+    WIRE = {"scraping_job_id": "scrapingjob_id"}
 
     task: str
-    scrapingjob_id: int
+    scraping_job_id: int
     status: str
     custom_id: str
     sitemap_id: int | None = None
@@ -190,7 +198,7 @@ class JobCompleted:
         task = fields.task()
         return cls(
             task=task,
-            scrapingjob_id=fields.integer("scrapingjob_id"),  # type: ignore[arg-type]
+            scraping_job_id=fields.integer(cls.WIRE["scraping_job_id"]),  # type: ignore[arg-type]
             status=fields.word("status"),
             custom_id=fields.custom_id(task),  # type: ignore[arg-type]
             sitemap_id=fields.integer("sitemap_id", required=False),
@@ -203,7 +211,7 @@ class JobCompleted:
         return self.status in SCRAPER_STATUSES
 
     def to_payload(self) -> dict[str, Any]:
-        payload = _payload(self)
+        payload = _payload(self, self.WIRE)
         if not self.reconcile:
             del payload["reconcile"]  # a webhook's message, as it always was
         return payload

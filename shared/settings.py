@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -130,7 +131,15 @@ def load_settings(
         if name not in SECRETS:
             raise SettingsError(f"{name} is not a variable that can be required")
         env.required(name)
-    settings = Settings(
+    settings = Settings(**_connections(env), **_pacing(env), **_workers(env))
+    if settings.recheck_max_s < settings.recheck_base_s:
+        raise SettingsError("RECHECK_MAX_S must not be smaller than RECHECK_BASE_S")
+    return settings
+
+
+def _connections(env: _Env) -> dict[str, Any]:
+    """The settings of where the services connect, and their secrets."""
+    return dict(
         database_url=env.database_url("DATABASE_URL"),
         amqp_url=env.url("AMQP_URL", ("amqp", "amqps")),
         webscraper_api_url=env.url("WEBSCRAPER_API_URL", ("http", "https")),
@@ -138,6 +147,12 @@ def load_settings(
         webhook_token=env.optional("WEBHOOK_TOKEN"),
         gateway_bind=env.bind("GATEWAY_BIND"),
         gateway_threads=env.count("GATEWAY_THREADS"),
+    )
+
+
+def _pacing(env: _Env) -> dict[str, Any]:
+    """The settings of the quota, the selection and its re-checks."""
+    return dict(
         api_quota_calls=env.count("API_QUOTA_CALLS"),
         api_quota_window_s=env.duration("API_QUOTA_WINDOW_S"),
         publish_min_interval_s=env.duration("PUBLISH_MIN_INTERVAL_S", allow_zero=True),
@@ -151,6 +166,12 @@ def load_settings(
         japan_post_sitemap_id=env.optional_id("JAPAN_POST_SITEMAP_ID"),
         refresh_interval_s=env.duration("REFRESH_INTERVAL_S"),
         refresh_max_share=env.fraction("REFRESH_MAX_SHARE"),
+    )
+
+
+def _workers(env: _Env) -> dict[str, Any]:
+    """The settings of the publisher, the ingestor, logs and metrics."""
+    return dict(
         processed_keep_s=env.duration("PROCESSED_KEEP_S"),
         sync_log_keep_s=env.duration("SYNC_LOG_KEEP_S"),
         api_followup_calls_per_job=env.count("API_FOLLOWUP_CALLS_PER_JOB", minimum=0),
@@ -167,9 +188,6 @@ def load_settings(
         log_format=env.choice("LOG_FORMAT", ("text", "json")),
         metrics_port=env.count("METRICS_PORT", minimum=0),
     )
-    if settings.recheck_max_s < settings.recheck_base_s:
-        raise SettingsError("RECHECK_MAX_S must not be smaller than RECHECK_BASE_S")
-    return settings
 
 
 class _Env:

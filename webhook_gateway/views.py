@@ -41,7 +41,7 @@ def receive(path_keyword: str):
     log.info(
         "[webhook] queued job.completed: custom_id=%s job_id=%s status=%s",
         event.custom_id,
-        event.scrapingjob_id,
+        event.scraping_job_id,
         event.status,
     )
     WEBHOOKS.labels("queued").inc()

@@ -68,13 +68,13 @@ class Api:
                 return kind, (match.group(1) if match.groups() else None)
         return "unknown", None
 
-    def job(self, job_id: str | None):
-        job = self.state.jobs.get(int(job_id or 0))
+    def job(self, scraping_job_id: str | None):
+        job = self.state.jobs.get(int(scraping_job_id or 0))
         if job is None:
             raise Answer(404, {"success": False, "message": "Scraping job not found"})
         return job
 
-    def create(self, query, body, job_id):
+    def create(self, query, body, scraping_job_id):
         errors = self._validate_create(body)
         if errors:
             raise _validation(errors)
@@ -108,14 +108,14 @@ class Api:
             errors["custom_id"] = ["The custom id may not be greater than 255 characters."]
         return errors
 
-    def get(self, query, body, job_id):
-        raise _data(self.state.job_object(self.job(job_id), time.monotonic()))
+    def get(self, query, body, scraping_job_id):
+        raise _data(self.state.job_object(self.job(scraping_job_id), time.monotonic()))
 
-    def delete(self, query, body, job_id):
-        del self.state.jobs[self.job(job_id).id]
+    def delete(self, query, body, scraping_job_id):
+        del self.state.jobs[self.job(scraping_job_id).id]
         raise _data("ok")
 
-    def list(self, query, body, job_id):
+    def list(self, query, body, scraping_job_id):
         newest_first = self.state.config.list_newest_first
         jobs = sorted(self.state.jobs.values(), key=lambda j: -j.id if newest_first else j.id)
         sitemap = query.get("sitemap_id")
@@ -137,24 +137,24 @@ class Api:
             "per_page": per_page,
         }
 
-    def json(self, query, body, job_id):
-        job = self.job(job_id)
+    def json(self, query, body, scraping_job_id):
+        job = self.job(scraping_job_id)
         if not self.state.data_ready(job, time.monotonic()):
             raise Answer(200, b"", "application/json")
         lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in job.records]
         raise Answer(200, "".join(lines).encode(), "application/json")
 
-    def csv(self, query, body, job_id):
-        job = self.job(job_id)
+    def csv(self, query, body, scraping_job_id):
+        job = self.job(scraping_job_id)
         if not self.state.data_ready(job, time.monotonic()):
             raise Answer(200, b"", "text/csv")
         raise Answer(200, _csv(job.records), "text/csv; charset=UTF-8")
 
-    def problematic(self, query, body, job_id):
-        job = self.job(job_id)
+    def problematic(self, query, body, scraping_job_id):
+        job = self.job(scraping_job_id)
         raise Answer(200, self._page(query, self.state.problematic_urls(job)))
 
-    def account(self, query, body, job_id):
+    def account(self, query, body, scraping_job_id):
         config = self.state.config
         raise _data(
             {
@@ -220,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
         state = self.server.state
         api = self.server.api
-        kind, job_id = api.route(method, path)
+        kind, scraping_job_id = api.route(method, path)
         entry: dict[str, Any] = {"method": method, "path": API_PREFIX + path, "kind": kind}
         with state.lock:
             allowed, headers = state.take_quota(time.monotonic())
@@ -251,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = _json_or_none(raw)
         with state.lock:
             try:
-                getattr(api, kind)(query, body, job_id)
+                getattr(api, kind)(query, body, scraping_job_id)
             except Answer as answer:
                 result = answer
             if kind == "create" and result.status == 200:
@@ -262,8 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
                     entry["lost"] = True
                     self._finish(entry, 0, None, headers, drop=True)
                     return
-            if job_id:
-                entry["job_id"] = int(job_id)
+            if scraping_job_id:
+                entry["job_id"] = int(scraping_job_id)
         self._finish(entry, result.status, result.body, headers, result.content_type)
 
     def _finish(self, entry, status, body, headers, content_type="application/json", drop=False):

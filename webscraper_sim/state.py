@@ -152,14 +152,14 @@ class SimState:
     # -- jobs --
     def create_job(self, body: dict[str, Any]) -> ScrapingJob:
         with self.lock:
-            job_id, self.next_id = self.next_id, self.next_id + 1
+            scraping_job_id, self.next_id = self.next_id, self.next_id + 1
             urls = list(body.get("start_urls") or [])
             sitemap_id = int(body["sitemap_id"])
             now = time.monotonic()
             start = self._start_time(now + self.config.schedule_delay_s)
             run = self.config.start_delay_s + self.config.run_s + self.config.per_page_s * len(urls)
             job = ScrapingJob(
-                id=job_id,
+                id=scraping_job_id,
                 sitemap_id=sitemap_id,
                 sitemap_name=self.config.sitemaps[sitemap_id],
                 custom_id=body.get("custom_id"),
@@ -173,7 +173,7 @@ class SimState:
                 start_mono=start,
                 end_mono=start + run,
             )
-            self.jobs[job_id] = job
+            self.jobs[scraping_job_id] = job
             return job
 
     def _start_time(self, ready: float) -> float:

@@ -25,7 +25,7 @@ TICK_S = 0.02
 
 @dataclass(frozen=True)
 class Notification:
-    job_id: int
+    scraping_job_id: int
     form: dict[str, str]
     copy: int
     generation: int
@@ -108,7 +108,9 @@ class Clock:
         if notification.generation != self._state.generation:
             return
         if not config.webhook_url:
-            self._log(notification.job_id, notification.copy, notification.attempt, "no url")
+            self._log(
+                notification.scraping_job_id, notification.copy, notification.attempt, "no url"
+            )
             return
         try:
             answer = self._http.post(
@@ -118,19 +120,19 @@ class Clock:
             failed = answer.status_code >= 300
         except requests.RequestException as error:
             outcome, failed = f"error: {type(error).__name__}", True
-        self._log(notification.job_id, notification.copy, notification.attempt, outcome)
+        self._log(notification.scraping_job_id, notification.copy, notification.attempt, outcome)
         delays = config.webhook_retry_delays_s
         if failed and notification.attempt <= len(delays):
             retry = dataclasses.replace(notification, attempt=notification.attempt + 1)
             with self._state.lock:
                 self._push(time.monotonic() + delays[notification.attempt - 1], retry)
 
-    def _log(self, job_id: int, copy: int, attempt: int, outcome: str | int) -> None:
+    def _log(self, scraping_job_id: int, copy: int, attempt: int, outcome: str | int) -> None:
         with self._state.lock:
             self._state.webhooks.append(
                 {
                     "t": time.time(),
-                    "job_id": job_id,
+                    "job_id": scraping_job_id,
                     "copy": copy,
                     "attempt": attempt,
                     "outcome": outcome,

@@ -43,29 +43,8 @@ def create_batch(
     """A ``pending`` tracking_batch with one ``queued`` tracking_job per new job (two
     statements: a pass writes them on its hot path)."""
     batch_uuid = batch_uuid or uuid.uuid4()
-    short = batch_uuid.hex[:8]
-    batch_id = session.execute(
-        insert(TrackingBatch)
-        .values(
-            batch_uuid=batch_uuid,
-            file_path=f"{task.filename_prefix}{short}",
-            task_name=task.name,
-            total_jobs=len(new_jobs),
-            status=BatchStatus.PENDING,
-        )
-        .returning(TrackingBatch.id)
-    ).scalar_one()
-    rows = [
-        {
-            "batch_id": batch_id,
-            "purchasing_id": new.purchasing_id,
-            "custom_id": task.custom_id(short, index),
-            "target_url": new.url,
-            "index": index,
-            "status": JobStatus.QUEUED,
-        }
-        for index, new in enumerate(new_jobs)
-    ]
+    batch_id = _insert_batch(session, task, batch_uuid, len(new_jobs))
+    rows = _job_rows(task, batch_id, batch_uuid.hex[:8], new_jobs)
     ids = (
         session.execute(
             insert(TrackingJob).returning(TrackingJob.id, sort_by_parameter_order=True), rows
@@ -75,7 +54,7 @@ def create_batch(
     )
     return [
         TrackingJobRow(
-            job_id,
+            tracking_job_id,
             row["custom_id"],
             None,
             JobStatus.QUEUED,
@@ -83,7 +62,38 @@ def create_batch(
             row["purchasing_id"],
             str(batch_uuid),
         )
-        for job_id, row in zip(ids, rows, strict=True)
+        for tracking_job_id, row in zip(ids, rows, strict=True)
+    ]
+
+
+def _insert_batch(session: Session, task: TaskConfig, batch_uuid: uuid.UUID, total: int) -> int:
+    short = batch_uuid.hex[:8]
+    return session.execute(
+        insert(TrackingBatch)
+        .values(
+            batch_uuid=batch_uuid,
+            file_path=f"{task.filename_prefix}{short}",
+            task_name=task.name,
+            total_jobs=total,
+            status=BatchStatus.PENDING,
+        )
+        .returning(TrackingBatch.id)
+    ).scalar_one()
+
+
+def _job_rows(
+    task: TaskConfig, batch_id: int, short: str, new_jobs: list[NewJob]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "batch_id": batch_id,
+            "purchasing_id": new.purchasing_id,
+            "custom_id": task.custom_id(short, index),
+            "target_url": new.url,
+            "index": index,
+            "status": JobStatus.QUEUED,
+        }
+        for index, new in enumerate(new_jobs)
     ]
 
 
@@ -95,7 +105,7 @@ def unpublished_jobs(session: Session, task: TaskConfig, grace_s: float) -> list
         .where(
             TrackingJob.status == JobStatus.QUEUED,
             TrackingJob.published_at.is_(None),
-            TrackingJob.job_id.is_(None),
+            TrackingJob.scraping_job_id.is_(None),
             TrackingBatch.task_name == task.name,
             TrackingJob.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, grace_s),
         )

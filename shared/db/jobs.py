@@ -22,7 +22,7 @@ class TrackingJobRow:
     id: int
     custom_id: str
     #: its scraping job, once the create call was answered
-    job_id: int | None
+    scraping_job_id: int | None
     status: str
     target_url: str
     purchasing_id: int | None

@@ -162,7 +162,8 @@ class TrackingJob(Base):
         BigInteger, ForeignKey("purchasing.id", ondelete="SET NULL"), index=True
     )
     custom_id: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
-    job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    #: the scraper's job id; the contract's column is ``job_id``
+    scraping_job_id: Mapped[int | None] = mapped_column("job_id", BigInteger, index=True)
     #: the pack it is published in: its leader's id (the leader's custom_id is the
     #: scraping job's); NULL until the publisher gives it a pack
     pack_of: Mapped[int | None] = mapped_column(
@@ -240,7 +241,8 @@ class ProcessedNotification(Base):
     __table_args__ = (UniqueConstraint("scrapingjob_id", "custom_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    scrapingjob_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: the contract's column is the webhook's spelling, ``scrapingjob_id``
+    scraping_job_id: Mapped[int] = mapped_column("scrapingjob_id", BigInteger, nullable=False)
     custom_id: Mapped[str] = mapped_column(String(100), nullable=False)
     status: Mapped[str] = mapped_column(String(50), nullable=False)
     outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
@@ -265,7 +267,8 @@ class ApiCall(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str | None] = mapped_column(Text)
     #: for a create answered: the scraping job it made (kept even if we die right after)
-    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: the scraping job a call was about (column ``job_id``)
+    scraping_job_id: Mapped[int | None] = mapped_column("job_id", BigInteger)
 
 
 class QuotaState(Base):

@@ -51,7 +51,7 @@ def _older_than(column):
 
 _still_settling = exists().where(
     TrackingJob.custom_id == ApiCall.custom_id,
-    TrackingJob.job_id.is_(None),
+    TrackingJob.scraping_job_id.is_(None),
     TrackingJob.status.in_(UNPUBLISHED),
 )
 _PRUNABLE = {

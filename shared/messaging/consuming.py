@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from kombu import Connection, Consumer
@@ -44,11 +43,12 @@ from shared.messaging.delivery import (
     Reject,
     Transient,
     is_transient,
+    one_at_a_time,
 )
 from shared.messaging.envelope import MessageDecodeError, decode
 from shared.messaging.publishing import MessagePublisher
 from shared.messaging.topology import ConsumerRoute, consumer_queues, declare_topology
-from shared.messaging.worker import Worker
+from shared.messaging.worker import Backoff, Worker
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -64,20 +64,6 @@ log = logging.getLogger("trackfill.consumer")
 TICK_S = 0.02
 #: how long a group waits for the next message of a batch arriving together
 FILL_GAP_S = 0.005
-
-
-@dataclass
-class _Backoff:
-    first_s: float = 0.5
-    max_s: float = 30.0
-    _next: float = field(default=0.0, init=False)
-
-    def reset(self) -> None:
-        self._next = 0.0
-
-    def next(self) -> float:
-        self._next = self.first_s if self._next == 0 else min(self._next * 2, self.max_s)
-        return self._next
 
 
 #: what a message's payload is read into: a contract's ``parse``, which raises
@@ -107,7 +93,7 @@ class ConsumerLoop:
         self._schema = schema
         #: groups of one for a handler that takes one delivery (``group_size`` None)
         self._handler: GroupHandler = (
-            cast(GroupHandler, handler) if group_size else _one_at_a_time(cast(Handler, handler))
+            cast(GroupHandler, handler) if group_size else one_at_a_time(cast(Handler, handler))
         )
         self._group_size = group_size or 1
         self._stop = stop
@@ -122,7 +108,7 @@ class ConsumerLoop:
 
     def run(self) -> None:
         """Serve until ``stop``; reconnects after broker outages. Never raises for them."""
-        backoff = _Backoff()
+        backoff = Backoff()
         try:
             while not self._stop.is_set():
                 try:
@@ -200,7 +186,7 @@ class ConsumerLoop:
             except MessageDecodeError as error:
                 self._dead_letter(control, message, f"undecodable: {error}")
         started = time.monotonic()
-        backoff = _Backoff(first_s=1.0)
+        backoff = Backoff(first_s=1.0)
         while pending:
             deliveries = [delivery for _, delivery in pending]
             future = self._worker.submit(self._handler, deliveries)
@@ -291,17 +277,3 @@ class ConsumerLoop:
         log.warning("dead-lettering a message from %s: %s", self._route.queue, reason)
         control.dead_letter(message, self._route.queue, reason)
         message.ack()
-
-
-def _one_at_a_time(handler: Handler) -> GroupHandler:
-    """``handler`` as a group handler, for groups of one."""
-
-    def handle(deliveries: list[Delivery]) -> list[BaseException | None]:
-        (delivery,) = deliveries
-        try:
-            handler(delivery)
-        except BaseException as error:  # noqa: BLE001 - the outcome, as a future keeps it
-            return [error]
-        return [None]
-
-    return handle

@@ -70,3 +70,17 @@ _TRANSIENT = (Transient, PublishError, OperationalError, InterfaceError, *CONNEC
 def is_transient(error: BaseException) -> bool:
     """An outage of a dependency (database, broker) rather than a problem of the message."""
     return isinstance(error, _TRANSIENT)
+
+
+def one_at_a_time(handler: Handler) -> GroupHandler:
+    """``handler`` as a group handler, for groups of one."""
+
+    def handle(deliveries: list[Delivery]) -> list[BaseException | None]:
+        (delivery,) = deliveries
+        try:
+            handler(delivery)
+        except BaseException as error:  # noqa: BLE001 - the outcome, as a future keeps it
+            return [error]
+        return [None]
+
+    return handle

@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -44,3 +45,19 @@ class Worker:
                 future.set_result(function(*args))
             except BaseException as error:  # noqa: BLE001 - the future carries it
                 future.set_exception(error)
+
+
+@dataclass
+class Backoff:
+    """Doubling waits from ``first_s`` up to ``max_s``, until reset."""
+
+    first_s: float = 0.5
+    max_s: float = 30.0
+    _next: float = field(default=0.0, init=False)
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+    def next(self) -> float:
+        self._next = self.first_s if self._next == 0 else min(self._next * 2, self.max_s)
+        return self._next

@@ -94,34 +94,36 @@ class Answers:
         if remaining is not None and self.policy.calls - used > remaining:
             self.observe(remaining)
 
-    def record_job(self, reservation: Reservation, job_id: int) -> None:
-        """A create was answered with ``job_id``: kept with the call at once."""
+    def record_job(self, reservation: Reservation, scraping_job_id: int) -> None:
+        """A create was answered with ``scraping_job_id``: kept with the call at once."""
         with transaction(self._sessions) as session:
             session.execute(
-                update(ApiCall).where(ApiCall.id == reservation.id).values(job_id=job_id)
+                update(ApiCall)
+                .where(ApiCall.id == reservation.id)
+                .values(scraping_job_id=scraping_job_id)
             )
 
-    def adopt(self, custom_id: str, job_id: int) -> bool:
-        """The service says scraping job ``job_id`` carries ``custom_id`` (its webhook):
+    def adopt(self, custom_id: str, scraping_job_id: int) -> bool:
+        """The service says scraping job ``scraping_job_id`` carries ``custom_id`` (its webhook):
         that is the job the latest create of unknown effect for ``custom_id`` made (a
         pack's custom_id is its leader's own, and a create is settled before the next),
         kept with that call as if it had been answered. False if no such call waits."""
         made = self.create_made(custom_id)
-        if made is None or made.job_id is not None:
+        if made is None or made.scraping_job_id is not None:
             return False
-        self.record_job(made.call, job_id)
+        self.record_job(made.call, scraping_job_id)
         return True
 
     def create_made(self, custom_id: str) -> CreateMade | None:
         """What the latest create call made for ``custom_id`` is known to have done, if
-        it may have created a job: ``job_id`` when answered, else None with ``at`` (no
+        it may have created a job: ``scraping_job_id`` when answered, else None with ``at`` (no
         answer, a 5xx, or a death right after the answer). Settled calls are left out."""
         with self._sessions() as session:
             row = session.execute(
                 select(
                     ApiCall.id,
                     ApiCall.used_at,
-                    ApiCall.job_id,
+                    ApiCall.scraping_job_id,
                     func.extract("epoch", func.clock_timestamp() - ApiCall.used_at).label("age"),
                 )
                 .where(
@@ -129,7 +131,7 @@ class Answers:
                     ApiCall.kind == CREATE,
                     ApiCall.used_at.is_not(None),
                     or_(
-                        ApiCall.job_id.is_not(None),
+                        ApiCall.scraping_job_id.is_not(None),
                         ApiCall.status.is_(None),
                         ApiCall.status >= 500,
                         ApiCall.status < 300,
@@ -141,7 +143,9 @@ class Answers:
             ).first()
         if row is None:
             return None
-        return CreateMade(Reservation(row.id, row.used_at, 0.0), row.job_id, float(row.age))
+        return CreateMade(
+            Reservation(row.id, row.used_at, 0.0), row.scraping_job_id, float(row.age)
+        )
 
     def observe(self, remaining: int | None, retry_after_s: float | None = None) -> None:
         """Tighten the ledger: the API has fewer calls left than we think (another client

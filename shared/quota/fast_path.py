@@ -65,7 +65,7 @@ def reserve_now(
     use: bool,
     span_s: float,
     calls: int,
-    job_id: int | None = None,
+    scraping_job_id: int | None = None,
 ) -> tuple[int, dt.datetime] | None:
     """Reserve a call of ``kind`` for now (``use``: marked used too) if no block is in
     force and fewer than ``calls - 1`` calls are reserved within ``span_s`` either side
@@ -78,7 +78,7 @@ def reserve_now(
             "use": use,
             "span": dt.timedelta(seconds=span_s),
             "calls": calls,
-            "job_id": job_id,
+            "job_id": scraping_job_id,
         },
     ).first()
     return (row[0], row[1]) if row else None

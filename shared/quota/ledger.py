@@ -25,9 +25,10 @@ from shared.db.models import ApiCall
 from shared.db.session import autocommit, transaction
 from shared.quota import fast_path
 from shared.quota.answers import Answers
+from shared.quota.slots import SlotFinder
 from shared.quota.store import blocked_until, count_in_window, lock
-from shared.quota.values import CREATE, EXTERNAL, MARGIN, QuotaPolicy, Reservation
-from shared.quota.windows import around, first_valid, in_window
+from shared.quota.values import CREATE, MARGIN, QuotaPolicy, Reservation
+from shared.quota.windows import in_window
 
 log = logging.getLogger("trackfill.quota")
 #: a creation slot reserved and not yet used
@@ -53,25 +54,36 @@ class QuotaLedger:
         self._sessions = sessions
         self.policy = policy
         self.answers = Answers(sessions, policy)
+        self._finder = SlotFinder(policy)
 
     # -- reservations ------------------------------------------------------------------
     def reserve(
-        self, kind: str, custom_id: str | None = None, use: bool = False, job_id: int | None = None
+        self,
+        kind: str,
+        custom_id: str | None = None,
+        use: bool = False,
+        scraping_job_id: int | None = None,
     ) -> Reservation:
         """Reserve one call of ``kind`` for now, if it can be made now; else nothing is
         reserved and the answer (``id`` None) says when to ask again. With ``use`` it is
         also marked used (the caller makes it at once, as after :meth:`mark_used`).
-        ``job_id``: the scraping job a follow-up call is about (``trackfill job``)."""
+        ``scraping_job_id``: the scraping job a follow-up call is about (``trackfill job``)."""
         if kind != CREATE:
             with autocommit(self._sessions) as connection:
                 made = fast_path.reserve_now(
                     connection, kind, custom_id, use, self.policy.span_s, self.policy.calls,
-                    job_id,
+                    scraping_job_id,
                 )  # fmt: skip
             if made is not None:
                 return Reservation(made[0], made[1], 0.0)
         return self._reserve(
-            kind, custom_id, 0.0, ordered=True, within_s=0.0, use=use, job_id=job_id
+            kind,
+            custom_id,
+            0.0,
+            ordered=True,
+            within_s=0.0,
+            use=use,
+            scraping_job_id=scraping_job_id,
         )
 
     def plan(self, kind: str, custom_id: str | None = None, not_before_s: float = 0.0):
@@ -94,19 +106,25 @@ class QuotaLedger:
         ordered: bool,
         within_s: float | None,
         use: bool = False,
-        job_id: int | None = None,
+        scraping_job_id: int | None = None,
     ) -> Reservation:
         with transaction(self._sessions) as session:
             now = lock(session)
             earliest = now + dt.timedelta(seconds=not_before_s)
-            slot = self._earliest_slot(session, kind, now, earliest, ordered)
+            slot = self._finder.earliest_slot(session, kind, now, earliest, ordered)
             wait_s = (slot - now).total_seconds()
             if within_s is not None and wait_s > within_s:
                 return Reservation(None, slot, wait_s)
             used_at = now if use and wait_s <= 0 else None
             reservation_id = session.execute(
                 insert(ApiCall)
-                .values(kind=kind, at=slot, custom_id=custom_id, used_at=used_at, job_id=job_id)
+                .values(
+                    kind=kind,
+                    at=slot,
+                    custom_id=custom_id,
+                    used_at=used_at,
+                    scraping_job_id=scraping_job_id,
+                )
                 .returning(ApiCall.id)
             ).scalar_one()
             return Reservation(reservation_id, slot, wait_s)
@@ -210,7 +228,7 @@ class QuotaLedger:
         to now (0: it does now). Of the windows holding ``now``, the one ending at
         ``now`` holds the most past calls, so that one window decides."""
         wait_s = 0.0
-        for of_kind, cap in self._caps(session, kind, now):
+        for of_kind, cap in self._finder.caps(session, kind, now):
             query = (
                 select(ApiCall.at)
                 .where(
@@ -233,7 +251,9 @@ class QuotaLedger:
 
     def _spacing_wait(self, session: Session, now: dt.datetime) -> float:
         last = session.execute(
-            select(func.max(ApiCall.used_at)).where(ApiCall.kind == CREATE, self._recent(now))
+            select(func.max(ApiCall.used_at)).where(
+                ApiCall.kind == CREATE, self._finder.recent(now)
+            )
         ).scalar_one()
         if last is None:
             return 0.0
@@ -250,67 +270,3 @@ class QuotaLedger:
         """Calls reserved in the last window up to now (for figures and status)."""
         with self._sessions() as session:
             return count_in_window(session, self.policy.span)
-
-    # -- internals -----------------------------------------------------------------------
-    def _limits(
-        self, session: Session, kind: str, now: dt.datetime
-    ) -> list[tuple[list[dt.datetime], int]]:
-        """(sorted reserved times, cap) for every limit a call of ``kind`` must keep."""
-        rows = session.execute(
-            select(ApiCall.at, ApiCall.kind).where(ApiCall.at > now - self.policy.span)
-        ).all()
-        return [
-            (sorted(at for at, k in rows if of_kind in (None, k)), cap)
-            for of_kind, cap in self._caps(session, kind, now)
-        ]
-
-    def _caps(self, session: Session, kind: str, now: dt.datetime) -> list[tuple[str | None, int]]:
-        """The policy's caps, the creations' share sized by what jobs have cost: follow-up
-        calls per creation in the window ending now, once it holds enough creations to
-        say (a pack with problem pages costs a call or more per page of them, so the
-        share the settings give may be too large to leave room for every follow-up)."""
-        if kind != CREATE:
-            return self.policy.caps(kind)
-        creates, followups = session.execute(
-            select(
-                func.count().filter(ApiCall.kind == CREATE),
-                func.count().filter(ApiCall.kind.not_in((CREATE, EXTERNAL))),
-            ).where(in_window(ApiCall.at, now, self.policy.span), ApiCall.used_at.is_not(None))
-        ).one()
-        enough = creates >= max(2, self.policy.creations_per_window // 4)
-        return self.policy.caps(kind, followups / creates if enough else 0.0)
-
-    def _earliest_slot(
-        self,
-        session: Session,
-        kind: str,
-        now: dt.datetime,
-        earliest: dt.datetime,
-        ordered: bool = True,
-    ) -> dt.datetime:
-        blocked = blocked_until(session)
-        earliest = max(earliest, now, blocked or earliest)
-        if kind != CREATE and self._far_from_cap(session, earliest):
-            return earliest
-        if kind == CREATE and ordered:
-            earliest = max(earliest, self._next_create_time(session, now))
-        return first_valid(self._limits(session, kind, now), earliest, self.policy.span)
-
-    def _far_from_cap(self, session: Session, slot: dt.datetime) -> bool:
-        """Every window holding ``slot`` has room (see :func:`around`)."""
-        count = select(func.count()).where(around(ApiCall.at, slot, self.policy.span))
-        return session.execute(count).scalar_one() + 1 <= self.policy.calls
-
-    def _recent(self, now: dt.datetime):
-        """Calls that can bear on the spacing of creations (found by the index on ``at``;
-        a made call's ``at`` is its ``used_at``)."""
-        back = max(self.policy.span_s, self.policy.min_interval_s)
-        return ApiCall.at > now - dt.timedelta(seconds=back)
-
-    def _next_create_time(self, session: Session, now: dt.datetime) -> dt.datetime:
-        last = session.execute(
-            select(func.max(ApiCall.at)).where(ApiCall.kind == CREATE, self._recent(now))
-        ).scalar_one()
-        if last is None:
-            return dt.datetime.min.replace(tzinfo=dt.UTC)
-        return last + dt.timedelta(seconds=self.policy.min_interval_s)

@@ -39,7 +39,7 @@ class CreateMade:
     """A create call that may have made a job: its reservation, and the job if known."""
 
     call: Reservation
-    job_id: int | None
+    scraping_job_id: int | None
     #: seconds since the call was made, on the database's clock
     age_s: float = 0.0
 

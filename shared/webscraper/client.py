@@ -118,8 +118,13 @@ class WebScraperClient:
         self._ledger.answers.record_job(reservation, int(created["id"]))
         return created
 
-    def get_job(self, job_id: int) -> dict[str, Any]:
-        return self._call("GET", f"scraping-job/{int(job_id)}", "get", job_id=int(job_id))
+    def get_job(self, scraping_job_id: int) -> dict[str, Any]:
+        return self._call(
+            "GET",
+            f"scraping-job/{int(scraping_job_id)}",
+            "get",
+            scraping_job_id=int(scraping_job_id),
+        )
 
     def list_jobs(self, page: int, sitemap_id: int | None = None) -> Page:
         params: dict[str, Any] = {"page": page}
@@ -133,7 +138,7 @@ class WebScraperClient:
             int(answer.get("total", 0)),
         )
 
-    def problematic_urls(self, job_id: int) -> list[dict[str, Any]]:
+    def problematic_urls(self, scraping_job_id: int) -> list[dict[str, Any]]:
         """Every ``{"url", "type"}`` the job lists as empty or failed, page after page
         (one call each, 100 a page)."""
         found: list[dict[str, Any]] = []
@@ -141,20 +146,24 @@ class WebScraperClient:
         while page <= last:
             answer = self._call(
                 "GET",
-                f"scraping-job/{int(job_id)}/problematic-urls",
+                f"scraping-job/{int(scraping_job_id)}/problematic-urls",
                 "problematic",
                 params={"page": page},
                 envelope=False,
-                job_id=int(job_id),
+                scraping_job_id=int(scraping_job_id),
             )
             found += [p for p in answer.get("data") or [] if isinstance(p, dict)]
             page, last = page + 1, int(answer.get("last_page", 1))
         return found
 
-    def download_json(self, job_id: int) -> list[dict[str, Any]]:
+    def download_json(self, scraping_job_id: int) -> list[dict[str, Any]]:
         """The records of a job; [] while there is none (a zero-byte answer)."""
         return self._call(
-            "GET", f"scraping-job/{int(job_id)}/json", "json", parse=_json_lines, job_id=int(job_id)
+            "GET",
+            f"scraping-job/{int(scraping_job_id)}/json",
+            "json",
+            parse=_json_lines,
+            scraping_job_id=int(scraping_job_id),
         )
 
     # -- one call ------------------------------------------------------------------------------
@@ -166,11 +175,11 @@ class WebScraperClient:
         reservation: Reservation | None = None,
         envelope: bool = True,
         parse: Callable[[bytes], Any] | None = None,
-        job_id: int | None = None,
+        scraping_job_id: int | None = None,
         **kwargs: Any,
     ) -> Any:
         if reservation is None:
-            reservation = self._ledger.reserve(kind, use=True, job_id=job_id)
+            reservation = self._ledger.reserve(kind, use=True, scraping_job_id=scraping_job_id)
             if not reservation.ready:
                 raise QuotaWait(reservation.wait_s)
         elif not self._ledger.mark_used(reservation, kind):

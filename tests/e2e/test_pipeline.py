@@ -124,7 +124,7 @@ def test_a_demo_batch_runs_end_to_end_with_every_outcome(stack, db, vhost):
     urls = Counter(url for job in state["jobs"] for url in job["start_urls"])
     assert set(urls.values()) == {1} and set(urls) == {j.target_url for j in jobs}
     assert 3 <= len(state["jobs"]) <= 6
-    assert {j.job_id for j in jobs} == {job["id"] for job in state["jobs"]}
+    assert {j.scraping_job_id for j in jobs} == {job["id"] for job in state["jobs"]}
     assert [c for c in state["calls"] if c["status"] == 429] == []
     # the follow-ups: a status check, a download and a look at the problem pages per job
     kinds = Counter(c["kind"] for c in state["calls"])

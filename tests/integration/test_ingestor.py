@@ -136,10 +136,12 @@ def published(db, sim):
     return Published(db, sim)
 
 
-def notify(env, job: TrackingJob, status: str = "finished", job_id: int | None = None) -> None:
+def notify(
+    env, job: TrackingJob, status: str = "finished", scraping_job_id: int | None = None
+) -> None:
     event = JobCompleted(
         task=TASK.name,
-        scrapingjob_id=job_id or job.job_id,
+        scraping_job_id=scraping_job_id or job.scraping_job_id,
         status=status,
         custom_id=job.custom_id,
         sitemap_id=TASK.sitemap_id,
@@ -291,12 +293,15 @@ def test_a_write_that_an_outage_stopped_is_retried_without_calling_the_api_again
 def test_a_job_id_mismatch_is_dead_lettered_with_its_reason(env, published, ingestor, vhost):
     (pid,) = published.make(0)
     job = published.job(pid)
-    notify(env, job, job_id=job.job_id + 1000)
+    notify(env, job, scraping_job_id=job.scraping_job_id + 1000)
     (dead,) = vhost.management.wait_for_messages(
         vhost.name, f"{INGESTOR_COMPLETIONS}.dead-letter", 1
     )
     reason = dead["properties"]["headers"]["x-trackfill-reason"]
-    assert f"scraping job {job.job_id + 1000}" in reason and f"has {job.job_id}" in reason
+    assert (
+        f"scraping job {job.scraping_job_id + 1000}" in reason
+        and f"has {job.scraping_job_id}" in reason
+    )
     assert published.job(pid).status == "pending"
     assert published.calls("get") == []
 
@@ -304,7 +309,7 @@ def test_a_job_id_mismatch_is_dead_lettered_with_its_reason(env, published, inge
 def test_an_unknown_custom_id_is_dead_lettered(env, published, ingestor, vhost):
     (pid,) = published.make(0)
     job = published.job(pid)
-    ghost = TrackingJob(custom_id="owryt-00000000-0042", job_id=job.job_id)
+    ghost = TrackingJob(custom_id="owryt-00000000-0042", scraping_job_id=job.scraping_job_id)
     notify(env, ghost)
     (dead,) = vhost.management.wait_for_messages(
         vhost.name, f"{INGESTOR_COMPLETIONS}.dead-letter", 1
@@ -378,7 +383,7 @@ def test_a_notification_before_the_job_id_is_stored_waits_for_it_while_publishin
         session.execute(
             update(TrackingJob)
             .where(TrackingJob.id == job.id)
-            .values(job_id=None, status="publishing")
+            .values(scraping_job_id=None, status="publishing")
         )
     assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
     notify(env, job)
@@ -394,7 +399,9 @@ def test_a_notification_for_a_job_without_an_id_that_no_publisher_holds_is_dead_
     job = published.job(pid)
     with published.sessions() as session, session.begin():
         session.execute(
-            update(TrackingJob).where(TrackingJob.id == job.id).values(job_id=None, status="queued")
+            update(TrackingJob)
+            .where(TrackingJob.id == job.id)
+            .values(scraping_job_id=None, status="queued")
         )
     notify(env, job)
     dead = vhost.management.wait_for_messages(
@@ -409,7 +416,7 @@ def _store(published, job) -> None:
         session.execute(
             update(TrackingJob)
             .where(TrackingJob.id == job.id)
-            .values(job_id=job.job_id, status="pending")
+            .values(scraping_job_id=job.scraping_job_id, status="pending")
         )
 
 
@@ -490,7 +497,7 @@ def test_one_notification_handled_by_two_replicas_at_once_is_counted_once(
     job = published.job(pid)
     event = JobCompleted(
         task=TASK.name,
-        scrapingjob_id=job.job_id,
+        scraping_job_id=job.scraping_job_id,
         status="finished",
         custom_id=job.custom_id,
         sitemap_id=TASK.sitemap_id,
@@ -552,7 +559,7 @@ def test_a_packed_job_fills_each_purchase_from_its_own_record_with_one_download(
     digits = list(range(10))
     ids = published.make(*digits, packed=True)
     by = dict(zip(digits, ids, strict=True))
-    assert len({published.job(pid).job_id for pid in ids}) == 1
+    assert len({published.job(pid).scraping_job_id for pid in ids}) == 1
     assert wait_until(lambda: published.ended(*ids), timeout=30)
     for digit in (0, 1, 2, 3, 6):
         number = published.purchase(by[digit]).tracking_number

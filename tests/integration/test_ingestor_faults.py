@@ -42,7 +42,7 @@ def reconcile_hint(env, job) -> None:
     """What the reconciler sends for a scraping job without an ending."""
     event = JobCompleted(
         task=TASK.name,
-        scrapingjob_id=job.job_id,
+        scraping_job_id=job.scraping_job_id,
         status="reconcile",
         custom_id=job.custom_id,
         reconcile=True,
@@ -122,7 +122,10 @@ def test_a_quota_wait_parks_for_the_wait_queues_constant_delay(env, published, s
     sim.state.faults.update({"rate_limit_storm": 1, "storm_retry_after_s": 30})
     job = published.job(pid)
     event = JobCompleted(
-        task=TASK.name, scrapingjob_id=job.job_id, status="finished", custom_id=job.custom_id
+        task=TASK.name,
+        scraping_job_id=job.scraping_job_id,
+        status="finished",
+        custom_id=job.custom_id,
     )
     with connect(env["AMQP_URL"]) as connection:
         declare_topology(connection)
@@ -152,13 +155,13 @@ def test_a_webhook_and_a_reconcile_hint_for_one_pack_in_one_group_cost_one_look(
     events = [
         JobCompleted(
             task=TASK.name,
-            scrapingjob_id=leader.job_id,
+            scraping_job_id=leader.scraping_job_id,
             status="finished",
             custom_id=leader.custom_id,
         ),
         JobCompleted(
             task=TASK.name,
-            scrapingjob_id=member.job_id,
+            scraping_job_id=member.scraping_job_id,
             status="reconcile",
             custom_id=member.custom_id,
             reconcile=True,

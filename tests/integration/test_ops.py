@@ -48,7 +48,7 @@ def test_a_dead_letter_is_listed_replayed_after_the_fix_and_processed_once(env, 
     assert wait_until(lambda: sim.state.snapshot()["jobs"][0]["status"] == "finished", timeout=5)
     # the ingestor runs with a revoked token: the API refuses, the message is dead-lettered
     broken = Ingestor({**env, "WEBSCRAPER_API_TOKEN": "revoked-token"})
-    message_id = notify(env, job.custom_id, job.job_id)
+    message_id = notify(env, job.custom_id, job.scraping_job_id)
     assert wait_until(lambda: queue_counts(env["AMQP_URL"], DEAD)[0] == 1, timeout=10)
     broken.close()
 
@@ -68,7 +68,7 @@ def test_a_dead_letter_is_listed_replayed_after_the_fix_and_processed_once(env, 
         assert queue_counts(env["AMQP_URL"], DEAD)[0] == 0
         assert "0 replayed" in trackfill(env, "dead-letters", "replay", "--all").stdout
         # a second copy of the same notification changes nothing
-        notify(env, job.custom_id, job.job_id)
+        notify(env, job.custom_id, job.scraping_job_id)
         assert wait_until(lambda: queue_counts(env["AMQP_URL"], INGESTOR_COMPLETIONS)[0] == 0)
     finally:
         fixed.close()
@@ -99,7 +99,7 @@ def test_status_json_agrees_with_the_database(env, db, sim):
     assert wait_until(lambda: all(j["status"] == "finished" for j in sim.state.snapshot()["jobs"]))
     ingestor = Ingestor(env)
     try:
-        notify(env, published.job(ids[0]).custom_id, published.job(ids[0]).job_id)
+        notify(env, published.job(ids[0]).custom_id, published.job(ids[0]).scraping_job_id)
         assert wait_until(lambda: published.job(ids[0]).status == "completed", timeout=10)
     finally:
         ingestor.close()
@@ -200,7 +200,7 @@ def test_status_counts_the_queued_jobs_no_publisher_takes(env, db, sim):
         session.execute(
             update(TrackingJob)
             .where(TrackingJob.purchasing_id.in_([untaken, packed, fresh]))
-            .values(job_id=None, status="queued", reconcile_count=1)
+            .values(scraping_job_id=None, status="queued", reconcile_count=1)
         )
         session.execute(
             update(TrackingJob)

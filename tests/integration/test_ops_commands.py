@@ -99,7 +99,7 @@ def test_a_batch_is_found_by_the_8_hex_prefix_the_status_table_shows(env, db, si
         assert shown["batch_uuid"] == str(batch.batch_uuid)
         jobs = [published.job(pid) for pid in ids]
         assert [(j["custom_id"], j["job_id"], j["status"]) for j in shown["jobs"]] == [
-            (j.custom_id, j.job_id, j.status) for j in jobs
+            (j.custom_id, j.scraping_job_id, j.status) for j in jobs
         ]
     table = trackfill(env, "status", "--batch", prefix).stdout
     assert all(published.job(pid).custom_id in table for pid in ids)
@@ -265,7 +265,9 @@ def test_job_tells_a_purchase_whole_story_from_its_rows(env, db, sim):
             )
         )
         schedule_recheck(session, pid, "not shipped yet", base_s=60, max_s=60)
-        session.execute(insert(ApiCall).values(kind="get", at=func.now(), job_id=job.job_id))
+        session.execute(
+            insert(ApiCall).values(kind="get", at=func.now(), scraping_job_id=job.scraping_job_id)
+        )
     data = json.loads(trackfill(env, "job", "--purchasing-id", str(pid), "--json").stdout)
     purchase = published.purchase(pid)
     assert data["purchase"]["id"] == pid
@@ -276,7 +278,7 @@ def test_job_tells_a_purchase_whole_story_from_its_rows(env, db, sim):
     (shown,) = data["jobs"]
     assert (shown["custom_id"], shown["job_id"], shown["status"], shown["error"]) == (
         job.custom_id,
-        job.job_id,
+        job.scraping_job_id,
         "failed",
         "not shipped yet",
     )
@@ -287,7 +289,7 @@ def test_job_tells_a_purchase_whole_story_from_its_rows(env, db, sim):
     assert data["check"]["attempts"] == check.attempts == 1
     assert data["check"]["next_check_at"] == check.next_check_at.isoformat()
     assert data["check"]["expired"] is False
-    assert [(c["kind"], c["job_id"]) for c in data["api_calls"]] == [("get", job.job_id)]
+    assert [(c["kind"], c["job_id"]) for c in data["api_calls"]] == [("get", job.scraping_job_id)]
     # by order number, in any case: the same story, the other purchase not in it
     by_order = json.loads(trackfill(env, "job", purchase.order_number.lower(), "--json").stdout)
     assert [s["purchase"]["id"] for s in by_order["purchases"]] == [pid]
@@ -304,14 +306,17 @@ def test_job_lists_the_follow_up_calls_the_ingestor_made_for_its_scraping_job(en
     try:
         for purchasing_id in (pid, other):
             job = published.job(purchasing_id)
-            notify(env, job.custom_id, job.job_id)
+            notify(env, job.custom_id, job.scraping_job_id)
         assert wait_until(lambda: published.ended(pid, other), timeout=15)
     finally:
         ingestor.close()
     data = json.loads(trackfill(env, "job", "--purchasing-id", str(pid), "--json").stdout)
-    job_id = published.job(pid).job_id
+    scraping_job_id = published.job(pid).scraping_job_id
     calls = [(c["kind"], c["job_id"], c["status"]) for c in data["api_calls"]]
-    assert calls == [("get", job_id, 200), ("json", job_id, 200)]  # the other job's are not
+    assert calls == [
+        ("get", scraping_job_id, 200),
+        ("json", scraping_job_id, 200),
+    ]  # the other job's are not
     assert "API calls for them (the ledger): get 200, json 200" in (
         trackfill(env, "job", "--purchasing-id", str(pid)).stdout
     )
@@ -356,11 +361,12 @@ def test_enqueue_publishes_a_confirmed_candidate_the_publisher_makes_a_job_of(
     published = Published(db, sim)
     try:
         assert wait_until(lambda: published.count(TrackingJob) == 1, timeout=15)
-        assert wait_until(lambda: published.job(pid).job_id is not None, timeout=15)
+        assert wait_until(lambda: published.job(pid).scraping_job_id is not None, timeout=15)
         again = trackfill(env, "enqueue", "--purchasing-id", str(pid))
         job = published.job(pid)
-        assert f"in flight already ({job.custom_id}, pending, scraping job {job.job_id})" in (
-            again.stdout
+        assert (
+            f"in flight already ({job.custom_id}, pending, scraping job {job.scraping_job_id})"
+            in (again.stdout)
         )
         assert wait_until(lambda: queue_counts(env["AMQP_URL"], PUBLISHER_CANDIDATES)[0] == 0)
     finally:

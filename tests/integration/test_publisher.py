@@ -150,7 +150,7 @@ def jobs(db) -> list[TrackingJob]:
 
 def all_published(db, n: int) -> bool:
     current = jobs(db)
-    return len(current) == n and all(j.job_id is not None for j in current)
+    return len(current) == n and all(j.scraping_job_id is not None for j in current)
 
 
 def assert_within_quota(sim, db) -> None:
@@ -186,8 +186,11 @@ def assert_one_job_per_candidate(sim, db) -> None:
     by_id = {job["id"]: job for job in made}
     rows = jobs(db)
     for row in rows:
-        assert row.job_id in by_id and row.target_url in by_id[row.job_id]["start_urls"]
-    assert set(by_id) == {row.job_id for row in rows}
+        assert (
+            row.scraping_job_id in by_id
+            and row.target_url in by_id[row.scraping_job_id]["start_urls"]
+        )
+    assert set(by_id) == {row.scraping_job_id for row in rows}
 
 
 def test_the_create_payload_is_exactly_the_seeds(publishers, select_candidates, sim, db):
@@ -196,7 +199,7 @@ def test_the_create_payload_is_exactly_the_seeds(publishers, select_candidates, 
     assert wait_until(lambda: all_published(db, 1))
     (job,) = jobs(db)
     (created,) = sim.state.snapshot()["jobs"]
-    assert created["id"] == job.job_id and job.status == "pending"
+    assert created["id"] == job.scraping_job_id and job.status == "pending"
     assert (
         created["sitemap_id"],
         created["driver"],
@@ -242,7 +245,7 @@ def test_one_pass_is_packed_into_one_job_with_the_seeds_body(
     assert wait_until(lambda: all_published(db, 10), timeout=15)
     rows = jobs(db)
     (created,) = sim.state.snapshot()["jobs"]
-    assert {row.job_id for row in rows} == {created["id"]}
+    assert {row.scraping_job_id for row in rows} == {created["id"]}
     assert (
         created["sitemap_id"],
         created["driver"],
@@ -480,7 +483,7 @@ def test_a_job_that_ended_is_never_set_back_by_a_late_handler(env, select_candid
     assert packs.store(job, 123) == []
     assert packs.join(job.id, [job]) == []
     (after,) = jobs(db)
-    assert (after.status, after.job_id, after.publish_attempts) == ("failed", None, 0)
+    assert (after.status, after.scraping_job_id, after.publish_attempts) == ("failed", None, 0)
 
 
 def test_a_failed_create_makes_its_purchase_wait_its_recheck_delay(
@@ -569,7 +572,7 @@ def test_a_manual_request_for_a_purchase_given_up_is_still_published(publishers,
     vhost.management.publish(vhost.name, "candidate.found", "manual", f'{{"purchasing_id": {pid}}}')
     assert wait_until(lambda: all_published(db, 1), timeout=15)
     (job,) = jobs(db)
-    assert job.purchasing_id == pid and job.job_id is not None
+    assert job.purchasing_id == pid and job.scraping_job_id is not None
 
 
 def test_a_poison_message_is_dead_lettered_while_the_next_candidate_flows(

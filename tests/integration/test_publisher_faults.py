@@ -192,12 +192,12 @@ def test_a_url_split_across_two_groups_joins_the_scraping_job_of_its_first_part(
     send_candidates(env, first)
     assert wait_until(lambda: len(sim.state.snapshot()["calls"]) == 1 or sim_busy(sim), 10)
     if second_part_comes == "after-the-create":
-        assert wait_until(lambda: all(j.job_id for j in jobs(db)[:4]), timeout=10)
+        assert wait_until(lambda: all(j.scraping_job_id for j in jobs(db)[:4]), timeout=10)
     send_candidates(env, rest)
     assert wait_until(lambda: all_published(db, 10), timeout=20)
     made = sim.state.snapshot()["jobs"]
     assert [job["start_urls"] for job in made] == [[url]]
-    assert {job.job_id for job in jobs(db)} == {made[0]["id"]}
+    assert {job.scraping_job_id for job in jobs(db)} == {made[0]["id"]}
     assert {job.status for job in jobs(db)} == {"pending"}
     assert len(creates(sim)) == 1
 
@@ -225,7 +225,7 @@ def test_a_webhook_for_a_lost_create_names_the_job_and_spares_the_search(
     (made,) = sim.state.snapshot()["jobs"]
     with running_ingestor({**env, "INGEST_RETRY_S": "0.2"}):
         completed = JobCompleted(
-            task=TASK.name, scrapingjob_id=made["id"], status="finished",
+            task=TASK.name, scraping_job_id=made["id"], status="finished",
             custom_id=made["custom_id"],
         )  # fmt: skip
         with connect(env["AMQP_URL"]) as connection:
@@ -236,7 +236,7 @@ def test_a_webhook_for_a_lost_create_names_the_job_and_spares_the_search(
     kinds = [c["kind"] for c in sim.state.snapshot()["calls"]]
     assert "list" not in kinds and kinds.count("create") == 1
     (job,) = jobs(db)
-    assert job.job_id == made["id"]
+    assert job.scraping_job_id == made["id"]
 
 
 def parked_until(channel, since: float) -> list[float]:

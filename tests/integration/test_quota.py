@@ -147,7 +147,7 @@ def test_a_create_of_unknown_effect_is_reported_until_settled(sessions):
     assert quota.answers.create_made("owryt-d-0000") is None  # not made yet
     quota.mark_used(reservation)
     made = quota.answers.create_made("owryt-d-0000")
-    assert made is not None and made.job_id is None  # made, no answer
+    assert made is not None and made.scraping_job_id is None  # made, no answer
     quota.answers.record_outcome(reservation, 502, "Bad Gateway")
     assert quota.answers.create_made("owryt-d-0000") is not None  # a 5xx may have created it
     quota.answers.record_outcome(reservation, None, "settled: not created")
@@ -159,9 +159,11 @@ def test_an_answered_create_keeps_its_job_id_and_a_refused_one_made_nothing(sess
     answered = quota.plan(CREATE, "owryt-e-0000")
     quota.mark_used(answered)
     quota.answers.record_outcome(answered, 200, "OK")
-    assert quota.answers.create_made("owryt-e-0000").job_id is None  # died before reading the id
+    assert (
+        quota.answers.create_made("owryt-e-0000").scraping_job_id is None
+    )  # died before reading the id
     quota.answers.record_job(answered, 777)
-    assert quota.answers.create_made("owryt-e-0000").job_id == 777
+    assert quota.answers.create_made("owryt-e-0000").scraping_job_id == 777
     refused = quota.plan(CREATE, "owryt-f-0000")
     quota.mark_used(refused)
     quota.answers.record_outcome(refused, 422, "Unprocessable")

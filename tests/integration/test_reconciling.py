@@ -98,13 +98,16 @@ def test_a_scraping_job_deleted_on_the_service_side_fails_and_its_purchase_waits
     published, ingestor, reconcile, sim
 ):
     (pid,) = published.make(0)
-    job_id = published.job(pid).job_id
-    requests.delete(f"{sim.api_url}scraping-job/{job_id}", params={"api_token": SIM_TOKEN})
+    scraping_job_id = published.job(pid).scraping_job_id
+    requests.delete(f"{sim.api_url}scraping-job/{scraping_job_id}", params={"api_token": SIM_TOKEN})
     time.sleep(AFTER_S)
     assert reconcile().hinted == 1
     assert wait_until(lambda: published.ended(pid), timeout=15)
     job = published.job(pid)
-    assert (job.status, job.error) == ("failed", f"scraping job {job_id} not found in the API")
+    assert (job.status, job.error) == (
+        "failed",
+        f"scraping job {scraping_job_id} not found in the API",
+    )
     with published.sessions() as session:
         check = session.get(PurchaseCheck, pid)
         now = session.execute(select(func.now())).scalar_one()
@@ -167,7 +170,7 @@ def test_a_job_without_a_scraping_job_gets_its_candidate_again(published, reconc
         session.execute(
             update(TrackingJob)
             .where(TrackingJob.purchasing_id == pid)
-            .values(job_id=None, status=status, published_at=func.now())
+            .values(scraping_job_id=None, status=status, published_at=func.now())
         )
     time.sleep(AFTER_S)
     looked = reconcile()
@@ -188,7 +191,7 @@ def test_a_queued_job_no_publisher_takes_ends_failed_after_its_re_sends(
         session.execute(
             update(TrackingJob)
             .where(TrackingJob.purchasing_id.in_([untaken, packed]))
-            .values(job_id=None, status=JobStatus.QUEUED, published_at=func.now())
+            .values(scraping_job_id=None, status=JobStatus.QUEUED, published_at=func.now())
         )
         session.execute(
             update(TrackingJob)

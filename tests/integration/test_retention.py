@@ -35,11 +35,11 @@ def jobs(sessions, *statuses: str) -> list[str]:
     with sessions() as session, session.begin():
         made = create_batch(session, TASK, new)
         for job, status in zip(made, statuses, strict=True):
-            job_id = 1000 + job.id if status == JobStatus.PENDING else None
+            scraping_job_id = 1000 + job.id if status == JobStatus.PENDING else None
             session.execute(
                 update(TrackingJob)
                 .where(TrackingJob.id == job.id)
-                .values(status=status, job_id=job_id)
+                .values(status=status, scraping_job_id=scraping_job_id)
             )
     return [job.custom_id for job in made]
 
@@ -74,7 +74,7 @@ def test_pruning_removes_what_no_rule_needs_and_keeps_the_rest(sessions):
         for hours, n in ((25, 1), (23, 2)):
             session.execute(
                 insert(ProcessedNotification).values(
-                    scrapingjob_id=n,
+                    scraping_job_id=n,
                     custom_id=f"owryt-p-{n:04d}",
                     status="finished",
                     processed_at=ago(hours),
@@ -96,7 +96,7 @@ def test_pruning_removes_what_no_rule_needs_and_keeps_the_rest(sessions):
         ("json", None),
         ("create", "owryt-x-0000"),
     }
-    assert left(sessions, ProcessedNotification.scrapingjob_id) == {(2,)}
+    assert left(sessions, ProcessedNotification.scraping_job_id) == {(2,)}
     assert left(sessions, SyncLog.message) == {("47 h ago",)}
     assert prune(sessions, KEPT) == retention.Pruned(0, 0, 0)  # nothing more to do
 

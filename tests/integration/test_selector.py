@@ -202,7 +202,7 @@ def test_batch_and_job_rows_carry_the_seeds_values(db, selector, acct, sessions)
         "https://store.apple.com/go/jp/vieworder/W1234567800/user@example.com"
     )
     assert {j.status for j in jobs} == {"queued"}
-    assert all(j.job_id is None and j.published_at is not None for j in jobs)
+    assert all(j.scraping_job_id is None and j.published_at is not None for j in jobs)
 
 
 def test_one_candidate_found_per_candidate_with_the_contracts_body(

@@ -128,9 +128,11 @@ def _finish_jobs_later(db, statuses: list[str], delay: float = 1.0) -> threading
         time.sleep(delay)
         with db.begin() as connection:
             ids = connection.execute(select(TrackingJob.id).order_by(TrackingJob.id)).scalars()
-            for job_id, status in zip(ids, statuses, strict=False):
+            for tracking_job_id, status in zip(ids, statuses, strict=False):
                 connection.execute(
-                    update(TrackingJob).where(TrackingJob.id == job_id).values(status=status)
+                    update(TrackingJob)
+                    .where(TrackingJob.id == tracking_job_id)
+                    .values(status=status)
                 )
 
     thread = threading.Thread(target=finish)
@@ -256,7 +258,7 @@ def test_under_a_backlog_the_daemon_keeps_the_publisher_fed_not_its_interval(db,
             connection.execute(
                 update(TrackingJob)
                 .where(TrackingJob.status == "queued")
-                .values(status="pending", job_id=TrackingJob.id + 1000)
+                .values(status="pending", scraping_job_id=TrackingJob.id + 1000)
             )
 
     try:

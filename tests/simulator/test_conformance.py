@@ -65,13 +65,13 @@ class Api:
         assert answer.status_code == 200, answer.text
         return answer.json()["data"]["id"]
 
-    def job(self, job_id: int) -> dict:
-        return self.call("GET", f"scraping-job/{job_id}").json()["data"]
+    def job(self, scraping_job_id: int) -> dict:
+        return self.call("GET", f"scraping-job/{scraping_job_id}").json()["data"]
 
-    def wait_status(self, job_id: int, *statuses: str, timeout: float = 5) -> dict:
+    def wait_status(self, scraping_job_id: int, *statuses: str, timeout: float = 5) -> dict:
         deadline = time.monotonic() + timeout
         while True:
-            job = self.job(job_id)
+            job = self.job(scraping_job_id)
             if job["status"] in statuses or time.monotonic() > deadline:
                 return job
             time.sleep(0.03)
@@ -115,11 +115,11 @@ def test_a_job_object_has_exactly_the_18_keys(api):
 def test_a_job_goes_through_its_lifecycle_to_finished(api, sim, monkeypatch):
     for name, value in (("schedule_delay_s", 0.3), ("start_delay_s", 0.3), ("run_s", 0.3)):
         monkeypatch.setattr(sim.state.config, name, value)
-    job_id = api.create("W1234567890")
-    seen = [api.job(job_id)["status"]]
+    scraping_job_id = api.create("W1234567890")
+    seen = [api.job(scraping_job_id)["status"]]
     deadline = time.monotonic() + 5
     while seen[-1] != "finished" and time.monotonic() < deadline:
-        status = api.job(job_id)["status"]
+        status = api.job(scraping_job_id)["status"]
         if status != seen[-1]:
             seen.append(status)
         time.sleep(0.02)
@@ -175,17 +175,17 @@ def test_the_api_token_is_checked_and_the_call_still_counts(api, sim, token):
 
 def test_json_lines_is_a_zero_byte_200_until_the_job_has_data(api, sim, monkeypatch):
     monkeypatch.setattr(sim.state.config, "run_s", 0.5)
-    job_id = api.create("W1234567890", "W1234567893", "W1234567897")
-    early = api.call("GET", f"scraping-job/{job_id}/json")
+    scraping_job_id = api.create("W1234567890", "W1234567893", "W1234567897")
+    early = api.call("GET", f"scraping-job/{scraping_job_id}/json")
     assert (early.status_code, early.content) == (200, b"")
-    api.wait_status(job_id, "stopped", "finished")
+    api.wait_status(scraping_job_id, "stopped", "finished")
 
 
 def test_json_lines_has_one_record_per_scraped_page_keyed_by_start_url(api):
     orders = ["W1234567890", "W1234567893", "W1234567894"]
-    job_id = api.create(*orders, "W1234567807")  # the last one is an empty page
-    api.wait_status(job_id, "finished")
-    lines = api.call("GET", f"scraping-job/{job_id}/json").text.splitlines()
+    scraping_job_id = api.create(*orders, "W1234567807")  # the last one is an empty page
+    api.wait_status(scraping_job_id, "finished")
+    lines = api.call("GET", f"scraping-job/{scraping_job_id}/json").text.splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
     assert {r["web-scraper-start-url"] for r in records} == {order_url(o) for o in orders}
     for record in records:
@@ -200,14 +200,14 @@ def test_json_lines_has_one_record_per_scraped_page_keyed_by_start_url(api):
         }
     not_shipped = next(r for r in records if "W1234567894" in r["web-scraper-start-url"])
     assert not_shipped["tracking_number"] is None
-    job = api.job(job_id)
+    job = api.job(scraping_job_id)
     assert (job["jobs_executed"], job["jobs_empty"], job["stored_record_count"]) == (4, 1, 3)
 
 
 def test_csv_has_a_bom_crlf_an_unquoted_header_and_quoted_cells(api):
-    job_id = api.create("W1234567894", "W1234567890")
-    api.wait_status(job_id, "finished")
-    raw = api.call("GET", f"scraping-job/{job_id}/csv").content
+    scraping_job_id = api.create("W1234567894", "W1234567890")
+    api.wait_status(scraping_job_id, "finished")
+    raw = api.call("GET", f"scraping-job/{scraping_job_id}/csv").content
     assert raw.startswith(b"\xef\xbb\xbf")
     lines = raw[3:].decode().split("\r\n")
     assert lines[0] == (
@@ -223,9 +223,9 @@ def test_csv_has_a_bom_crlf_an_unquoted_header_and_quoted_cells(api):
 
 
 def test_problematic_urls_list_empty_and_failed_pages_with_pagination(api):
-    job_id = api.create("W1234567807", "W1234567808", "W1234567890")
-    api.wait_status(job_id, "finished")
-    answer = api.call("GET", f"scraping-job/{job_id}/problematic-urls").json()
+    scraping_job_id = api.create("W1234567807", "W1234567808", "W1234567890")
+    api.wait_status(scraping_job_id, "finished")
+    answer = api.call("GET", f"scraping-job/{scraping_job_id}/problematic-urls").json()
     assert {(p["url"], p["type"]) for p in answer["data"]} == {
         (order_url("W1234567807"), "empty"),
         (order_url("W1234567808"), "failed"),
@@ -264,9 +264,12 @@ def test_the_job_list_filters_by_sitemap_and_has_at_least_one_page(api):
 
 
 def test_delete_answers_ok_and_the_job_is_gone(api):
-    job_id = api.create("W1")
-    assert api.call("DELETE", f"scraping-job/{job_id}").json() == {"success": True, "data": "ok"}
-    assert api.call("GET", f"scraping-job/{job_id}").status_code == 404
+    scraping_job_id = api.create("W1")
+    assert api.call("DELETE", f"scraping-job/{scraping_job_id}").json() == {
+        "success": True,
+        "data": "ok",
+    }
+    assert api.call("GET", f"scraping-job/{scraping_job_id}").status_code == 404
 
 
 def test_account(api):
@@ -291,8 +294,8 @@ def test_the_quota_answers_429_with_its_headers_once_spent(api, sim, monkeypatch
 
 
 def test_every_call_is_listed_for_inspection(api, sim):
-    job_id = api.create("W1")
-    api.call("GET", f"scraping-job/{job_id}")
+    scraping_job_id = api.create("W1")
+    api.call("GET", f"scraping-job/{scraping_job_id}")
     api.call("GET", "nope")
     calls = requests.get(sim.base_url + "/__sim/state", timeout=5).json()["calls"]
     assert [(c["kind"], c["status"]) for c in calls] == [
@@ -305,11 +308,11 @@ def test_every_call_is_listed_for_inspection(api, sim):
 
 
 def test_the_webhook_is_form_encoded_with_the_five_fields(api, receiver):
-    job_id = api.create("W1234567890")
+    scraping_job_id = api.create("W1234567890")
     (hook,) = receiver.wait_for(1)
     assert hook.content_type == "application/x-www-form-urlencoded"
     assert hook.form == {
-        "scrapingjob_id": str(job_id),
+        "scrapingjob_id": str(scraping_job_id),
         "status": "finished",
         "sitemap_id": "1421177",
         "sitemap_name": "apple-order-to-carrier",
@@ -403,11 +406,11 @@ def test_fault_rate_limit_storm(api, sim):
 
 def test_fault_duplicate_webhooks(api, sim, receiver):
     set_faults(sim, webhook_duplicates=3)
-    job_id = api.create("W1234567890")
+    scraping_job_id = api.create("W1234567890")
     hooks = receiver.wait_for(3)
     time.sleep(0.3)
     assert len(receiver.requests) == 3
-    assert {h.form["scrapingjob_id"] for h in hooks} == {str(job_id)}
+    assert {h.form["scrapingjob_id"] for h in hooks} == {str(scraping_job_id)}
 
 
 def test_fault_dropped_webhook(api, sim, receiver):
@@ -431,11 +434,11 @@ def test_fault_out_of_order_webhooks_arrive_newest_first(api, sim, receiver):
 
 def test_fault_webhook_before_the_data_is_ready(api, sim, receiver):
     set_faults(sim, data_delay_s=0.6)
-    job_id = api.create("W1234567890")
+    scraping_job_id = api.create("W1234567890")
     receiver.wait_for(1)
-    assert api.call("GET", f"scraping-job/{job_id}/json").content == b""
+    assert api.call("GET", f"scraping-job/{scraping_job_id}/json").content == b""
     time.sleep(0.7)
-    assert api.call("GET", f"scraping-job/{job_id}/json").content.count(b"\n") == 1
+    assert api.call("GET", f"scraping-job/{scraping_job_id}/json").content.count(b"\n") == 1
 
 
 def test_the_documented_command_serves_until_sigterm(tmp_path):
@@ -485,8 +488,8 @@ def test_scraping_time_grows_with_the_number_of_urls(api, sim, monkeypatch):
     monkeypatch.setattr(sim.state.config, "per_page_s", 0.1)
     small, large = api.create("W1234567890"), api.create(*[f"W12345678{n:02d}" for n in range(10)])
     # the scraping time of each, as the simulator planned it (not a wall-clock race)
-    runs = {job_id: sim.state.jobs[job_id].end_mono - sim.state.jobs[job_id].start_mono
-            for job_id in (small, large)}  # fmt: skip
+    jobs = sim.state.jobs
+    runs = {one: jobs[one].end_mono - jobs[one].start_mono for one in (small, large)}
     assert runs[large] - runs[small] == pytest.approx(0.9)  # nine pages more at 0.1 s each
     assert api.wait_status(small, "finished", timeout=5)["status"] == "finished"
     assert api.job(large)["status"] != "finished"  # still scraping its other pages
@@ -498,7 +501,7 @@ def test_jobs_beyond_the_parallel_tasks_wait_to_be_scheduled(api, sim, monkeypat
     monkeypatch.setattr(sim.state.config, "run_s", 0.6)
     ids = [api.create(f"W123456789{n}") for n in range(3)]
     time.sleep(0.15)  # past the schedule delay: the first two run, the third waits
-    statuses = [api.job(job_id)["status"] for job_id in ids]
+    statuses = [api.job(scraping_job_id)["status"] for scraping_job_id in ids]
     assert statuses[2] == "waiting-to-be-scheduled"
     assert all(status in ("scheduled", "started") for status in statuses[:2])
     assert api.wait_status(ids[2], "finished", timeout=5)["status"] == "finished"
@@ -516,9 +519,9 @@ def test_more_than_20000_start_urls_is_a_validation_error_and_20000_are_taken(ap
 
 def test_records_come_back_in_no_promised_order(api):
     orders = [f"W12345{n:04d}0" for n in range(30)]
-    job_id = api.create(*orders)
-    api.wait_status(job_id, "finished")
-    lines = api.call("GET", f"scraping-job/{job_id}/json").text.splitlines()
+    scraping_job_id = api.create(*orders)
+    api.wait_status(scraping_job_id, "finished")
+    lines = api.call("GET", f"scraping-job/{scraping_job_id}/json").text.splitlines()
     urls = [json.loads(line)["web-scraper-start-url"] for line in lines]
     assert sorted(urls) == sorted(order_url(o) for o in orders)
     assert urls != [order_url(o) for o in orders]

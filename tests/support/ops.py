@@ -45,10 +45,10 @@ def trackfill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def notify(env: dict[str, str], custom_id: str, job_id: int) -> str:
+def notify(env: dict[str, str], custom_id: str, scraping_job_id: int) -> str:
     """The webhook's ``job.completed`` for a finished job, as the gateway publishes it;
     its message id."""
-    payload = JobCompleted(TASK.name, job_id, "finished", custom_id).to_payload()
+    payload = JobCompleted(TASK.name, scraping_job_id, "finished", custom_id).to_payload()
     envelope = new_envelope(JOB_COMPLETED, payload)
     with connect(env["AMQP_URL"]) as connection:
         MessagePublisher(connection).publish(JOB_COMPLETED, TASK.name, envelope)

@@ -55,7 +55,7 @@ class Published:
                 session.execute(
                     update(TrackingJob)
                     .where(TrackingJob.id.in_([ref.id for ref, _ in group]))
-                    .values(job_id=answer.json()["data"]["id"], status="pending")
+                    .values(scraping_job_id=answer.json()["data"]["id"], status="pending")
                 )
         return ids
 

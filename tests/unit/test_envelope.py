@@ -124,7 +124,7 @@ def test_a_job_completed_takes_the_webhooks_string_fields():
             "custom_id": "owryt-abc12345-0000",
         }
     )
-    assert (completed.scrapingjob_id, completed.sitemap_id) == (500, 1421177)
+    assert (completed.scraping_job_id, completed.sitemap_id) == (500, 1421177)
 
 
 GOOD_COMPLETED = {
@@ -157,7 +157,7 @@ def test_contract_payloads_round_trip():
     published = JobPublished(
         task="official_website_redirect_to_yamato_tracking",
         custom_id="owryt-a-0000",
-        job_id=9,
+        scraping_job_id=9,
         batch_uuid="12345678-1234-5678-1234-567812345678",
         target_url="https://store.apple.com/x",
         purchasing_id=3,
