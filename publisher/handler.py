@@ -127,9 +127,8 @@ class CandidateHandler:
             item.job = job
             self._outcomes.log_parkings(item)
             if item.job.scraping_job_id is not None:
-                self._outcomes.announce(
-                    [item.job], item.task, item.delivery
-                )  # again: it may have died here
+                # again: the process may have died after storing the job id
+                self._outcomes.announce([item.job], item.task, item.delivery)
             elif item.job.status not in UNPUBLISHED:
                 log.info("%s %s already ended (%s)", TAG, item.job.custom_id, item.job.status)
             elif item.job.pack_of is None:

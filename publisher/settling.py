@@ -32,8 +32,6 @@ SEARCH_MAX_PAGES = 20
 SEARCH_AT = "x-trackfill-search-at"
 #: how many outages the search for a create call has met: "<create call id>:<count>"
 SEARCH_OUTAGES = "x-trackfill-search-outages"
-#: what the search answers when it parked the pack instead (a job id is positive)
-PARKED = -1
 #: the longest back-off between searches during an outage
 SEARCH_OUTAGE_MAX_S = 300.0
 #: why the last create attempt failed, kept while its effect is settled
@@ -55,11 +53,12 @@ class LostCreates:
             return False
         found = made.scraping_job_id
         if found is None:
-            found = self._look_for(leader, made, members)
+            try:
+                found = self._look_for(leader, made, members)
+            except _Parked:  # until the search can (go on and) end
+                return True
             if found is None:
                 return False
-            if found == PARKED:  # until the search can go on
-                return True
             self._parts.ledger.release(leader.custom_id)  # the slot it was parked for is not needed
             log.warning(
                 "%s %s: the job created before its answer was lost is %s; adopting it",
@@ -74,20 +73,22 @@ class LostCreates:
     def _look_for(
         self, leader: TrackingJobRow, made: CreateMade, members: list[InHand]
     ) -> int | None:
-        """The id of the job the lost create made; None: not made; :data:`PARKED` when
-        the members were parked until the search can (go on and) end."""
+        """The id of the job the lost create made; None: not made. Raises
+        :class:`_Parked` when the members were parked until the search can go on."""
         if made.age_s < self._parts.config.settle_after_s:
             # the call may still be served: look once its answer could no longer come
             self._park(members, leader, self._parts.config.settle_after_s - made.age_s)
-            return PARKED
+            raise _Parked
         try:
             found = self._search(members[0].delivery, members[0].task, leader, made)
         except _Paused as paused:
-            self._park(members, leader, paused.wait_s, SEARCH_AT, f"{made.call.id}:{paused.page}")
-            return PARKED
+            self._park(
+                members, leader, paused.wait_s, **{SEARCH_AT: f"{made.call.id}:{paused.page}"}
+            )
+            raise _Parked from None
         except Retryable as error:  # an outage: not an attempt, the search goes on
             self._search_later(leader, made, members, str(error))
-            return PARKED
+            raise _Parked from None
         except ApiError as error:
             self._parts.outcomes.fail(leader, f"looking for the job failed: {error}")
         if found is None and (
@@ -100,12 +101,11 @@ class LostCreates:
         return found
 
     def _park(
-        self, members: list[InHand], leader: TrackingJobRow, not_before_s: float, *note: str
+        self, members: list[InHand], leader: TrackingJobRow, not_before_s: float, **notes
     ) -> None:
-        notes = dict([note]) if note else {}
-        self._parts.outcomes.park(
-            members, self._parts.slots.parking(leader, not_before_s).wait_s, **notes
-        )
+        """Park the members on the pack's own slot, no sooner than ``not_before_s``."""
+        wait_s = self._parts.slots.parking(leader, not_before_s).wait_s
+        self._parts.outcomes.park(members, wait_s, **notes)
 
     def _search_later(
         self, leader: TrackingJobRow, made: CreateMade, members: list[InHand], reason: str
@@ -124,7 +124,7 @@ class LostCreates:
             outages,
             backoff,
         )
-        self._park(members, leader, backoff, SEARCH_OUTAGES, f"{made.call.id}:{outages}")
+        self._park(members, leader, backoff, **{SEARCH_OUTAGES: f"{made.call.id}:{outages}"})
 
     def _search(
         self, delivery: Delivery, task: TaskConfig, leader: TrackingJobRow, made: CreateMade
@@ -164,3 +164,7 @@ class _Paused(Exception):
     def __init__(self, page: int, wait_s: float):
         super().__init__(page, wait_s)
         self.page, self.wait_s = page, wait_s
+
+
+class _Parked(Exception):
+    """The members were parked: the settling goes on when they come back."""

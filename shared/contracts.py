@@ -215,6 +215,3 @@ class JobCompleted:
         if not self.reconcile:
             del payload["reconcile"]  # a webhook's message, as it always was
         return payload
-
-
-CONTRACTS = {c.KIND: c for c in (CandidateFound, JobPublished, JobCompleted)}

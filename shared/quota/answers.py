@@ -88,7 +88,7 @@ class Answers:
         (the lowest remaining) than the ledger thinks, tighten it."""
         with autocommit(self._sessions) as connection:
             used = fast_path.record_outcomes(
-                connection, [answer[:3] for answer in answers], self.policy.span_s
+                connection, [answer[:3] for answer in answers], self.policy.span
             )
         remaining = min((r for *_, r in answers if r is not None), default=None)
         if remaining is not None and self.policy.calls - used > remaining:

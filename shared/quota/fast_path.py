@@ -63,12 +63,12 @@ def reserve_now(
     kind: str,
     custom_id: str | None,
     use: bool,
-    span_s: float,
+    span: dt.timedelta,
     calls: int,
     scraping_job_id: int | None = None,
 ) -> tuple[int, dt.datetime] | None:
     """Reserve a call of ``kind`` for now (``use``: marked used too) if no block is in
-    force and fewer than ``calls - 1`` calls are reserved within ``span_s`` either side
+    force and fewer than ``calls - 1`` calls are reserved within ``span`` either side
     of now, so that every window holding now has room; else None, and nothing written."""
     row = connection.exec_driver_sql(
         _RESERVE_NOW,
@@ -76,7 +76,7 @@ def reserve_now(
             "kind": kind,
             "custom_id": custom_id,
             "use": use,
-            "span": dt.timedelta(seconds=span_s),
+            "span": span,
             "calls": calls,
             "job_id": scraping_job_id,
         },
@@ -87,7 +87,7 @@ def reserve_now(
 def record_outcomes(
     connection: Connection,
     outcomes: list[tuple[int | None, int | None, str]],
-    span_s: float,
+    span: dt.timedelta,
 ) -> int:
     """Write calls' answers (id, status, outcome) in one round trip; the number of calls
     in the window ending now (to compare with what the API says is left)."""
@@ -98,6 +98,6 @@ def record_outcomes(
             "ids": list(ids),
             "statuses": list(statuses),
             "outcomes": list(texts),
-            "span": dt.timedelta(seconds=span_s),
+            "span": span,
         },
     ).scalar_one()

@@ -71,7 +71,7 @@ class QuotaLedger:
         if kind != CREATE:
             with autocommit(self._sessions) as connection:
                 made = fast_path.reserve_now(
-                    connection, kind, custom_id, use, self.policy.span_s, self.policy.calls,
+                    connection, kind, custom_id, use, self.policy.span, self.policy.calls,
                     scraping_job_id,
                 )  # fmt: skip
             if made is not None:
