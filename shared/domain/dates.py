@@ -46,6 +46,13 @@ def normalize(text: str) -> str:
 def parse_estimate(text: str | None, anchor: dt.datetime) -> dt.date | None:
     """The (last) date in ``text``; None when the text gives no date (``-``, ``午前中``);
     :class:`Invalid` when it has text that is not a date, or a date that does not exist."""
+    span = estimate_span(text, anchor)
+    return span[1] if span else None
+
+
+def estimate_span(text: str | None, anchor: dt.datetime) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of the estimate in ``text`` (the same day twice for a
+    single date); None and :class:`Invalid` as :func:`parse_estimate`."""
     if text is None:
         return None
     normalized = normalize(text)
@@ -56,10 +63,12 @@ def parse_estimate(text: str | None, anchor: dt.datetime) -> dt.date | None:
         raise Invalid("estimated_delivery_date_unparseable", f"no date in {text[:60]!r}")
     try:
         date = _resolved(tokens[-1], anchor.astimezone(TOKYO).date())
-        if len(tokens) > 1 and not tokens[-1]["year"]:  # a range: its end follows its start
+        start = date
+        if len(tokens) > 1:
             start = _resolved(tokens[-2], anchor.astimezone(TOKYO).date())
-            date = _on_or_after(start, int(tokens[-1]["month"]), int(tokens[-1]["day"]))
-        return date
+            if not tokens[-1]["year"]:  # a range: its end follows its start
+                date = _on_or_after(start, int(tokens[-1]["month"]), int(tokens[-1]["day"]))
+        return min(start, date), date
     except ValueError:
         raise Invalid(
             "estimated_delivery_date_impossible", f"{text[:60]!r} is not a real date"
