@@ -105,16 +105,16 @@ def page_for(url: str, scraped_at: dt.datetime) -> PageResult:
     soon = now + dt.timedelta(days=2)
     number = valid_tracking_number(order)
     builders = {
-        "0": lambda: _record(number, "輸送中", YAMATO, f"{soon:%m/%d} 14:00-16:00"),
-        "1": lambda: _record(_hyphenated(number), "発送済み", YAMATO, f"{soon:%m月%d日} 16:13"),
-        "2": lambda: _record(_full_width(number), "配達中", YAMATO, f"{soon:%Y/%m/%d} 14:00"),
-        "3": lambda: _record(number, "引受", JP_LOGISTICS, _kanji_date(soon)),
-        "4": lambda: _record(None, "伝票番号未登録", YAMATO, "-"),
-        "5": lambda: _record(None, "出荷準備中", None, _range(now)),
-        "6": lambda: _record(number, "配達完了（宅配ボックス）", YAMATO, "-"),
+        "0": lambda: apple_page(number, "輸送中", YAMATO, f"{soon:%m/%d} 14:00-16:00"),
+        "1": lambda: apple_page(hyphenated(number), "発送済み", YAMATO, f"{soon:%m月%d日} 16:13"),
+        "2": lambda: apple_page(_full_width(number), "配達中", YAMATO, f"{soon:%Y/%m/%d} 14:00"),
+        "3": lambda: apple_page(number, "引受", JP_LOGISTICS, _kanji_date(soon)),
+        "4": lambda: apple_page(None, "伝票番号未登録", YAMATO, "-"),
+        "5": lambda: apple_page(None, "出荷準備中", None, _range(now)),
+        "6": lambda: apple_page(number, "配達完了（宅配ボックス）", YAMATO, "-"),
         "7": lambda: PageResult((), "empty"),
         "8": lambda: PageResult((), "failed"),
-        "9": lambda: _record(number[:-1] + "9", "<b>???</b>", "UNKNOWN", "来週のどこか"),
+        "9": lambda: apple_page(number[:-1] + "9", "<b>???</b>", "UNKNOWN", "来週のどこか"),
     }
     return builders[digit]()
 
@@ -142,17 +142,17 @@ def _japan_post_record(number: str, shown: str) -> dict[str, str | None]:
     status = JAPAN_POST_STATUSES[digit]
     known = status != UNKNOWN_NUMBER
     return {
-        "tracking_number": _hyphenated(number) if len(number) == 12 else number,
+        "tracking_number": hyphenated(number) if len(number) == 12 else number,
         "delivery_status": status,
         "status_date": shown if known else None,
     }
 
 
-def _record(number: str | None, status: str, carrier: str | None, estimate: str) -> PageResult:
+def apple_page(number: str | None, status: str, carrier: str | None, estimate: str) -> PageResult:
     return PageResult((dict(zip(COLUMNS, (number, status, carrier, estimate), strict=True)),))
 
 
-def _hyphenated(number: str) -> str:
+def hyphenated(number: str) -> str:
     return f"{number[:4]}-{number[4:8]}-{number[8:]}"
 
 
