@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import requests
 
+from shared.settings import DEFAULTS
+
 ROOT_DIR = Path(__file__).resolve().parent.parent
 GATEWAY_PATH = "/api/acquisition/webscraper/webscraper-tracking/"
 
@@ -42,6 +44,11 @@ class Timings:
             "PUBLISH_MIN_INTERVAL_S": f"{6 / f:g}",
             "RECHECK_BASE_S": f"{1800 / f:g}",
             "RECHECK_MAX_S": f"{86400 / f:g}",
+            **{
+                name: f"{float(DEFAULTS[name]) / f:g}"
+                for name in DEFAULTS
+                if name.startswith("SCHEDULE_")
+            },
             "SELECTOR_MAX_RECORDS": "100",
             "SELECTOR_REPUBLISH_GRACE_S": f"{120 / f:g}",
             "RECONCILE_AFTER_S": f"{1800 / f:g}",

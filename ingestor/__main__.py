@@ -37,7 +37,7 @@ def completion_handler(settings: Settings) -> CompletionHandler:
     """The handler of a group of notifications, with its own database and API parts."""
     api = api_access(settings)
     return CompletionHandler(
-        NotifiedJobs(api.sessions, Recheck(settings.recheck_base_s, settings.recheck_max_s)),
+        NotifiedJobs(api.sessions, Recheck(settings.schedule)),
         api.client,
         api.ledger,
         IngestorConfig(

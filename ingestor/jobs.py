@@ -14,7 +14,7 @@ from ingestor.records import Scraped
 from shared.contracts import JobCompleted
 from shared.db.batches import recount_batch
 from shared.db.jobs import TrackingJobRow
-from shared.db.rechecks import Recheck
+from shared.db.rechecks import Page, Recheck
 from shared.db.session import transaction
 from shared.db.statuses import ENDED, JobStatus
 from shared.domain.tracking_numbers import normalize
@@ -42,6 +42,13 @@ class Ending:
     @property
     def needs_recheck(self) -> bool:
         return self.failure is not None or self.scraped is None or self.scraped.needs_recheck
+
+    @property
+    def page(self) -> Page | None:
+        """What the page said that the schedule reads; None: no page was read."""
+        if self.scraped is None:
+            return None
+        return Page(self.scraped.delivery_status, self.scraped.estimate)
 
     def reason(self) -> str:
         if self.failure:
@@ -130,7 +137,7 @@ class NotifiedJobs:
         )
         seeks_number = TRACKING_TASK_CONFIGS[event.task].seeks_number
         if ending.needs_recheck and seeks_number and job.purchasing_id is not None:
-            self._recheck.schedule(session, job.purchasing_id, ending.reason())
+            self._recheck.record(session, job.purchasing_id, ending.reason(), ending.page)
         return age.total_seconds()
 
 

@@ -35,10 +35,16 @@ class Scraped:
     tracking_number: str | None = None
     delivery_status: str | None = None
     shipping_method: str | None = None
-    estimated_delivery_date: dt.date | None = None
+    #: Apple's delivery estimate, its first and last day
+    estimate: tuple[dt.date, dt.date] | None = None
     rejected: dict[str, str] = field(default_factory=dict)
     #: the page was asked for a tracking number (False: for the status alone)
     seeks_number: bool = True
+
+    @property
+    def estimated_delivery_date(self) -> dt.date | None:
+        """The estimate's last day: the purchase's ``estimated_delivery_date``."""
+        return self.estimate[1] if self.estimate else None
 
     @property
     def delivery_status_code(self) -> statuses.StatusCode | None:
@@ -74,7 +80,7 @@ def read_record(record: dict[str, Any], fallback_anchor: dt.datetime) -> Scraped
     status = check(lambda: _status(_plain(record, "delivery_status")))
     number = check(lambda: tracking_numbers.validate(_text(record, "tracking_number"), method))
     anchor = scraped_at(record) or fallback_anchor
-    estimate = check(lambda: dates.parse_estimate(_text(record, "estimated_delivery_date"), anchor))
+    estimate = check(lambda: dates.estimate_span(_text(record, "estimated_delivery_date"), anchor))
     return Scraped(number, status, method, estimate, rejected)
 
 

@@ -47,7 +47,7 @@ def pack_size(settings: Settings) -> int:
 def candidate_handler(settings: Settings) -> CandidateHandler:
     """The handler of one candidate, with its own connections to the database and API."""
     api = api_access(settings)
-    recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s)
+    recheck = Recheck(settings.schedule)
     return CandidateHandler(
         CandidateJobs(api.sessions),
         Packs(api.sessions, recheck, settings.publish_max_urls_per_job, settings.reconcile_after_s),

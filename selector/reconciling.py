@@ -80,7 +80,7 @@ class Reconciler:
         self._sessions = sessions
         self._publisher = publisher
         self._task = task
-        self._recheck = Recheck(settings.recheck_base_s, settings.recheck_max_s)
+        self._recheck = Recheck(settings.schedule)
 
     def run(self) -> Looked:
         """Look at the jobs due now (see the module's docstring)."""

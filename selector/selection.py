@@ -56,7 +56,9 @@ def matching_query() -> Select:
     in_flight = exists().where(TrackingJob.purchasing_id == p.id, TrackingJob.status.in_(IN_FLIGHT))
     waiting = exists().where(
         PurchaseCheck.purchasing_id == p.id,
-        (PurchaseCheck.next_check_at > func.now()) | expired_before(parameter(3, Float())),
+        PurchaseCheck.next_check_at.is_(None)  # never again
+        | (PurchaseCheck.next_check_at > func.now())
+        | expired_before(parameter(3, Float())),
     )
     return (
         select(p.id, p.order_number, account.email, p.created_at)

@@ -23,7 +23,7 @@ from shared.db.batches import (
     unpublished_jobs,
 )
 from shared.db.jobs import TrackingJobRow, count_unpublished
-from shared.db.rechecks import count_expired, schedule_recheck
+from shared.db.rechecks import Recheck, count_expired
 from shared.db.session import transaction
 from shared.domain.masking import mask_email
 from shared.domain.urls import order_of
@@ -87,6 +87,7 @@ class Selector:
         self._sessions = sessions
         self._publisher = publisher
         self._task = task
+        self._recheck = Recheck(settings.schedule)
         self._limit = limit
 
     @property
@@ -169,12 +170,8 @@ class Selector:
             if self._task.seeks_number:  # giving up is about a number never found
                 result.expired = count_expired(session, self._settings.recheck_expire_s)
             for skipped in result.skipped:
-                schedule_recheck(
-                    session,
-                    skipped.match.purchasing_id,
-                    f"skipped: {skipped.reason}",
-                    self._settings.recheck_base_s,
-                    self._settings.recheck_max_s,
+                self._recheck.record(
+                    session, skipped.match.purchasing_id, f"skipped: {skipped.reason}"
                 )
             new_jobs = [NewJob(c.match.purchasing_id, order_of(c.url), c.url) for c in candidates]
             return owed, create_batch(session, self._task, new_jobs) if new_jobs else []

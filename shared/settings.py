@@ -8,20 +8,15 @@ with one clear line.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from shared.domain.schedule import Schedule
+from shared.environment import Env, SettingsError
 
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+__all__ = ["DEFAULTS", "SECRETS", "Settings", "SettingsError", "load_settings"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +37,13 @@ class Settings:
     recheck_max_s: float
     selector_republish_grace_s: float
     recheck_expire_s: float
+    #: the schedule's knobs (docs/schedule.md)
+    schedule_min_s: float
+    schedule_far_s: float
+    schedule_likely_s: float
+    schedule_preparing_s: float
+    schedule_transit_s: float
+    schedule_late_s: float
     reconcile_after_s: float
     #: the refresh task's sitemap (docs/refresh.md); None: the task is off
     japan_post_sitemap_id: int | None
@@ -69,6 +71,22 @@ class Settings:
         return f"Settings({shown})"
 
     @property
+    def schedule(self) -> Schedule:
+        """When a purchase is looked at next: the schedule these settings give."""
+        return Schedule(
+            min_s=self.schedule_min_s,
+            far_s=self.schedule_far_s,
+            likely_s=self.schedule_likely_s,
+            preparing_s=self.schedule_preparing_s,
+            transit_s=self.schedule_transit_s,
+            late_s=self.schedule_late_s,
+            base_s=self.recheck_base_s,
+            max_s=self.recheck_max_s,
+            expire_s=self.recheck_expire_s,
+            refresh_s=self.refresh_interval_s,
+        )
+
+    @property
     def gateway_host_port(self) -> tuple[str, int]:
         host, _, port = self.gateway_bind.rpartition(":")
         return host, int(port)
@@ -89,6 +107,16 @@ DEFAULTS: dict[str, str] = {
     "RECHECK_MAX_S": "86400",
     "SELECTOR_REPUBLISH_GRACE_S": "120",
     "RECHECK_EXPIRE_S": "2592000",
+    # the schedule (docs/schedule.md): at least 15 minutes between two looks; at most 10
+    # days while Apple's estimate is far; daily once shipping is likely; every 4.5 hours
+    # while Apple prepares the parcel; Apple hands over about 2 days before the estimate's
+    # first day, and up to 3 days after its last
+    "SCHEDULE_MIN_S": "900",
+    "SCHEDULE_FAR_S": "864000",
+    "SCHEDULE_LIKELY_S": "86400",
+    "SCHEDULE_PREPARING_S": "16200",
+    "SCHEDULE_TRANSIT_S": "172800",
+    "SCHEDULE_LATE_S": "259200",
     "RECONCILE_AFTER_S": "1800",
     "REFRESH_INTERVAL_S": "21600",
     # the tracking-number task keeps at least three quarters of the creations (issue 17)
@@ -126,7 +154,7 @@ def load_settings(
     ``require`` names the optional variables this service cannot run without, e.g.
     ``("WEBSCRAPER_API_TOKEN",)`` for the publisher.
     """
-    env = _Env(os.environ if environ is None else environ)
+    env = Env(os.environ if environ is None else environ, DEFAULTS)
     for name in require:
         if name not in SECRETS:
             raise SettingsError(f"{name} is not a variable that can be required")
@@ -137,7 +165,7 @@ def load_settings(
     return settings
 
 
-def _connections(env: _Env) -> dict[str, Any]:
+def _connections(env: Env) -> dict[str, Any]:
     """The settings of where the services connect, and their secrets."""
     return dict(
         database_url=env.database_url("DATABASE_URL"),
@@ -150,7 +178,7 @@ def _connections(env: _Env) -> dict[str, Any]:
     )
 
 
-def _pacing(env: _Env) -> dict[str, Any]:
+def _pacing(env: Env) -> dict[str, Any]:
     """The settings of the quota, the selection and its re-checks."""
     return dict(
         api_quota_calls=env.count("API_QUOTA_CALLS"),
@@ -162,6 +190,7 @@ def _pacing(env: _Env) -> dict[str, Any]:
         recheck_max_s=env.duration("RECHECK_MAX_S", allow_zero=True),
         selector_republish_grace_s=env.duration("SELECTOR_REPUBLISH_GRACE_S", allow_zero=True),
         recheck_expire_s=env.duration("RECHECK_EXPIRE_S"),
+        **_schedule(env),
         reconcile_after_s=env.duration("RECONCILE_AFTER_S"),
         japan_post_sitemap_id=env.optional_id("JAPAN_POST_SITEMAP_ID"),
         refresh_interval_s=env.duration("REFRESH_INTERVAL_S"),
@@ -169,7 +198,26 @@ def _pacing(env: _Env) -> dict[str, Any]:
     )
 
 
-def _workers(env: _Env) -> dict[str, Any]:
+def _schedule(env: Env) -> dict[str, Any]:
+    """The schedule's knobs (docs/schedule.md): its waits at least its minimum; the
+    transit and the lateness are spans of the calendar, which may be 0."""
+    values = dict(
+        schedule_min_s=env.duration("SCHEDULE_MIN_S"),
+        schedule_far_s=env.duration("SCHEDULE_FAR_S"),
+        schedule_likely_s=env.duration("SCHEDULE_LIKELY_S"),
+        schedule_preparing_s=env.duration("SCHEDULE_PREPARING_S"),
+        schedule_transit_s=env.duration("SCHEDULE_TRANSIT_S", allow_zero=True),
+        schedule_late_s=env.duration("SCHEDULE_LATE_S", allow_zero=True),
+    )
+    for wait in ("far", "likely", "preparing"):
+        if values[f"schedule_{wait}_s"] < values["schedule_min_s"]:
+            raise SettingsError(
+                f"SCHEDULE_{wait.upper()}_S must not be smaller than SCHEDULE_MIN_S"
+            )
+    return values
+
+
+def _workers(env: Env) -> dict[str, Any]:
     """The settings of the publisher, the ingestor, logs and metrics."""
     return dict(
         processed_keep_s=env.duration("PROCESSED_KEEP_S"),
@@ -188,104 +236,3 @@ def _workers(env: _Env) -> dict[str, Any]:
         log_format=env.choice("LOG_FORMAT", ("text", "json")),
         metrics_port=env.count("METRICS_PORT", minimum=0),
     )
-
-
-class _Env:
-    """Typed reads of one variable each; every error names the variable."""
-
-    def __init__(self, environ: Mapping[str, str]):
-        self._environ = environ
-
-    def raw(self, name: str) -> str:
-        value = self._environ.get(name)
-        if value is None or value.strip() == "":
-            return DEFAULTS[name]
-        return value.strip()
-
-    def optional(self, name: str) -> str | None:
-        value = self._environ.get(name, "").strip()
-        return value or None
-
-    def required(self, name: str) -> str:
-        value = self.optional(name)
-        if value is None:
-            raise SettingsError(f"{name} is required but not set")
-        return value
-
-    def count(self, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-        text = self.raw(name)
-        if not re.fullmatch(r"[0-9]+", text) or int(text) < minimum:
-            raise SettingsError(
-                f"{name} must be a whole number of at least {minimum}, got {text!r}"
-            )
-        if maximum is not None and int(text) > maximum:
-            raise SettingsError(f"{name} must be at most {maximum}, got {text!r}")
-        return int(text)
-
-    def optional_id(self, name: str) -> int | None:
-        """A positive whole number, or None when the variable is unset."""
-        text = self.optional(name)
-        if text is None:
-            return None
-        if not re.fullmatch(r"[0-9]{1,18}", text) or int(text) == 0:
-            raise SettingsError(f"{name} must be a positive whole number (an id), got {text!r}")
-        return int(text)
-
-    def fraction(self, name: str) -> float:
-        """A share: a number from 0 to 1."""
-        text = self.raw(name)
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not 0 <= value <= 1:  # NaN fails too
-            raise SettingsError(f"{name} must be a number from 0 to 1, got {text!r}")
-        return value
-
-    def duration(self, name: str, allow_zero: bool = False) -> float:
-        text = self.raw(name)
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            least = "0 or more" if allow_zero else "more than 0"
-            raise SettingsError(f"{name} must be a number of seconds, {least}, got {text!r}")
-        return value
-
-    def url(self, name: str, schemes: tuple[str, ...]) -> str:
-        text = self.raw(name)
-        parts = urlsplit(text)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise SettingsError(
-                f"{name} must be a {'/'.join(schemes)} URL with a host, got {_redact(text)!r}"
-            )
-        return text
-
-    def database_url(self, name: str) -> str:
-        text = self.raw(name)
-        try:
-            url = make_url(text)
-        except ArgumentError:
-            raise SettingsError(f"{name} is not a database URL: {_redact(text)!r}") from None
-        if url.get_backend_name() != "postgresql":
-            raise SettingsError(f"{name} must point at PostgreSQL, got {url.get_backend_name()!r}")
-        return text
-
-    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
-        text = self.raw(name).lower()
-        if text not in allowed:
-            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {text!r}")
-        return text
-
-    def bind(self, name: str) -> str:
-        text = self.raw(name)
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingsError(f"{name} must be HOST:PORT, got {text!r}")
-        return text
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a URL before it goes into an error message."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)

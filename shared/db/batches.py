@@ -222,7 +222,7 @@ def fail_jobs(
     if task is None or task.seeks_number:
         for purchasing_id, _ in failed:
             if purchasing_id is not None:
-                recheck.schedule(session, purchasing_id, reason)
+                recheck.record(session, purchasing_id, reason)
     batches = session.execute(
         select(TrackingBatch.batch_uuid).where(TrackingBatch.id.in_({b for _, b in failed}))
     ).scalars()

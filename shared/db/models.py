@@ -204,7 +204,8 @@ Index(
 
 
 class PurchaseCheck(Base):
-    """When a purchase may be looked up again, after attempts that found no number."""
+    """When a purchase is looked at next (docs/schedule.md), and what its latest look
+    said that the schedule reads."""
 
     __tablename__ = "purchase_check"
 
@@ -212,8 +213,14 @@ class PurchaseCheck(Base):
         BigInteger, ForeignKey("purchasing.id", ondelete="CASCADE"), primary_key=True
     )
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    next_check_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: None: never again (its story is over)
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_reason: Mapped[str | None] = mapped_column(Text)
+    #: the latest page's Apple state or carrier status, and Apple's estimate (first and
+    #: last day); a look that read no page keeps them
+    last_status: Mapped[str | None] = mapped_column(Text)
+    estimate_from: Mapped[dt.date | None] = mapped_column(Date)
+    estimate_to: Mapped[dt.date | None] = mapped_column(Date)
     #: when its attempts began: its first tracking job's creation (RECHECK_EXPIRE_S after
     #: it, they end: see Giving up)
     first_attempt_at: Mapped[dt.datetime] = _created()

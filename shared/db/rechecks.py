@@ -1,81 +1,101 @@
-"""The re-check delay (docs/selection.md): a purchase whose attempt found no valid
-tracking number waits ``RECHECK_BASE_S`` after its first attempt, doubling with each
-further attempt, at most ``RECHECK_MAX_S``; measured on the database's clock."""
+"""When a purchase without a number is looked at next (docs/schedule.md): each look that
+found none is recorded in ``purchase_check`` with what the page said, and the schedule's
+answer, on the database's clock."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Float, bindparam, func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import NEEDS_TRACKING, PurchaseCheck, Purchasing, TrackingJob
+from shared.domain.schedule import Looks, Schedule, next_look
 
 
-def _schedule_statement():
-    """Built once (it runs for every job that ends without a number)."""
-    table = PurchaseCheck.__table__
-    base, most = bindparam("p_base_s", type_=Float), bindparam("p_max_s", type_=Float)
+@dataclass(frozen=True)
+class Page:
+    """What a page read said that the schedule reads: Apple's state or the carrier's
+    status, and Apple's estimate (its first and last day)."""
 
-    def next_check(attempts_before):  # now + the wait after attempt attempts_before + 1
-        wait = func.least(base * func.power(2, attempts_before), most)
-        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, wait)
-
-    purchase = bindparam("p_purchasing_id")
-    # the attempts began when the purchase's first job was made (its first look)
-    first_job = (
-        select(func.min(TrackingJob.created_at))
-        .where(TrackingJob.purchasing_id == purchase)
-        .scalar_subquery()
-    )
-    statement = insert(table).values(
-        purchasing_id=purchase,
-        attempts=1,
-        next_check_at=next_check(0),
-        last_reason=bindparam("p_reason"),
-        first_attempt_at=func.coalesce(first_job, func.now()),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.purchasing_id],
-        set_={
-            "attempts": table.c.attempts + 1,
-            "next_check_at": next_check(table.c.attempts),
-            "last_reason": statement.excluded.last_reason,
-            "updated_at": func.now(),
-        },
-    )
+    status: str | None = None
+    estimate: tuple[dt.date, dt.date] | None = None
 
 
-_SCHEDULE = _schedule_statement()
+_UPSERT = insert(PurchaseCheck.__table__)
+_UPSERT = _UPSERT.on_conflict_do_update(
+    index_elements=[PurchaseCheck.purchasing_id],
+    set_={
+        column: _UPSERT.excluded[column]
+        for column in ("attempts", "next_check_at", "last_reason", "last_status")
+        + ("estimate_from", "estimate_to", "updated_at")
+    },
+)
 
 
 @dataclass(frozen=True)
 class Recheck:
-    """The re-check delay's settings (``RECHECK_BASE_S``, ``RECHECK_MAX_S``)."""
+    """Records a look that found no number and when the next one is (by
+    :func:`shared.domain.schedule.next_look`). The expiry is left to the selection
+    (:func:`expired_before`), where a changed ``RECHECK_EXPIRE_S`` takes effect at once,
+    for the purchases given up before too."""
 
-    base_s: float
-    max_s: float
+    schedule: Schedule
 
-    def schedule(self, session: Session, purchasing_id: int, reason: str) -> None:
-        """See :func:`schedule_recheck`."""
-        schedule_recheck(session, purchasing_id, reason, self.base_s, self.max_s)
+    def record(
+        self, session: Session, purchasing_id: int, reason: str, page: Page | None = None
+    ) -> dt.datetime | None:
+        """Count one more look for ``purchasing_id`` (``page``: what it read; None: it
+        read no page, and what the last one said stands) and set its next one, on the
+        database's clock; returns it (None: never)."""
+        now, row = _current(session, purchasing_id)
+        status, estimate = (row.last_status, _span(row)) if row else (None, None)
+        if page is not None:
+            status, estimate = page.status, page.estimate or estimate
+        attempts = (row.attempts if row else 0) + 1
+        first_at = row.first_attempt_at if row else _first_job(session, purchasing_id) or now
+        looks = Looks(first_at, now, attempts, status, estimate)
+        at = next_look(looks, now, replace(self.schedule, expire_s=math.inf))
+        session.execute(
+            _UPSERT.values(
+                purchasing_id=purchasing_id,
+                attempts=attempts,
+                next_check_at=at,
+                last_reason=reason[:1000],
+                last_status=status,
+                estimate_from=estimate[0] if estimate else None,
+                estimate_to=estimate[1] if estimate else None,
+                first_attempt_at=first_at,
+                updated_at=now,
+            )
+        )
+        return at
 
 
-def schedule_recheck(
-    session: Session, purchasing_id: int, reason: str, base_s: float, max_s: float
-) -> None:
-    """Count one more attempt without a number and push the next check out."""
-    session.execute(
-        _SCHEDULE,
-        {
-            "p_purchasing_id": purchasing_id,
-            "p_reason": reason[:1000],
-            "p_base_s": base_s,
-            "p_max_s": max_s,
-        },
-    )
+def _current(session: Session, purchasing_id: int) -> tuple[dt.datetime, Any]:
+    """The database's now, and the purchase's check row (locked) or None."""
+    now = session.execute(select(func.now())).scalar_one()
+    row = session.execute(
+        select(PurchaseCheck).where(PurchaseCheck.purchasing_id == purchasing_id).with_for_update()
+    ).scalar_one_or_none()
+    return now, row
+
+
+def _first_job(session: Session, purchasing_id: int) -> dt.datetime | None:
+    """The attempts began when the purchase's first job was made (its first look)."""
+    return session.execute(
+        select(func.min(TrackingJob.created_at)).where(TrackingJob.purchasing_id == purchasing_id)
+    ).scalar_one()
+
+
+def _span(row: PurchaseCheck) -> tuple[dt.date, dt.date] | None:
+    if row.estimate_from is None or row.estimate_to is None:
+        return None
+    return row.estimate_from, row.estimate_to
 
 
 def expired_before(expire_s: Any) -> Any:

@@ -117,7 +117,7 @@ def next_look(looks: Looks, now: dt.datetime, schedule: Schedule) -> dt.datetime
         return start + _seconds(max(wait, schedule.min_s))
     wait = max(_seeking_wait(looks, start, schedule), schedule.min_s)
     at = start + _seconds(wait)
-    if at >= looks.first_at + _seconds(schedule.expire_s):
+    if (at - looks.first_at).total_seconds() >= schedule.expire_s:  # expire_s may be inf
         return None
     return at
 

@@ -58,6 +58,7 @@ def env(database_url, vhost, sim) -> dict[str, str]:
         "INGEST_MAX_RETRIES": "3",
         "RECHECK_BASE_S": "60",
         "RECHECK_MAX_S": "600",
+        "SCHEDULE_MIN_S": "30",
         "HTTP_TIMEOUT_S": "2",
         "AMQP_HEARTBEAT_S": "5",
     }
@@ -190,6 +191,21 @@ def test_webhooks_fill_every_scenario_end_to_end(published, gateway, ingestor, s
     with published.sessions() as session:
         waiting = set(session.execute(select(PurchaseCheck.purchasing_id)).scalars())
     assert waiting == {by[d] for d in (4, 5, 7, 8, 9, "97", "98")}
+    # each waits as the schedule reads its page: Apple preparing the parcel 4.5 h (its
+    # estimate kept as a range), no estimate the back-off's first step (RECHECK_BASE_S)
+    with published.sessions() as session:
+        checks = {
+            c.purchasing_id: (c.last_status, c.estimate_from, c.estimate_to, round(wait))
+            for c, wait in session.execute(
+                select(
+                    PurchaseCheck, func.extract("epoch", PurchaseCheck.next_check_at - func.now())
+                )
+            )
+        }
+    status, first, last, wait = checks[by[5]]
+    assert (status, (last - first).days, 16_100 < wait <= 16_200) == ("出荷準備中", 7, True)
+    assert checks[by[4]][0:3] == ("伝票番号未登録", None, None) and 0 < checks[by[4]][3] <= 60
+    assert checks[by[7]][0] is None and 0 < checks[by[7]][3] <= 60
     # two follow-up calls per job with records (status, data); one where the status says
     # there is nothing to download (an empty or failed page, a job stopped or failed)
     assert len(published.calls("get")) == 12 and len(published.calls("json")) == 8

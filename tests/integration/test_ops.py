@@ -19,7 +19,8 @@ from shared.db.models import (
     TrackingBatch,
     TrackingJob,
 )
-from shared.db.rechecks import schedule_recheck
+from shared.db.rechecks import Recheck
+from shared.domain.schedule import Schedule
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS, JOB_COMPLETED
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
@@ -181,7 +182,9 @@ def test_status_counts_the_purchases_given_up(env, db, sim):
     pid, other = published.make(4, 5)
     with published.sessions() as session, session.begin():
         for purchasing_id in (pid, other):
-            schedule_recheck(session, purchasing_id, "not shipped yet", base_s=60, max_s=60)
+            Recheck(Schedule(min_s=0, base_s=60, max_s=60)).record(
+                session, purchasing_id, "not shipped yet"
+            )
         session.execute(
             update(PurchaseCheck)
             .where(PurchaseCheck.purchasing_id == pid)

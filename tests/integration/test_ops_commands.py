@@ -16,7 +16,8 @@ from sqlalchemy import func, insert, update
 from ingestor.__main__ import build as build_ingestor
 from publisher.__main__ import build as build_publisher
 from shared.db.models import ApiCall, PurchaseCheck, Purchasing, TrackingJob
-from shared.db.rechecks import schedule_recheck
+from shared.db.rechecks import Recheck
+from shared.domain.schedule import Schedule
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import (
     CANDIDATE_FOUND,
@@ -264,7 +265,7 @@ def test_job_tells_a_purchase_whole_story_from_its_rows(env, db, sim):
                 completed_at=func.now(),
             )
         )
-        schedule_recheck(session, pid, "not shipped yet", base_s=60, max_s=60)
+        Recheck(Schedule(min_s=0, base_s=60, max_s=60)).record(session, pid, "not shipped yet")
         session.execute(
             insert(ApiCall).values(kind="get", at=func.now(), scraping_job_id=job.scraping_job_id)
         )
@@ -325,7 +326,7 @@ def test_job_lists_the_follow_up_calls_the_ingestor_made_for_its_scraping_job(en
 def test_job_says_when_a_purchase_was_given_up(env, db, sim):
     (pid,) = Published(db, sim).make(0)
     with Published(db, sim).sessions() as session, session.begin():
-        schedule_recheck(session, pid, "not shipped yet", base_s=60, max_s=60)
+        Recheck(Schedule(min_s=0, base_s=60, max_s=60)).record(session, pid, "not shipped yet")
         session.execute(
             update(PurchaseCheck)
             .where(PurchaseCheck.purchasing_id == pid)

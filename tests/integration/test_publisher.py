@@ -23,8 +23,9 @@ from publisher.settling import SEARCH_MAX_PAGES
 from selector.service import Selector
 from shared.contracts import CandidateFound
 from shared.db.models import ApiCall, PurchaseCheck, TrackingBatch, TrackingJob
-from shared.db.rechecks import Recheck, count_expired, schedule_recheck
+from shared.db.rechecks import Recheck, count_expired
 from shared.db.session import make_session_factory
+from shared.domain.schedule import Schedule
 from shared.messaging.consuming import Delivery, Transient
 from shared.messaging.envelope import new_envelope
 from shared.messaging.publishing import MessagePublisher, connect
@@ -476,7 +477,7 @@ def test_a_job_that_ended_is_never_set_back_by_a_late_handler(env, select_candid
     select_candidates(1)
     (row,) = jobs(db)
     sessions = make_session_factory(db)
-    packs = Packs(sessions, Recheck(60, 600), max_urls=20)
+    packs = Packs(sessions, Recheck(Schedule(min_s=0, base_s=60, max_s=600)), max_urls=20)
     (job,) = packs.lead([PublisherJobs(sessions).by_custom_id(row.custom_id)])
     assert packs.fail(job, "create refused: a test") == 1
     assert packs.freeze(job) is None
@@ -563,7 +564,7 @@ def test_a_manual_request_typed_into_the_management_ui_is_published(
 def test_a_manual_request_for_a_purchase_given_up_is_still_published(publishers, sim, db, vhost):
     pid = rows.purchase(db, rows.account(db))
     with make_session_factory(db)() as session, session.begin():
-        schedule_recheck(session, pid, "not shipped yet", base_s=0, max_s=0)
+        Recheck(Schedule(min_s=0, base_s=0, max_s=0)).record(session, pid, "not shipped yet")
         session.execute(
             update(PurchaseCheck).values(first_attempt_at=func.now() - dt.timedelta(days=40))
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import threading
@@ -14,8 +15,9 @@ from sqlalchemy import func, select, text, update
 from selector.service import Selector
 from shared.db.batches import NewJob, create_batch
 from shared.db.models import PurchaseCheck, Purchasing, SyncLog, TrackingBatch, TrackingJob
-from shared.db.rechecks import schedule_recheck
+from shared.db.rechecks import Page, Recheck
 from shared.db.session import make_session_factory, transaction
+from shared.domain.schedule import TOKYO, Schedule
 from shared.domain.statuses import is_done
 from shared.messaging.publishing import MessagePublisher, PublishError, connect
 from shared.messaging.topology import declare_topology
@@ -315,7 +317,7 @@ def test_a_purchase_waits_for_its_recheck_and_the_delay_doubles_up_to_the_max(
     delays = []
     for _ in range(4):
         with transaction(sessions) as session:
-            schedule_recheck(session, pid, "not shipped yet", base_s=60, max_s=200)
+            Recheck(Schedule(min_s=0, base_s=60, max_s=200)).record(session, pid, "not shipped yet")
             delays.append(
                 session.execute(
                     select(func.extract("epoch", PurchaseCheck.next_check_at - func.now()))
@@ -328,13 +330,66 @@ def test_a_purchase_waits_for_its_recheck_and_the_delay_doubles_up_to_the_max(
     assert selected_ids(selector) == {pid}
 
 
+def next_check(sessions, pid):
+    with sessions() as session:
+        check = session.get(PurchaseCheck, pid)
+        wait = session.execute(
+            select(func.extract("epoch", PurchaseCheck.next_check_at - func.now())).where(
+                PurchaseCheck.purchasing_id == pid
+            )
+        ).scalar_one()
+        return check, None if wait is None else float(wait)
+
+
+def test_the_next_look_follows_the_estimate_and_a_cancelled_purchase_is_never_selected(
+    db, sessions, selector, acct
+):
+    far, cancelled = rows.purchase(db, acct), rows.purchase(db, acct)
+    today = dt.datetime.now(TOKYO).date()
+    estimate = (today + dt.timedelta(days=8), today + dt.timedelta(days=9))
+    recheck = Recheck(Schedule())
+    with transaction(sessions) as session:
+        recheck.record(session, far, "not shipped yet", Page("処理中", estimate))
+        recheck.record(session, cancelled, "status キャンセル済み", Page("キャンセル済み"))
+    check, wait = next_check(sessions, far)
+    assert (check.last_status, check.estimate_from, check.estimate_to) == ("処理中", *estimate)
+    # shipping becomes likely two days (the transit) before the estimate's first day
+    likely = dt.datetime.combine(estimate[0], dt.time(), TOKYO) - dt.timedelta(days=2)
+    assert abs(wait - (likely - dt.datetime.now(TOKYO)).total_seconds()) < 60
+    check, wait = next_check(sessions, cancelled)
+    assert (check.next_check_at, wait) == (None, None)
+    with db.begin() as connection:
+        connection.execute(
+            update(PurchaseCheck)
+            .where(PurchaseCheck.purchasing_id == far)
+            .values(next_check_at=func.now())
+        )
+    assert selected_ids(selector) == {far}
+
+
+def test_a_look_that_read_no_page_keeps_what_the_last_page_said(db, sessions, acct):
+    pid = rows.purchase(db, acct)
+    recheck = Recheck(Schedule())
+    with transaction(sessions) as session:
+        recheck.record(session, pid, "not shipped yet", Page("出荷準備中"))
+    with transaction(sessions) as session:
+        recheck.record(session, pid, "scraping job failed")  # no page
+    check, wait = next_check(sessions, pid)
+    assert (check.attempts, check.last_status, check.last_reason) == (
+        2,
+        "出荷準備中",
+        "scraping job failed",
+    )
+    assert 16_140 < wait <= 16_200  # still the preparing wait, not the back-off's second step
+
+
 def test_a_purchase_attempted_for_longer_than_recheck_expire_s_is_given_up_and_counted(
     db, sessions, settings, publisher, acct
 ):
     expiring, fresh, filled = (rows.purchase(db, acct) for _ in range(3))
     with transaction(sessions) as session:
         for pid in (expiring, fresh, filled):
-            schedule_recheck(session, pid, "not shipped yet", base_s=0, max_s=0)
+            Recheck(Schedule(min_s=0, base_s=0, max_s=0)).record(session, pid, "not shipped yet")
         session.execute(
             update(PurchaseCheck)
             .where(PurchaseCheck.purchasing_id.in_([expiring, filled]))
@@ -532,7 +587,7 @@ def test_a_purchases_attempts_begin_when_its_first_job_was_made(db, sessions, ac
         )
     for _ in range(2):
         with transaction(sessions) as session:
-            schedule_recheck(session, pid, "not shipped yet", base_s=60, max_s=60)
+            Recheck(Schedule(min_s=0, base_s=60, max_s=60)).record(session, pid, "not shipped yet")
     with sessions() as session:
         began, made = session.execute(
             select(PurchaseCheck.first_attempt_at, TrackingJob.created_at).join(

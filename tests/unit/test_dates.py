@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from shared.domain.dates import TOKYO, parse_estimate
+from shared.domain.dates import TOKYO, estimate_span, parse_estimate
 from shared.domain.invalid import Invalid
 
 SCRAPED = dt.datetime(2026, 8, 8, 1, 0, tzinfo=dt.UTC)  # 10:00 on 8 August in Tokyo
@@ -90,3 +90,12 @@ def test_a_range_end_without_a_year_follows_the_year_of_its_start():
 def test_a_range_of_iso_dates_whose_end_omits_the_year_keeps_its_end():
     assert parse_estimate("2026-01-27~02-03", SCRAPED) == dt.date(2026, 2, 3)
     assert parse_estimate("2026-12-28 - 01-05", SCRAPED) == dt.date(2027, 1, 5)
+
+
+def test_an_estimate_is_read_as_its_first_and_last_day():
+    assert estimate_span("12/30 - 01/04", at(2026, 12, 27)) == (
+        dt.date(2026, 12, 30),
+        dt.date(2027, 1, 4),
+    )
+    assert estimate_span("01/05 14:00-16:00", at(2026, 12, 28)) == (dt.date(2027, 1, 5),) * 2
+    assert estimate_span("-", SCRAPED) is None
