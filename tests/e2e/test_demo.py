@@ -54,10 +54,10 @@ def test_the_demo_runs_to_its_summary(demo):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
-    assert "51 dispatched, 2 skipped" in out
-    assert "10 dispatched, 0 skipped" in out  # the Japan Post refresh's pass
-    assert "51/51 ended (41 completed, 10" in out  # the line wraps at 80 columns
-    assert "10/10 ended (10 completed, 0" in out
+    assert "51 dispatched, 2 skipped" in out, out
+    assert "10 dispatched, 0 skipped" in out, out  # the Japan Post refresh's pass
+    assert "51/51 ended (41 completed, 10" in out, out  # the line wraps at 80 columns
+    assert "10/10 ended (10 completed, 0" in out, out
     assert "stopped: webscraper-sim (0), webhook_gateway (0), publisher (0), ingestor (0)" in out
     counts = [("filled", 28), ("status refreshed", 10), ("still pending", 13), ("failed", 10)]
     for outcome, count in counts:
