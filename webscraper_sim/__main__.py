@@ -8,8 +8,9 @@ import signal
 import sys
 import threading
 
+from webscraper_sim.orders import OrderModel
 from webscraper_sim.server import Simulator
-from webscraper_sim.state import SimConfig
+from webscraper_sim.state import Living, SimConfig
 
 
 def _delays(text: str) -> tuple[float, ...]:
@@ -67,6 +68,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="every API call's answer takes this long",
     )
     parser.add_argument(
+        "--living-speed",
+        type=float,
+        default=None,
+        help="orders live in time (webscraper_sim/orders.py), on a clock this many times "
+        "faster than the wall clock, started now (default: the fixed scenarios)",
+    )
+    parser.add_argument("--living-seed", type=int, default=0, help="the living orders' seed")
+    parser.add_argument(
+        "--page-credits",
+        type=int,
+        default=defaults.page_credits,
+        help="the account's page credits at start; each page loaded costs one",
+    )
+    parser.add_argument(
         "--data-delay-s",
         type=float,
         default=0.0,
@@ -90,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         webhook_url=args.webhook_url,
         webhook_timeout_s=args.webhook_timeout_s,
         webhook_retry_delays_s=args.webhook_retry_delays,
+        page_credits=args.page_credits,
+        living=None
+        if args.living_speed is None
+        else Living(OrderModel(seed=args.living_seed), speed=args.living_speed),
     )
     sim = Simulator(config, args.host, args.port)
     sim.state.faults.data_delay_s = args.data_delay_s
@@ -98,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     sim.start()
     print(f"webscraper-sim listening on {sim.api_url}", flush=True)
+    if config.living is not None:
+        print(config.living.describe(), flush=True)
     stop.wait()
     sim.stop()
     return 0

@@ -161,7 +161,7 @@ class Api:
                 "email": config.account_email,
                 "firstname": "Sim",
                 "lastname": "Ulator",
-                "page_credits": config.page_credits,
+                "page_credits": max(self.state.page_credits, 0),
             }
         )
 

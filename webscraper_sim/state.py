@@ -10,12 +10,41 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from webscraper_sim.scenarios import PageResult, job_end_status, page_for
+from webscraper_sim.orders import OrderModel, page_at, story_of
+from webscraper_sim.scenarios import (
+    JAPAN_POST_SEARCH,
+    PageResult,
+    job_end_status,
+    order_number_of,
+    page_for,
+)
+
+#: a page left unloaded because the account had no credit left: reported as a failed
+#: page (docs/simulator.md: the simulator's assumption; the real service's is unknown)
+NOT_LOADED = PageResult((), "failed")
 
 #: the tracking-number task's sitemap, and one for the refresh task (the demo's
 #: JAPAN_POST_SITEMAP_ID: the real one is the operator's to set)
 JAPAN_POST_SITEMAP = 1424310
 DEFAULT_SITEMAPS = {1421177: "apple-order-to-carrier", JAPAN_POST_SITEMAP: "japan-post-tracking-10"}
+
+
+@dataclass(frozen=True)
+class Living:
+    """Orders living in time (webscraper_sim/orders.py): an Apple page shows where its
+    order's story stands on a clock that started at ``origin`` and runs ``speed`` times
+    faster than the wall clock."""
+
+    model: OrderModel = OrderModel()
+    origin: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    speed: float = 1.0
+
+    def clock(self, wall: dt.datetime) -> dt.datetime:
+        return self.origin + (wall - self.origin) * self.speed
+
+    def describe(self) -> str:
+        origin = f"{self.origin:%Y-%m-%dT%H:%M:%S%z}"
+        return f"living orders: {self.model.describe()}, origin={origin}, speed={self.speed:g}"
 
 
 @dataclass
@@ -45,7 +74,10 @@ class SimConfig:
     shuffle_seed: int | None = 0
     sitemaps: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_SITEMAPS))
     account_email: str = "ops@example.com"
+    #: the account's page credits at start (and after a reset): each page loaded costs one
     page_credits: int = 50_000
+    #: orders living in time (None: the fixed scenarios of webscraper_sim/scenarios.py)
+    living: Living | None = None
 
 
 @dataclass
@@ -95,6 +127,8 @@ class ScrapingJob:
     ended: bool = False
     ended_mono: float = 0.0
     pages: list[tuple[str, PageResult]] = field(default_factory=list)
+    #: the pages loaded, each billed one credit (a page left for want of credits is not)
+    billed: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -117,6 +151,7 @@ class SimState:
             self.faults = Faults()
             self.window_start: float | None = None
             self.window_count = 0
+            self.page_credits = self.config.page_credits
 
     # -- quota: a fixed window that starts at the first call (docs/webscraper-api.md) --
     def take_quota(self, now: float) -> tuple[bool, dict[str, str]]:
@@ -201,9 +236,16 @@ class SimState:
         """Finish ``job``: scrape its pages (unless it failed or was stopped)."""
         job.ended, job.ended_mono = True, now
         if job.end_status != "finished":
-            return  # a one-URL job stopped by its user or failed as a whole: nothing scraped
+            # a one-URL job stopped by its user or failed as a whole: its page was loaded
+            # (and billed) but nothing was kept
+            job.billed = self._bill(len(job.start_urls))
+            return
         scraped_at = dt.datetime.now(dt.UTC)
-        job.pages = [(url, page_for(url, scraped_at)) for url in job.start_urls]
+        job.billed = self._bill(len(job.start_urls))
+        job.pages = [
+            (url, self._page(url, scraped_at) if n < job.billed else NOT_LOADED)
+            for n, url in enumerate(job.start_urls)
+        ]
         if sum(page.problem == "failed" for _, page in job.pages) * 2 > len(job.pages):
             job.end_status = "failed"  # more than half of its pages failed
         stamp = int(time.time())
@@ -215,6 +257,19 @@ class SimState:
         if self.config.shuffle_seed is not None:
             random.Random(self.config.shuffle_seed + job.id).shuffle(job.records)
 
+    def _page(self, url: str, scraped_at: dt.datetime) -> PageResult:
+        living = self.config.living
+        if living is None or url.startswith(JAPAN_POST_SEARCH):
+            return page_for(url, scraped_at)
+        story = story_of(order_number_of(url), living.model, living.origin)
+        return page_at(story, living.clock(scraped_at))
+
+    def _bill(self, pages: int) -> int:
+        """Take a credit for each of ``pages`` while any is left; how many were taken."""
+        billed = min(pages, max(self.page_credits, 0))
+        self.page_credits -= billed
+        return billed
+
     def data_ready(self, job: ScrapingJob, now: float) -> bool:
         return job.ended and now >= job.ended_mono + self.faults.data_delay_s
 
@@ -222,7 +277,7 @@ class SimState:
         """The 18 keys of docs/webscraper-api.md's job object."""
         status = self.status_of(job, now)
         scheduled = status != "waiting-to-be-scheduled"
-        executed = [p for _, p in job.pages]
+        executed = [p for _, p in job.pages if p is not NOT_LOADED]
         return {
             "id": job.id,
             "custom_id": job.custom_id,
@@ -232,7 +287,7 @@ class SimState:
             "test_run": 0,
             "jobs_scheduled": len(job.start_urls) if scheduled else 0,
             "jobs_executed": len(executed),
-            "jobs_failed": sum(p.problem == "failed" for p in executed),
+            "jobs_failed": sum(p.problem == "failed" for _, p in job.pages),
             "jobs_empty": sum(p.problem == "empty" for p in executed),
             "jobs_no_value": sum(
                 any(v in (None, "") for r in p.records for v in r.values()) for p in executed
@@ -254,11 +309,13 @@ class SimState:
         with self.lock:
             now = time.monotonic()
             return {
+                "page_credits": self.page_credits,
+                "billed": sum(j.billed for j in self.jobs.values()),
                 "calls": list(self.calls),
                 "webhooks": list(self.webhooks),
                 "faults": asdict(self.faults),
                 "jobs": [
-                    {**self.job_object(j, now), "start_urls": j.start_urls}
+                    {**self.job_object(j, now), "start_urls": j.start_urls, "billed": j.billed}
                     for j in self.jobs.values()
                 ],
             }

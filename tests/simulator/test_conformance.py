@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ import requests
 
 from tests.conftest import SIM_TOKEN
 from tests.support.receiver import Receiver
+from webscraper_sim.orders import OrderModel, page_at, story_of
+from webscraper_sim.state import Living
 
 JOB_KEYS = {
     "id",
@@ -275,6 +278,53 @@ def test_delete_answers_ok_and_the_job_is_gone(api):
 def test_account(api):
     data = api.call("GET", "account").json()["data"]
     assert set(data) == {"email", "firstname", "lastname", "page_credits"}
+
+
+def credits(api) -> int:
+    return api.call("GET", "account").json()["data"]["page_credits"]
+
+
+def test_each_page_loaded_costs_one_credit_whatever_it_held(api, sim):
+    before = credits(api)
+    # a shipped page, an empty page, a failed page: three loads; a search page of ten
+    # numbers is one page
+    scraping_job_id = api.create("W1234567890", "W1234567807", "W1234567808")
+    api.wait_status(scraping_job_id, "finished", "failed")
+    assert credits(api) == before - 3
+    assert sim.state.snapshot()["billed"] == 3
+
+
+def test_with_no_credit_left_the_remaining_pages_are_not_loaded(api, sim, monkeypatch):
+    monkeypatch.setattr(sim.state, "page_credits", 2)
+    orders = ["W1234567890", "W1234567893", "W1234567810", "W1234567820"]
+    job = api.wait_status(api.create(*orders), "finished", "failed")
+    assert credits(api) == 0
+    # two pages loaded; the two left are failed pages, not executed, and not billed
+    assert (job["jobs_executed"], job["jobs_failed"], job["stored_record_count"]) == (2, 2, 2)
+    problems = api.call("GET", f"scraping-job/{job['id']}/problematic-urls").json()["data"]
+    assert {p["url"] for p in problems} == {order_url(o) for o in orders[2:]}
+    job = api.wait_status(api.create("W1234567830"), "finished", "failed")
+    assert (job["jobs_executed"], job["stored_record_count"], credits(api)) == (0, 0, 0)
+
+
+def test_living_orders_show_the_page_of_their_story_at_the_moment_scraped(api, sim, monkeypatch):
+    origin = dt.datetime.now(dt.UTC)
+    model = OrderModel(seed=3)
+    orders = [f"W{n:010d}" for n in range(1_000_000_000, 1_000_000_040)]
+    stories = {o: story_of(o, model, origin) for o in orders}
+    monkeypatch.setattr(sim.state.config, "living", Living(model, origin, speed=1.0))
+    job = api.wait_status(api.create(*orders), "finished")
+    lines = api.call("GET", f"scraping-job/{job['id']}/json").text.splitlines()
+    scraped = {}
+    for line in lines:
+        record = json.loads(line)
+        scraped[record["web-scraper-start-url"].split("/")[-2]] = record
+    at = dt.datetime.now(dt.UTC)
+    for order, story in stories.items():
+        expected = page_at(story, at).record
+        assert scraped[order]["delivery_status"] == expected["delivery_status"]
+        assert scraped[order]["tracking_number"] == expected["tracking_number"]
+    assert {r["delivery_status"] for r in scraped.values()} >= {"処理中"}
 
 
 def test_the_quota_answers_429_with_its_headers_once_spent(api, sim, monkeypatch):
