@@ -34,6 +34,7 @@ def status(data: dict[str, Any], console: Console) -> None:
     console.print(_in_flight(data["jobs_in_flight"]))
     console.print(f"given up (RECHECK_EXPIRE_S passed, no tracking number): {data['expired']}")
     console.print(_quota(data["quota"]))
+    console.print(credits(data["credits"]), markup=False)
     console.print(tasks(data["tasks"]))
     if data.get("queues") is not None:
         console.print(queues(data["queues"]))
@@ -88,6 +89,34 @@ def _quota(quota: dict[str, Any]) -> str:
         f"({quota['left']} left) {quota['by_kind']}"
         + (f"; blocked until {quota['blocked_until']}" if quota["blocked_until"] else "")
     )
+
+
+def credits(data: dict[str, Any]) -> str:
+    """The page credits: left, spent, per filled purchase, the day they run out."""
+    if data["left"] is None:
+        left = "left: not read yet (the selector reads them with an API token)"
+    else:
+        left = f"left: {data['left']} (read {data['read_at'][:19]})"
+        if data["at_reserve"]:
+            left += f", AT THE RESERVE {data['reserve']}: only manual requests are scraped"
+    lines = [
+        f"page credits {left}",
+        f"  spent today (Tokyo): {_per_task(data['today'])}",
+        f"  spent in 30 days: {_per_task(data['last_30_days'])}",
+        "  per filled purchase (30 days): "
+        + (f"{data['per_filled']:g}" if data["per_filled"] is not None else "-")
+        + f" ({data['filled_30_days']} filled)",
+        f"  at {data['per_day']:g} a day (the last 7 days): "
+        + (f"run out in {data['days_left']:g} days, on {data['run_out_on']}"
+           if data["run_out_on"] else "no run-out in sight"),
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _per_task(spent: dict[str, int]) -> str:
+    if not spent:
+        return "0"
+    return f"{sum(spent.values())} (" + ", ".join(f"{t} {n}" for t, n in spent.items()) + ")"
 
 
 def queues(depths: dict[str, dict[str, Any]]) -> Table:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, String, cast, func, select
 
 from ops.errors import Unknown
+from shared.db.credits import overview as credit_figures
 from shared.db.jobs import StatusCount, by_status, jobs_by_task
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
 from shared.db.rechecks import count_expired
@@ -73,6 +74,7 @@ def overview(engine: Engine, settings: Settings) -> dict[str, Any]:
             #: purchases given up, still without a tracking number (docs/giving-up.md)
             "expired": count_expired(db, settings.recheck_expire_s),
             "quota": quota(db, now, settings),
+            "credits": credit_figures(db, now, settings.page_credits_reserve),
             "tasks": tasks(db, now, settings, flight),
             "sync_log": _sync_log(db),
         }

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.batches import fail_jobs
+from shared.db.credits import record_cost
 from shared.db.jobs import TrackingJobRow, select_jobs
 from shared.db.models import TrackingBatch, TrackingJob
 from shared.db.rechecks import Recheck
@@ -174,8 +175,9 @@ class Packs:
 
     def store(self, leader: TrackingJobRow, scraping_job_id: int) -> list[TrackingJobRow]:
         """The scraping job made for the pack, on every member still without one
-        (``pending``); the members it was stored on. The reconciler looks at it
-        ``reconcile_after_s`` from now if no ending has come by then."""
+        (``pending``), and what it cost in page credits (docs/credits.md); the members it
+        was stored on. The reconciler looks at it ``reconcile_after_s`` from now if no
+        ending has come by then."""
         after = func.make_interval(0, 0, 0, 0, 0, 0, self._reconcile_after_s)
         with transaction(self._sessions) as session:
             ids = session.execute(
@@ -190,7 +192,11 @@ class Packs:
                 )
                 .returning(TrackingJob.id)
             ).scalars()
-            return self._members(session, leader.id, set(ids))
+            stored = set(ids)
+            task = task_for_custom_id(leader.custom_id)
+            if stored and task is not None:
+                record_cost(session, scraping_job_id, task.name)
+            return self._members(session, leader.id, stored)
 
     def fail(self, leader: TrackingJobRow, reason: str) -> int:
         """Every member still without a scraping job ends ``failed`` with ``reason`` (see

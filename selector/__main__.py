@@ -16,6 +16,7 @@ from selector.reconciling import Reconciler
 from selector.service import Selector
 from selector.sharing import Share
 from shared import metrics
+from shared.db.credits import CreditFigures
 from shared.db.figures import JobFigures
 from shared.db.retention import Kept, prune
 from shared.db.session import make_engine, make_session_factory
@@ -26,6 +27,8 @@ from shared.quota import QuotaLedger, QuotaPolicy
 from shared.quota.figures import QuotaFigures
 from shared.settings import Settings
 from shared.tasks import TaskConfig, enabled_tasks
+from shared.webscraper.client import WebScraperClient
+from shared.webscraper.credits import CreditReader
 
 log = logging.getLogger("trackfill.selector")
 OUTAGES = (OperationalError, InterfaceError, PublishError, *CONNECTION_ERRORS)
@@ -83,9 +86,12 @@ class Feed:
             stop.wait(POLL_S if any(self.backlogged.values()) else idle_s)
 
 
-def run_due(feed: Feed, settings: Settings) -> None:
-    """One connection: a pass of each due task, then the reconciler's look at every
-    task's overdue jobs (a task held back by its share still has jobs in flight)."""
+def run_due(feed: Feed, settings: Settings, credits: CreditReader | None = None) -> None:
+    """One connection: the account's page credits read if due, a pass of each due task,
+    then the reconciler's look at every task's overdue jobs (a task held back by its
+    share still has jobs in flight)."""
+    if credits is not None:
+        credits.current()
     # a connection per round: an idle one would miss its heartbeats for 15 minutes
     with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
         publisher = MessagePublisher(connection)
@@ -99,6 +105,21 @@ def run_due(feed: Feed, settings: Settings) -> None:
             Reconciler(settings, feed.sessions, publisher, task).run()
 
 
+def credit_reader(settings: Settings, sessions, ledger: QuotaLedger) -> CreditReader | None:
+    """The account's page-credit reader (None without an API token: the reserve then
+    holds by the last reading another replica made)."""
+    if not settings.webscraper_api_token:
+        log.warning("WEBSCRAPER_API_TOKEN is not set: the page credits are not read here")
+        return None
+    client = WebScraperClient(
+        settings.webscraper_api_url,
+        settings.webscraper_api_token,
+        ledger,
+        settings.http_timeout_s,
+    )
+    return CreditReader(sessions, client, settings.page_credits_read_s)
+
+
 def main() -> int:
     settings = service_settings("selector")
     stop = stop_on_signals()
@@ -106,8 +127,11 @@ def main() -> int:
     sessions = make_session_factory(engine)
     policy = QuotaPolicy.of(settings)
     metrics.register(JobFigures(sessions, settings.reconcile_after_s))
-    metrics.register(QuotaFigures(QuotaLedger(sessions, policy)))
+    ledger = QuotaLedger(sessions, policy)
+    metrics.register(QuotaFigures(ledger))
+    metrics.register(CreditFigures(sessions, settings.page_credits_reserve))
     metrics.serve(settings.metrics_port)
+    credits = credit_reader(settings, sessions, ledger)
     tasks = list(enabled_tasks(settings))
     share = Share(sessions, policy, settings.refresh_max_share)
     feed = Feed(settings, sessions, tasks, share)
@@ -121,7 +145,7 @@ def main() -> int:
     pruned_at = -PRUNE_EVERY_S
     while not stop.is_set():
         try:
-            run_due(feed, settings)
+            run_due(feed, settings, credits)
             if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
                 log.info("retention: %s", prune(sessions, kept))
                 pruned_at = time.monotonic()

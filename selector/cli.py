@@ -62,7 +62,7 @@ def _pass_options(parser: argparse.ArgumentParser) -> None:
         "--dry-run",
         action="store_true",
         help="list what would be selected (order, masked e-mail, URL or the "
-        "reason it is skipped) and change nothing anywhere",
+        "reason it is skipped) and its cost in page credits, and change nothing anywhere",
     )
     parser.add_argument(
         "--task",
@@ -143,8 +143,17 @@ def _run(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
 
 
 def _dry_run(selector: Selector, console: Console) -> int:
+    held = selector.held()
+    if held:
+        console.print(f"Dry run: a pass would select nothing: {held}")
+        return 0
     candidates, skipped = selector.preview()
-    table = Table(title=f"Dry run: {len(candidates)} would be dispatched, {len(skipped)} skipped")
+    # one page credit per start URL (ten purchases share a Japan Post search page)
+    credits = len({candidate.url for candidate in candidates})
+    table = Table(
+        title=f"Dry run: {len(candidates)} would be dispatched, costing {credits} page "
+        f"credit{'s' * (credits != 1)}; {len(skipped)} skipped"
+    )
     for column in ("purchasing id", "order", "e-mail", "URL or reason"):
         table.add_column(column)
     for candidate in candidates:

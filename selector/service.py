@@ -22,6 +22,7 @@ from shared.db.batches import (
     mark_published,
     unpublished_jobs,
 )
+from shared.db.credits import latest_reading
 from shared.db.jobs import TrackingJobRow, count_unpublished
 from shared.db.rechecks import Recheck, count_expired
 from shared.db.session import transaction
@@ -58,6 +59,8 @@ class PassResult:
     expired: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     error: str | None = None
+    #: why nothing was selected although purchases may be due (the page-credit reserve)
+    held: str | None = None
 
     @property
     def details(self) -> dict[str, Any]:
@@ -71,6 +74,7 @@ class PassResult:
                 {"purchasing_id": s.match.purchasing_id, "reason": s.reason} for s in self.skipped
             ],
             "error": self.error,
+            "held": self.held,
         }
 
 
@@ -129,6 +133,21 @@ class Selector:
             session.execute(text("SET TRANSACTION READ ONLY"))
             return self._choose(session)
 
+    def held(self) -> str | None:
+        """Why a pass would select nothing now (the credits at the reserve), or None."""
+        with self._sessions() as session:
+            return self._held(session)
+
+    def _held(self, session: Session) -> str | None:
+        reading = latest_reading(session)
+        reserve = self._settings.page_credits_reserve
+        if reading is None or reading.page_credits > reserve:
+            return None
+        return (
+            f"page credits at the reserve: {reading.page_credits} left "
+            f"(PAGE_CREDITS_RESERVE {reserve}); only manual requests are scraped"
+        )
+
     def _choose(self, session: Session) -> tuple[list[Candidate], list[Skipped]]:
         return SELECTIONS[self._task.name](session, self._settings, self.limit)
 
@@ -165,7 +184,8 @@ class Selector:
         with transaction(self._sessions) as session:
             lock_batches(session)
             owed = unpublished_jobs(session, self._task, self._settings.selector_republish_grace_s)
-            candidates, result.skipped = self._choose(session)
+            result.held = self._held(session)
+            candidates, result.skipped = ([], []) if result.held else self._choose(session)
             result.found = len(candidates) + len(result.skipped)
             if self._task.seeks_number:  # giving up is about a number never found
                 result.expired = count_expired(session, self._settings.recheck_expire_s)
@@ -177,6 +197,8 @@ class Selector:
             return owed, create_batch(session, self._task, new_jobs) if new_jobs else []
 
     def _log_selection(self, result: PassResult, jobs: list[TrackingJobRow]) -> None:
+        if result.held:
+            log.warning("%s Selected nothing: %s", TAG, result.held)
         log.info("%s Found %d matching records", TAG, result.found)
         for skipped in result.skipped:
             match = skipped.match
@@ -232,6 +254,8 @@ class Selector:
             if result.found or result.republished
             else "No matching records"
         )
+        if result.held:
+            message += f"; selected nothing: {result.held}"
         with transaction(self._sessions) as session:
             mark_published(session, published)
             sync_log.record(

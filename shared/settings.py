@@ -50,6 +50,10 @@ class Settings:
     refresh_interval_s: float
     #: while tracking-number candidates wait, the refresh task's most share of creations
     refresh_max_share: float
+    #: page credits (docs/credits.md): how often the account's are read, and the reserve
+    #: at or below which only manual candidates are scraped
+    page_credits_read_s: float
+    page_credits_reserve: int
     processed_keep_s: float
     sync_log_keep_s: float
     api_followup_calls_per_job: int
@@ -123,6 +127,9 @@ DEFAULTS: dict[str, str] = {
     "REFRESH_MAX_SHARE": "0.25",
     # a late duplicate webhook (the scraper retries for hours) must still hit its key
     "PROCESSED_KEEP_S": "604800",
+    # reading the account's credits is one API call: four a window of the 200
+    "PAGE_CREDITS_READ_S": "900",
+    "PAGE_CREDITS_RESERVE": "0",
     "SYNC_LOG_KEEP_S": "7776000",
     "API_FOLLOWUP_CALLS_PER_JOB": "2",
     # a pack carries up to PUBLISH_MAX_URLS_PER_JOB purchases: an API outage of a few
@@ -195,6 +202,8 @@ def _pacing(env: Env) -> dict[str, Any]:
         japan_post_sitemap_id=env.optional_id("JAPAN_POST_SITEMAP_ID"),
         refresh_interval_s=env.duration("REFRESH_INTERVAL_S"),
         refresh_max_share=env.fraction("REFRESH_MAX_SHARE"),
+        page_credits_read_s=env.duration("PAGE_CREDITS_READ_S"),
+        page_credits_reserve=env.count("PAGE_CREDITS_RESERVE", minimum=0),
     )
 
 

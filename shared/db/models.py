@@ -287,3 +287,25 @@ class QuotaState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = _updated()
+
+
+class ScrapingJobCost(Base):
+    """What one scraping job cost: its pages (distinct start URLs), each one page credit."""
+
+    __tablename__ = "scraping_job_cost"
+    __table_args__ = (CheckConstraint("pages >= 0", name="pages_not_negative"),)
+
+    scraping_job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    task_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    pages: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[dt.datetime] = _created(index=True)
+
+
+class PageCreditReading(Base):
+    """The account's page credits as ``GET account`` answered them at ``read_at``."""
+
+    __tablename__ = "page_credit_reading"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    read_at: Mapped[dt.datetime] = _created(index=True)
+    page_credits: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import metrics
+from shared.db.credits import CreditFigures
 from shared.db.figures import JobFigures
 from shared.db.session import make_engine, make_session_factory
 from shared.quota import QuotaLedger, QuotaPolicy
@@ -30,6 +31,7 @@ def api_access(settings: Settings) -> ApiAccess:
     ledger = QuotaLedger(sessions, QuotaPolicy.of(settings))
     metrics.register(JobFigures(sessions, settings.reconcile_after_s))
     metrics.register(QuotaFigures(ledger))
+    metrics.register(CreditFigures(sessions, settings.page_credits_reserve))
     client = WebScraperClient(
         settings.webscraper_api_url,
         settings.webscraper_api_token or "",

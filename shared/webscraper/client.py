@@ -166,6 +166,14 @@ class WebScraperClient:
             scraping_job_id=int(scraping_job_id),
         )
 
+    def page_credits(self) -> int:
+        """The account's page credits left (``GET account``)."""
+        account = self._call("GET", "account", "account")
+        credits = account.get("page_credits") if isinstance(account, dict) else None
+        if isinstance(credits, bool) or not isinstance(credits, int):
+            raise ApiError(f"GET account: no page_credits in {_excerpt(account)}", 200)
+        return credits
+
     # -- one call ------------------------------------------------------------------------------
     def _call(
         self,

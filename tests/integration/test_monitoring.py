@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, update
 
 from shared import metrics
+from shared.db.credits import CreditFigures
 from shared.db.figures import JobFigures
-from shared.db.models import TrackingJob
+from shared.db.models import PageCreditReading, ScrapingJobCost, TrackingJob
 from shared.db.session import make_session_factory
 from shared.messaging.publishing import connect
 from shared.messaging.topology import declare_topology
@@ -36,6 +37,7 @@ DASHBOARD = json.loads((ROOT / "monitoring/grafana/dashboards/trackfill.json").r
 EXPRESSIONS = [r["expr"] for g in RULES["groups"] for r in g["rules"]] + [
     t["expr"] for p in DASHBOARD["panels"] for t in p["targets"]
 ]
+TASK = "official_website_redirect_to_yamato_tracking"
 _KEYWORDS = {"by", "without", "on", "ignoring", "le"}
 
 
@@ -85,9 +87,13 @@ def test_every_trackfill_metric_named_exists_with_its_labels(db, sim):
             .values(created_at=func.now() - dt.timedelta(minutes=10))
         )
     sessions = make_session_factory(db)
+    with sessions() as session, session.begin():  # a reading, and a job's cost
+        session.add(PageCreditReading(page_credits=700))
+        session.add(ScrapingJobCost(scraping_job_id=1, task_name=TASK, pages=140))
     policy = QuotaPolicy(calls=200, window_s=900, min_interval_s=6, followups_per_job=2)
     registry = CollectorRegistry()
     metrics.register(JobFigures(sessions, 1800), registry=registry)
+    metrics.register(CreditFigures(sessions, 50), registry=registry)
     metrics.register(QuotaFigures(QuotaLedger(sessions, policy)), registry=registry)
     database = exposed(generate_latest(registry).decode())
     code = exposed(generate_latest().decode())  # the counters, histograms (default registry)
@@ -101,6 +107,9 @@ def test_every_trackfill_metric_named_exists_with_its_labels(db, sim):
     page = {s.name: s.value for f in text_string_to_metric_families(
         generate_latest(registry).decode()) for s in f.samples}  # fmt: skip
     assert page["trackfill_reconcile_after_seconds"] == 1800
+    assert page["trackfill_page_credits_remaining"] == 700
+    assert page["trackfill_page_credits_reserve"] == 50
+    assert page["trackfill_page_credits_days_left"] == 35  # 700 left at 140 / 7 a day
     by_task = {
         (s.labels["task"], s.labels.get("status")): s.value
         for f in text_string_to_metric_families(generate_latest(registry).decode())
@@ -110,6 +119,13 @@ def test_every_trackfill_metric_named_exists_with_its_labels(db, sim):
     assert by_task[("official_website_redirect_to_yamato_tracking", "pending")] == 1
     assert by_task[("japan_post_tracking_10_tracking_number", "pending")] == 0
     assert by_task[("japan_post_tracking_10_tracking_number", None)] == 0  # creations
+    spent = {
+        s.labels["task"]: s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+        if s.name == "trackfill_page_credits_spent_total"
+    }
+    assert spent == {TASK: 140, "japan_post_tracking_10_tracking_number": 0}
     assert 600 <= page["trackfill_oldest_in_flight_job_age_seconds"] < 700
 
 
