@@ -68,6 +68,8 @@ RUN_TIMEOUT_S = 90
 class Outcome:
     candidates: int = 0
     filled: int = 0
+    #: page credits the simulator billed (one per page loaded)
+    billed: int = 0
     lost: int = 0
     duplicates: int = 0
     urls_twice: int = 0
@@ -343,7 +345,7 @@ SHARING = {"split-order-page": 10}
 #: 429s the simulator is told to answer whatever the quota says (per run)
 INJECTED_429 = {"api-429-storm": 5}
 #: the figures added up over a scenario's runs
-COUNTS = ("candidates", "filled", "lost", "duplicates", "urls_twice", "rate_limited",
+COUNTS = ("candidates", "filled", "billed", "lost", "duplicates", "urls_twice", "rate_limited",
           "dead_letters", "leaks", "kills", "busy_kills")  # fmt: skip
 #: how each simulator fault shows in the simulator's record of a run
 FIRED: dict[str, Callable[[dict], bool]] = {
@@ -450,6 +452,7 @@ def measure(outcome: Outcome, engine, stack: Stack, amqp_url: str) -> None:
     outcome.duplicates = sum(n - 1 for n in made.values() if n > 1)
     outcome.urls_twice = sum(n - 1 for n in urls.values() if n > 1)
     outcome.rate_limited = sum(1 for c in calls if c["status"] == 429)
+    outcome.billed = state["billed"]
     with connect(amqp_url) as connection, connection.channel() as channel:
         for route in ROUTES.values():
             _, count, _ = channel.queue_declare(route.dead_letter_queue, passive=True)
@@ -486,7 +489,8 @@ def main() -> int:
     names = args.only or list(SCENARIOS)
     if args.skip_restarts:
         names = [n for n in names if not n.endswith("-restart")]
-    print(f"{'scenario':30} {'runs':>4} {'cand.':>5} {'filled':>6} {'lost':>4} {'dup':>3} "
+    print(f"{'scenario':30} {'runs':>4} {'cand.':>5} {'filled':>6} {'cred/':>6} {'lost':>4} "
+          f"{'dup':>3} "
           f"{'URLs twice':>10} {'429*':>4} {'dead':>4} {'leaks':>5} {'max s':>6} "
           f"{'busy kills':>10}")  # fmt: skip
     failures = 0
@@ -505,13 +509,15 @@ def main() -> int:
         failures += bool(bad)
         busy = f"{totals.busy_kills}/{totals.kills}" if totals.kills else "-"
         print(
-            f"{name:30} {runs:4d} {totals.candidates:5d} {totals.filled:6d} {totals.lost:4d} "
+            f"{name:30} {runs:4d} {totals.candidates:5d} {totals.filled:6d} "
+            f"{totals.billed / max(totals.filled, 1):6.3f} {totals.lost:4d} "
             f"{totals.duplicates:3d} {totals.urls_twice:10d} {quota_429:4d} "
             f"{totals.dead_letters:4d} {totals.leaks:5d} {slowest:6.1f} {busy:>10}"
             + ("  <- FAILS THE GOAL" if bad else "")
             + (f"  (the fault showed in {fired} of {runs} runs)" if fired < runs else ""),
             flush=True,
         )
+    print("cred/: page credits the simulator billed per purchase filled")
     print("429*: answers beyond the ones the simulator was told to inject")
     print("busy kills: kills that struck while the killed process had work in hand / kills")
     print("goal: 0 lost, 0 duplicate jobs, 0 URLs twice, 0 429s, 0 leaks in every row")

@@ -35,9 +35,12 @@ PARALLEL = 10  # jobs the simulator runs at once
 TIMINGS = Timings(factor=FACTOR, sim_run_s=0.4, ingest_retry_s=0.3)
 
 
-def calls_of(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """The simulator's calls: how many, by kind, and the 429 answers."""
+def calls_of(state: dict[str, Any]) -> dict[str, Any]:
+    """The simulator's calls (how many, by kind, and the 429 answers) and the page
+    credits it billed, from its state."""
+    calls = state["calls"]
     return {
+        "billed": state["billed"],
         "calls": len(calls),
         "kinds": Counter(c["kind"] for c in calls),
         "429": sum(1 for c in calls if c["status"] == 429),
@@ -75,7 +78,7 @@ def run_stack(
             state = stack.sim_state()
             return {
                 **measure(engine, state, started),
-                **calls_of(state["calls"]),
+                **calls_of(state),
                 "elapsed": time.time() - started,
             }
         finally:
@@ -142,7 +145,7 @@ def run_seed_loop(
             time.sleep(0.1)
         stop.set()
         downloader.join(5)
-        return {**calls_of(sim.state.snapshot()["calls"]), "elapsed": time.time() - started}
+        return {**calls_of(sim.state.snapshot()), "elapsed": time.time() - started}
     finally:
         sim.stop()
         hooks.close()

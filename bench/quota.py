@@ -13,7 +13,8 @@ valid tracking number:
 
 The simulator scrapes a page in 0.04 s (2 s + 2 s scaled) and runs 10 jobs at once.
 Printed for each: purchases filled per window (over the run, and in its best window),
-API calls per filled purchase, 429 answers, and p50/p95 from selection to filled.
+API calls and page credits (as the simulator billed them) per filled purchase, 429
+answers, and p50/p95 from selection to filled.
 Goals with the default of 20 (issue 20): >= 1,000 filled per window, <= 0.2 calls per
 filled purchase, 0 429s.
 
@@ -122,11 +123,13 @@ def report(name: str, result: dict) -> str:
         default=0,
     )
     per_call = result["calls"] / n if n else float("inf")
+    credits = result["billed"] / n if n else float("inf")
     p50 = statistics.median(ages) if ages else float("nan")
     p95 = ages[int(0.95 * (n - 1))] if ages else float("nan")
     kinds = " ".join(f"{kind} {count}" for kind, count in sorted(result["kinds"].items()))
     return (
-        f"{name:26} {n:6d} {n / windows:9.0f} {best:6d} {per_call:7.3f} {result['429']:5d} "
+        f"{name:26} {n:6d} {n / windows:9.0f} {best:6d} {per_call:7.3f} {credits:8.3f} "
+        f"{result['429']:5d} "
         f"{p50:7.1f} {p95:7.1f} {result['elapsed']:6.0f}   {kinds}"
     )
 
@@ -142,10 +145,11 @@ def main() -> int:
         f"each mode at most {args.seconds:g} s ({args.seconds / WINDOW_S:.1f} windows)"
     )
     print(
-        f"{'mode':26} {'filled':>6} {'/window':>9} {'best':>6} {'calls/':>7} {'429s':>5} "
+        f"{'mode':26} {'filled':>6} {'/window':>9} {'best':>6} {'calls/':>7} {'credits/':>8} "
+        f"{'429s':>5} "
         f"{'p50 s':>7} {'p95 s':>7} {'run s':>6}"
     )
-    print(f"{'':26} {'':>6} {'':>9} {'window':>6} {'filled':>7}")
+    print(f"{'':26} {'':>6} {'':>9} {'window':>6} {'filled':>7} {'filled':>8}")
     for mode in args.modes.split(","):
         if mode == "seed":
             line = report("seed loop (6 s, 1 per job)", run_seed(args))
@@ -153,6 +157,7 @@ def main() -> int:
             line = report(f"PUBLISH_MAX_URLS_PER_JOB={mode}", run_trackfill(int(mode), args))
         print(line, flush=True)
     print("/window: filled over the run's windows; best window: the most filled in any 9 s")
+    print("credits/filled: the page credits the simulator billed (one per page loaded) per filled")
     return 0
 
 

@@ -102,6 +102,9 @@ def run_trackfill(most: int, purchases: int, without_number: int, seconds: float
             "refreshed": refreshed(engine),
             "filled": filled(engine),
             "creations": Counter(job["custom_id"][:6] for job in state["jobs"]),
+            "refresh_billed": sum(
+                job["billed"] for job in state["jobs"] if REFRESH.owns(job["custom_id"])
+            ),
         }
 
     return run_stack(
@@ -138,18 +141,25 @@ def run_seed(purchases: int, seconds: float) -> dict:
         settle=lambda: sum(records) >= purchases,
     )
     creations = Counter({REFRESH.custom_id_prefix: result["kinds"].get("create", 0)})
-    return {**result, "refreshed": sum(records), "filled": 0, "creations": creations}
+    return {
+        **result,
+        "refreshed": sum(records),
+        "filled": 0,
+        "creations": creations,
+        "refresh_billed": result["billed"],
+    }
 
 
 def report(name: str, result: dict) -> str:
     n = result["refreshed"]
     per = result["calls"] / n if n else float("inf")
+    credits = result["refresh_billed"] / n if n else float("inf")
     made = result["creations"]
     numbers_made = made.get(NUMBER_TASK.custom_id_prefix, 0)
     total = sum(made.values())
     share = f"{numbers_made / total:.2f}" if total and numbers_made else "-"
     return (
-        f"{name:34} {n:9d} {result['calls']:6d} {per:9.4f} {result['429']:5d} "
+        f"{name:34} {n:9d} {result['calls']:6d} {per:9.4f} {credits:9.4f} {result['429']:5d} "
         f"{total:9d} {share:>6} {result['filled']:7d} {result['elapsed']:6.0f}"
     )
 
@@ -166,10 +176,10 @@ def main() -> int:
         f"window; each mode at most {args.seconds:g} s ({args.seconds / WINDOW_S:.1f} windows)"
     )
     print(
-        f"{'mode':34} {'refreshed':>9} {'calls':>6} {'calls/':>9} {'429s':>5} "
+        f"{'mode':34} {'refreshed':>9} {'calls':>6} {'calls/':>9} {'credits/':>9} {'429s':>5} "
         f"{'creations':>9} {'number':>6} {'filled':>7} {'run s':>6}"
     )
-    print(f"{'':34} {'':>9} {'':>6} {'refreshed':>9} {'':>5} {'':>9} {'share':>6}")
+    print(f"{'':34} {'':>9} {'':>6} {'refreshed':>9} {'refreshed':>9} {'':>5} {'':>9} {'share':>6}")
     for mode in args.modes.split(","):
         if mode == "seed":
             line = report(
@@ -185,8 +195,9 @@ def main() -> int:
         print(line, flush=True)
     print(
         "calls/refreshed: every API call of the run (create, status, download, ...) per "
-        "purchase refreshed (in mixed, the calls of both tasks); number share: the "
-        "tracking-number task's share of creations"
+        "purchase refreshed (in mixed, the calls of both tasks); credits/refreshed: the page "
+        "credits the simulator billed for the refresh's jobs per purchase refreshed; number "
+        "share: the tracking-number task's share of creations"
     )
     return 0
 

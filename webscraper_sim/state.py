@@ -152,6 +152,8 @@ class SimState:
             self.window_start: float | None = None
             self.window_count = 0
             self.page_credits = self.config.page_credits
+            #: every credit billed since the reset (a deleted job's too)
+            self.billed = 0
 
     # -- quota: a fixed window that starts at the first call (docs/webscraper-api.md) --
     def take_quota(self, now: float) -> tuple[bool, dict[str, str]]:
@@ -268,6 +270,7 @@ class SimState:
         """Take a credit for each of ``pages`` while any is left; how many were taken."""
         billed = min(pages, max(self.page_credits, 0))
         self.page_credits -= billed
+        self.billed += billed
         return billed
 
     def data_ready(self, job: ScrapingJob, now: float) -> bool:
@@ -310,7 +313,7 @@ class SimState:
             now = time.monotonic()
             return {
                 "page_credits": self.page_credits,
-                "billed": sum(j.billed for j in self.jobs.values()),
+                "billed": self.billed,
                 "calls": list(self.calls),
                 "webhooks": list(self.webhooks),
                 "faults": asdict(self.faults),

@@ -292,6 +292,8 @@ def test_each_page_loaded_costs_one_credit_whatever_it_held(api, sim):
     api.wait_status(scraping_job_id, "finished", "failed")
     assert credits(api) == before - 3
     assert sim.state.snapshot()["billed"] == 3
+    api.call("DELETE", f"scraping-job/{scraping_job_id}")
+    assert sim.state.snapshot()["billed"] == 3  # what was billed stays billed
 
 
 def test_with_no_credit_left_the_remaining_pages_are_not_loaded(api, sim, monkeypatch):
