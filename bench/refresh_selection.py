@@ -28,8 +28,10 @@ from bench.scratch import scratch_services  # noqa: E402
 from bench.selector import median_ms  # noqa: E402
 from selector.refresh import choose_due, due_query  # noqa: E402
 from shared.db.session import make_engine, make_session_factory  # noqa: E402
+from shared.domain.schedule import Schedule  # noqa: E402
 
 INTERVAL_S = 21600
+SCHEDULE = Schedule(refresh_s=INTERVAL_S)
 FILL = """
 INSERT INTO purchasing (order_number, tracking_number, shipping_method, latest_delivery_status,
                         delivery_status_code, delivery_status_checked_at, created_at)
@@ -62,15 +64,13 @@ def main() -> int:
                 if seq_scan:
                     session.execute(text("SET LOCAL enable_indexscan = off"))
                     session.execute(text("SET LOCAL enable_bitmapscan = off"))
-                candidates, _ = choose_due(session, INTERVAL_S, 200)
+                candidates, _ = choose_due(session, SCHEDULE, 200)
                 assert len(candidates) == 200
 
         with_index = median_ms(lambda: select_due(False), args.runs)
         without = median_ms(lambda: select_due(True), max(3, args.runs // 3))
         with engine.connect() as connection:
-            query = due_query(INTERVAL_S, 200).compile(
-                engine, compile_kwargs={"literal_binds": True}
-            )
+            query = due_query(SCHEDULE, 200).compile(engine, compile_kwargs={"literal_binds": True})
             plan = connection.exec_driver_sql("EXPLAIN " + str(query).replace("%", "%%")).scalars()
             uses = next((line.strip() for line in plan if "Index" in line), "no index")
         engine.dispose()

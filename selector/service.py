@@ -44,7 +44,7 @@ SELECTIONS: dict[str, Callable[[Session, Settings, int], tuple[list[Candidate], 
         iter_matches(session, settings.recheck_expire_s), limit
     ),
     JAPAN_POST_TRACKING_10.name: lambda session, settings, limit: choose_due(
-        session, settings.refresh_interval_s, limit
+        session, settings.schedule, limit
     ),
 }
 

@@ -12,6 +12,7 @@ useful gets the back-off of ``RECHECK_BASE_S`` doubling to ``RECHECK_MAX_S``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import unicodedata
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ REFRESH_FACTORS: dict[StatusCode | None, float] = {
     StatusCode.READY_FOR_PICKUP: 4,
     StatusCode.EXCEPTION: 4,
 }
+#: the parcels that ride along on a Japan Post page that would leave with room: the ones
+#: moving, whose next status is soonest to change
+RIDE_ALONG_CODES = (StatusCode.IN_TRANSIT, StatusCode.OUT_FOR_DELIVERY)
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,18 @@ def next_look(looks: Looks, now: dt.datetime, schedule: Schedule) -> dt.datetime
         return None  # delivered, returned, cancelled: nothing more to learn
     start = max(now, looks.last_at)
     if looks.has_number:
-        wait = schedule.refresh_s * REFRESH_FACTORS.get(looks.code, 1)
-        return start + _seconds(max(wait, schedule.min_s))
+        return start + _seconds(refresh_wait_s(looks.code, schedule))
     wait = max(_seeking_wait(looks, start, schedule), schedule.min_s)
     at = start + _seconds(wait)
-    if (at - looks.first_at).total_seconds() >= schedule.expire_s:  # expire_s may be inf
+    if at >= _expiry(looks.first_at, schedule.expire_s):
         return None
     return at
+
+
+def refresh_wait_s(code: StatusCode | None, schedule: Schedule) -> float:
+    """With a number: the wait after a status of ``code`` (a code that is done is never
+    looked at again: :func:`next_look` returns None for it)."""
+    return max(schedule.refresh_s * REFRESH_FACTORS.get(code, 1), schedule.min_s)
 
 
 def _seeking_wait(looks: Looks, now: dt.datetime, schedule: Schedule) -> float:
@@ -140,6 +149,19 @@ def _seeking_wait(looks: Looks, now: dt.datetime, schedule: Schedule) -> float:
         return schedule.likely_s
     # later than late: the longer it has been, the longer the wait
     return min(max(schedule.likely_s, (now - last).total_seconds()), schedule.far_s)
+
+
+def _expiry(first_at: dt.datetime, expire_s: float) -> dt.datetime:
+    """``expire_s`` after ``first_at``, rounded to the microsecond as every time here
+    (inf, or past the calendar's end: never)."""
+    try:
+        return (
+            first_at + _seconds(expire_s)
+            if math.isfinite(expire_s)
+            else dt.datetime.max.replace(tzinfo=dt.UTC)
+        )
+    except OverflowError:
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def _seconds(seconds: float) -> dt.timedelta:

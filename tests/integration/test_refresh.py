@@ -9,18 +9,19 @@ import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from demo.stack import free_port
 from ingestor.__main__ import build as build_ingestor
 from publisher.__main__ import build as build_publisher
-from selector.refresh import choose_due
+from selector.refresh import choose_due, due_query, wait_sql
 from selector.service import Selector
 from shared.db.batches import NewJob, create_batch
 from shared.db.models import PurchaseCheck, Purchasing, SyncLog, TrackingBatch, TrackingJob
 from shared.db.session import make_session_factory, transaction
 from shared.domain.japan_post import numbers_in
-from shared.domain.statuses import code_of
+from shared.domain.schedule import refresh_wait_s
+from shared.domain.statuses import StatusCode, code_of
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import declare_topology
 from shared.settings import load_settings
@@ -99,7 +100,7 @@ def refresh_pass(settings, sessions, vhost):
 
 def due(sessions, settings, limit: int = 100) -> list[int]:
     with sessions() as session:
-        candidates, skipped = choose_due(session, settings.refresh_interval_s, limit)
+        candidates, skipped = choose_due(session, settings.schedule, limit)
     assert skipped == []
     return [c.match.purchasing_id for c in candidates]
 
@@ -184,7 +185,7 @@ def test_groups_ten_distinct_numbers_a_page_and_two_purchases_of_one_number_shar
     ids = [shipped(db, acct, twice), shipped(db, acct, twice)]
     ids += [shipped(db, acct) for _ in range(23)]
     with sessions() as session:
-        candidates, _ = choose_due(session, settings.refresh_interval_s, 100)
+        candidates, _ = choose_due(session, settings.schedule, 100)
     pages = list(dict.fromkeys(c.url for c in candidates))
     assert [len(numbers_in(url)) for url in pages] == [10, 10, 4]
     assert [c.match.purchasing_id for c in candidates] == ids
@@ -192,6 +193,65 @@ def test_groups_ten_distinct_numbers_a_page_and_two_purchases_of_one_number_shar
     numbers = {c.match.purchasing_id: c.match.tracking_number for c in candidates}
     for candidate in candidates:
         assert numbers[candidate.match.purchasing_id] in numbers_in(candidate.url)
+
+
+def checked(db, acct, status: str, hours_ago: float) -> int:
+    """A parcel whose status ``status`` was read ``hours_ago``."""
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_ago)
+    code = code_of(status)
+    return shipped(
+        db, acct, latest_delivery_status=status, delivery_status_code=code,
+        delivery_status_checked_at=at,
+    )  # fmt: skip
+
+
+def test_each_status_code_waits_its_own_time_out_for_delivery_soonest_held_parcels_longest(
+    db, sessions, settings, acct
+):
+    # REFRESH_INTERVAL_S 1 h: out for delivery 20 min, in transit 1 h, pending 2 h,
+    # held 4 h (shared/domain/schedule.py's table)
+    out = checked(db, acct, "持ち出し中", 0.5)
+    moving, moving_lately = checked(db, acct, "通過", 1.5), checked(db, acct, "通過", 0.5)
+    pending, pending_lately = checked(db, acct, "引受", 2.5), checked(db, acct, "引受", 1.5)
+    held, held_lately = checked(db, acct, "保管", 4.5), checked(db, acct, "保管", 3.5)
+    with sessions() as session:
+        rows = session.execute(due_query(settings.schedule, 100)).all()
+    assert {row.id for row in rows} == {held, pending, moving, out}
+    assert {moving_lately, pending_lately, held_lately}.isdisjoint(row.id for row in rows)
+
+
+def test_the_selections_waits_are_the_schedules_for_every_code(db, settings):
+    with db.connect() as connection:
+        for code in [*StatusCode, None]:
+            wait = wait_sql(settings.schedule)
+            found = connection.execute(
+                select(func.extract("epoch", wait))
+                .select_from(Purchasing)
+                .where(Purchasing.id == shipped(db, rows.account(db), delivery_status_code=code))
+            ).scalar_one()
+            assert float(found) == refresh_wait_s(code, settings.schedule), code
+
+
+def test_a_page_with_room_takes_the_moving_parcels_whose_next_look_is_soonest(
+    db, sessions, settings, acct
+):
+    due_now = [checked(db, acct, "通過", 2) for _ in range(3)]
+    # not due yet, each read over SCHEDULE_MIN_S (15 min) ago: the sooner due ride first
+    soon = [checked(db, acct, "通過", 0.9 - n * 0.05) for n in range(7)]
+    later = [checked(db, acct, "通過", 0.3) for _ in range(3)]
+    read_just_now = checked(db, acct, "持ち出し中", 0.1)  # within SCHEDULE_MIN_S
+    waiting = checked(db, acct, "引受", 1)  # pending: not moving, does not ride
+    with sessions() as session:
+        candidates, _ = choose_due(session, settings.schedule, 100)
+    assert [c.match.purchasing_id for c in candidates] == due_now + soon
+    assert len({c.url for c in candidates}) == 1 and len(numbers_in(candidates[0].url)) == 10
+    assert {*later, read_just_now, waiting}.isdisjoint(c.match.purchasing_id for c in candidates)
+
+
+def test_no_page_leaves_for_ride_alongs_alone(db, sessions, settings, acct):
+    for _ in range(5):
+        checked(db, acct, "通過", 0.5)
+    assert due(sessions, settings) == []
 
 
 def test_a_pass_of_the_refresh_task_records_its_batch_custom_ids_and_sync_log(
@@ -295,7 +355,7 @@ def test_a_packed_refresh_job_updates_each_purchase_from_its_own_record_and_neve
     assert get_purchase(sessions, unknown).latest_delivery_status == UNKNOWN_NUMBER
     assert get_purchase(sessions, unknown).delivery_status_code == "pending"
     # done ones leave the selection; the rest are due again after the interval
-    later = load_settings({**env, "REFRESH_INTERVAL_S": "0.001"})
+    later = load_settings({**env, "REFRESH_INTERVAL_S": "0.001", "SCHEDULE_MIN_S": "0.001"})
     with sessions() as session:
         session.execute(
             update(TrackingJob).values(created_at=TrackingJob.created_at - dt.timedelta(hours=1))
