@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import signal
 import sys
@@ -76,6 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--living-seed", type=int, default=0, help="the living orders' seed")
     parser.add_argument(
+        "--living-origin",
+        type=_instant,
+        default=None,
+        help="when the living orders' clock starts, an ISO 8601 time with its offset "
+        "(default: now), so that a test or a bench knows every story",
+    )
+    parser.add_argument(
         "--page-credits",
         type=int,
         default=defaults.page_credits,
@@ -88,6 +96,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="data appears this long after a job ends (its webhook is early)",
     )
     return parser.parse_args(argv)
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        instant = dt.datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from error
+    if instant.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time's offset: {text!r}")
+    return instant
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         page_credits=args.page_credits,
         living=None
         if args.living_speed is None
-        else Living(OrderModel(seed=args.living_seed), speed=args.living_speed),
+        else Living(
+            OrderModel(seed=args.living_seed),
+            args.living_origin or dt.datetime.now(dt.UTC),
+            args.living_speed,
+        ),
     )
     sim = Simulator(config, args.host, args.port)
     sim.state.faults.data_delay_s = args.data_delay_s
