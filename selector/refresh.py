@@ -126,8 +126,9 @@ def choose_due(
     if pages and len(numbers[-1]) < japan_post.MAX_NUMBERS:
         room = japan_post.MAX_NUMBERS - len(numbers[-1])
         taken = [row.id for row in rows]
+        # at most ``room`` riders: they all fit on the last page
         for row in session.execute(riders_query(schedule, taken, room)).all():
-            _add(pages, numbers, row, open_new=False)
+            _add(pages, numbers, row)
     candidates = []
     for page in pages:
         url = japan_post.search_url(list(dict.fromkeys(number for _, number in page)))
@@ -135,16 +136,13 @@ def choose_due(
     return candidates, []
 
 
-def _add(pages: list, numbers: list[set[str]], row: Row, open_new: bool = True) -> None:
-    """Put ``row``'s purchase on the last page, or on a new one once that is full (not
-    at all if ``open_new`` is False and it is full)."""
+def _add(pages: list, numbers: list[set[str]], row: Row) -> None:
+    """Put ``row``'s purchase on the last page, or on a new one once that is full."""
     purchasing_id, order_number, tracking_number, created_at = row
     number = normalize(tracking_number)
     match = Match(purchasing_id, order_number, None, created_at, tracking_number=number)
     full = pages and number not in numbers[-1] and len(numbers[-1]) == japan_post.MAX_NUMBERS
     if not pages or full:
-        if not open_new:
-            return
         pages.append([])
         numbers.append(set())
     pages[-1].append((match, number))

@@ -12,7 +12,6 @@ useful gets the back-off of ``RECHECK_BASE_S`` doubling to ``RECHECK_MAX_S``.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import unicodedata
 from dataclasses import dataclass
 
@@ -155,11 +154,7 @@ def _expiry(first_at: dt.datetime, expire_s: float) -> dt.datetime:
     """``expire_s`` after ``first_at``, rounded to the microsecond as every time here
     (inf, or past the calendar's end: never)."""
     try:
-        return (
-            first_at + _seconds(expire_s)
-            if math.isfinite(expire_s)
-            else dt.datetime.max.replace(tzinfo=dt.UTC)
-        )
+        return first_at + _seconds(expire_s)  # a timedelta of inf overflows too
     except OverflowError:
         return dt.datetime.max.replace(tzinfo=dt.UTC)
 
