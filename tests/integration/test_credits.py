@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from selector.__main__ import credit_reader
 from selector.service import Selector
 from shared.db.batches import NewJob, create_batch
 from shared.db.credits import latest_reading
@@ -22,9 +23,7 @@ from shared.messaging.publishing import MessagePublisher, connect
 from shared.quota import QuotaLedger, QuotaPolicy
 from shared.settings import load_settings
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO
-from shared.webscraper.client import WebScraperClient
 from shared.webscraper.credits import CreditReader
-from tests.conftest import SIM_TOKEN
 from tests.integration.test_publisher import Running, jobs
 from tests.support import rows
 from tests.support.ops import ops_env, run, trackfill
@@ -85,12 +84,12 @@ def selection_cli(env, *args: str) -> subprocess.CompletedProcess:
 
 
 def reader(env, db, read_every_s: float) -> CreditReader:
-    settings = load_settings(env)
+    """The selector daemon's reader, as its composition root builds it."""
+    settings = load_settings({**env, "PAGE_CREDITS_READ_S": str(read_every_s)})
     sessions = make_session_factory(db)
-    client = WebScraperClient(
-        settings.webscraper_api_url, SIM_TOKEN, QuotaLedger(sessions, QuotaPolicy.of(settings)), 2
-    )
-    return CreditReader(sessions, client, read_every_s)
+    reader = credit_reader(settings, sessions, QuotaLedger(sessions, QuotaPolicy.of(settings)))
+    assert reader is not None
+    return reader
 
 
 def account_calls(sim) -> int:
