@@ -102,9 +102,10 @@ class NotificationInHand:
         endings: dict[str, Ending] = {}
         missing: list[TrackingJobRow] = []
         for job in self.pack:
-            record = reader.find(records, job.target_url, self._found.numbers.get(job.custom_id))
+            number = self._found.numbers.get(job.custom_id)
+            record = reader.find(records, job.target_url, number)
             if record is not None:
-                endings[job.custom_id] = Ending(scraped=reader.read(record, anchor))
+                endings[job.custom_id] = Ending(scraped=reader.read(record, anchor, number))
             else:
                 missing.append(job)
         return endings, missing

@@ -3,7 +3,9 @@
 The tracking-number task's sitemap (1421177) gives one record per Apple order page; the
 refresh task's Japan Post sitemap gives one record per number on a search page of up to
 ten, matched to its purchase by the normalised number within its start URL, and only
-its status is ever written (never a tracking number).
+its status is ever written (never a tracking number). The Yamato refresh re-reads the
+Apple order page and writes its status and estimate only, and only where the page shows
+the purchase's own number.
 
 Every column is untrusted text (docs/contract.md): each goes through its validator in
 ``shared/domain``; a value that fails is not written, and its rule and reason are kept
@@ -19,8 +21,13 @@ from typing import Any, TypeVar
 
 from shared.domain import dates, statuses, tracking_numbers
 from shared.domain.invalid import Invalid, plain_text
+from shared.domain.masking import mask_number
 from shared.domain.urls import url_key
-from shared.tasks import JAPAN_POST_TRACKING_10, OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO
+from shared.tasks import (
+    JAPAN_POST_TRACKING_10,
+    OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO,
+    YAMATO_STATUS_REFRESH,
+)
 
 START_URL = "web-scraper-start-url"
 ORDER = "web-scraper-order"
@@ -113,20 +120,49 @@ def record_of_number(
     return None
 
 
+def read_refresh_record(
+    record: dict[str, Any], fallback_anchor: dt.datetime, number: str | None
+) -> Scraped:
+    """An Apple order page re-read for the status of the parcel numbered ``number``
+    (the Yamato refresh): its status and estimate, never its number. A page that shows
+    another number, or none, writes nothing: it may be another parcel's story."""
+    scraped = read_record(record, fallback_anchor)
+    shown = scraped.tracking_number
+    if shown is None or shown != number:
+        rule = "tracking_number_differs" if shown else "tracking_number_missing"
+        reason = (
+            f"the page shows {mask_number(shown)}, the purchase has {mask_number(number)}: "
+            "nothing written"
+        )
+        return Scraped(rejected={**scraped.rejected, rule: reason}, seeks_number=False)
+    return Scraped(
+        delivery_status=scraped.delivery_status,
+        estimate=scraped.estimate,
+        rejected=scraped.rejected,
+        seeks_number=False,
+    )
+
+
 @dataclass(frozen=True)
 class Reader:
     """How a task's job finds its record (records, its URL, its purchase's number)
-    and reads it."""
+    and reads it (the record, the year's anchor, the purchase's number)."""
 
     find: Callable[[list[dict[str, Any]], str, str | None], dict[str, Any] | None]
-    read: Callable[[dict[str, Any], dt.datetime], Scraped]
+    read: Callable[[dict[str, Any], dt.datetime, str | None], Scraped]
 
 
 READERS = {
     OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name: Reader(
-        lambda records, url, _number: record_for(records, url), read_record
+        lambda records, url, _number: record_for(records, url),
+        lambda record, anchor, _number: read_record(record, anchor),
     ),
-    JAPAN_POST_TRACKING_10.name: Reader(record_of_number, read_status_record),
+    JAPAN_POST_TRACKING_10.name: Reader(
+        record_of_number, lambda record, anchor, _number: read_status_record(record, anchor)
+    ),
+    YAMATO_STATUS_REFRESH.name: Reader(
+        lambda records, url, _number: record_for(records, url), read_refresh_record
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from selector.refresh import choose_due
 from selector.selection import Candidate, Skipped, choose, iter_matches
+from selector.yamato import choose_yamato_due
 from shared.contracts import CandidateFound
 from shared.db import sync_log
 from shared.db.batches import (
@@ -34,7 +35,12 @@ from shared.messaging.publishing import MessagePublisher, Outgoing, PublishError
 from shared.messaging.topology import CANDIDATE_FOUND
 from shared.metrics import CANDIDATES_SELECTED, CANDIDATES_SKIPPED
 from shared.settings import Settings
-from shared.tasks import JAPAN_POST_TRACKING_10, OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TaskConfig
+from shared.tasks import (
+    JAPAN_POST_TRACKING_10,
+    OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO,
+    YAMATO_STATUS_REFRESH,
+    TaskConfig,
+)
 
 log = logging.getLogger("trackfill.selector")
 
@@ -44,6 +50,9 @@ SELECTIONS: dict[str, Callable[[Session, Settings, int], tuple[list[Candidate], 
         iter_matches(session, settings.recheck_expire_s), limit
     ),
     JAPAN_POST_TRACKING_10.name: lambda session, settings, limit: choose_due(
+        session, settings.schedule, limit
+    ),
+    YAMATO_STATUS_REFRESH.name: lambda session, settings, limit: choose_yamato_due(
         session, settings.schedule, limit
     ),
 }

@@ -3,8 +3,9 @@
 A task ties together the webhook path keyword, the batch's file-name prefix, the
 sitemap, the custom-id prefix, a display name and what its pages give: the tracking
 number (Apple's order page) or the delivery status alone (Japan Post's search page, ten
-purchases a URL). Routing keys are task names; tasks may share a webhook path, and the
-custom id's prefix tells them apart.
+purchases a URL; Apple's order page again for a Yamato parcel, one purchase a URL).
+Routing keys are task names; tasks may share a webhook path, and the custom id's prefix
+tells them apart.
 """
 
 from __future__ import annotations
@@ -91,8 +92,20 @@ JAPAN_POST_TRACKING_10 = TaskConfig(
     seeks_number=False,
 )
 
+YAMATO_STATUS_REFRESH = TaskConfig(
+    name="official_website_yamato_status_refresh",
+    path_keyword="webscraper-tracking",
+    filename_prefix="purchasing_query_yamato_status_refresh_",
+    sitemap_id=1421177,  # Apple's order page, which follows the redirect to Yamato's
+    custom_id_prefix="owysr-",
+    display_name="Yamato delivery status refresh through Apple's order page",
+    operation="yamato_status_refresh",
+    seeks_number=False,
+)
+
 TRACKING_TASK_CONFIGS: dict[str, TaskConfig] = {
-    task.name: task for task in (OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, JAPAN_POST_TRACKING_10)
+    task.name: task
+    for task in (OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, JAPAN_POST_TRACKING_10, YAMATO_STATUS_REFRESH)
 }
 
 

@@ -1,4 +1,5 @@
-"""Personal data in logs: e-mail addresses are masked, never printed whole."""
+"""Personal data in logs: e-mail addresses are masked, never printed whole; a tracking
+number compared with another is shown by its last four digits."""
 
 from __future__ import annotations
 
@@ -23,3 +24,10 @@ def mask_emails_in(text: str) -> str:
         return text  # nothing to mask (most log lines): no regex runs
     text = re.sub(r"%40", "@", text, flags=re.I)
     return _EMAIL.sub(lambda m: f"{m.group(1)[:1]}***@{m.group(2)}", text)
+
+
+def mask_number(number: str | None) -> str:
+    """``444413758703`` -> ``********8703`` (``(none)`` for no number)."""
+    if not number:
+        return "(none)"
+    return "*" * max(len(number) - 4, 0) + number[-4:]

@@ -7,6 +7,11 @@ estimate places the handover within days (Apple ships about a carrier's transit 
 the estimate's first day), and its state (``出荷準備中``) within hours. After the number,
 the carrier's status code says how soon the next change comes. A page that says nothing
 useful gets the back-off of ``RECHECK_BASE_S`` doubling to ``RECHECK_MAX_S``.
+
+A Yamato parcel is looked at through Apple's order page, a credit for one parcel: so
+only where delivery is likely (:func:`yamato_next_look`): at ``YAMATO_HOUR`` on the first
+day of Apple's estimate and on each day after it, a few hours after ``配達中``, and
+at most ``SCHEDULE_FAR_S`` apart before that.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import datetime as dt
 import unicodedata
 from dataclasses import dataclass
 
-from shared.domain.statuses import Outcome, StatusCode, classify, code_of
+from shared.domain.statuses import DONE_CODES, Outcome, StatusCode, classify, code_of
 
 TOKYO = dt.timezone(dt.timedelta(hours=9), "Asia/Tokyo")
 
@@ -38,6 +43,11 @@ REFRESH_FACTORS: dict[StatusCode | None, float] = {
 #: the parcels that ride along on a Japan Post page that would leave with room: the ones
 #: moving, whose next status is soonest to change
 RIDE_ALONG_CODES = (StatusCode.IN_TRANSIT, StatusCode.OUT_FOR_DELIVERY)
+#: the Yamato refresh's daily look, Tokyo time: a parcel out for delivery in the morning
+#: is mostly delivered by then (the carrier's rounds start at 8)
+YAMATO_HOUR = 13
+#: the Yamato refresh's wait after ``配達中``: most such parcels are delivered within it
+YAMATO_OUT_S = 18_000.0
 
 
 @dataclass(frozen=True)
@@ -161,3 +171,28 @@ def _expiry(first_at: dt.datetime, expire_s: float) -> dt.datetime:
 
 def _seconds(seconds: float) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
+
+
+def yamato_next_look(
+    last_at: dt.datetime,
+    code: StatusCode | None,
+    first_day: dt.date | None,
+    schedule: Schedule,
+) -> dt.datetime | None:
+    """When the Yamato refresh looks at a parcel next, after its latest look (or attempt)
+    ``last_at`` read ``code``, Apple's estimate beginning on ``first_day`` (None: not
+    known). None: done, never again. The first ``YAMATO_HOUR`` o'clock (Tokyo) after
+    ``last_at`` that is on or after ``first_day``, or ``YAMATO_OUT_S`` after ``配達中``;
+    never later than ``far_s`` after ``last_at``, never sooner than ``min_s``. Rendered to SQL for
+    the selection by ``selector.yamato.next_look_sql`` (a test holds the two equal)."""
+    if code in DONE_CODES:
+        return None
+    if code is StatusCode.OUT_FOR_DELIVERY:
+        wait = YAMATO_OUT_S
+    else:
+        local = last_at.astimezone(TOKYO)
+        day = local.date() + dt.timedelta(days=local.hour >= YAMATO_HOUR)
+        if first_day is not None and first_day > day:
+            day = first_day
+        wait = (dt.datetime.combine(day, dt.time(YAMATO_HOUR), TOKYO) - last_at).total_seconds()
+    return last_at + _seconds(max(min(wait, schedule.far_s), schedule.min_s))

@@ -125,7 +125,11 @@ def test_every_trackfill_metric_named_exists_with_its_labels(db, sim):
         for s in f.samples
         if s.name == "trackfill_page_credits_spent_total"
     }
-    assert spent == {TASK: 140, "japan_post_tracking_10_tracking_number": 0}
+    assert spent == {
+        TASK: 140,
+        "japan_post_tracking_10_tracking_number": 0,
+        "official_website_yamato_status_refresh": 0,
+    }
     assert 600 <= page["trackfill_oldest_in_flight_job_age_seconds"] < 700
 
 
