@@ -83,7 +83,9 @@ def main() -> int:
             db.execute(text("VACUUM ANALYZE api_call"))
         print(f"{args.days} days at the full quota written in {time.monotonic() - started:.0f} s")
         unpruned = figures(engine, ledger, args.runs)
-        kept = Kept(api_calls=2 * POLICY.span_s, processed=7 * 86400, sync_logs=90 * 86400)
+        kept = Kept(
+            api_calls=2 * POLICY.span_s, processed=7 * 86400, sync_logs=90 * 86400, outbox=7 * 86400
+        )
         started, deleted = time.monotonic(), 0
         while True:  # the first runs of a daemon on a table never pruned
             done = prune(sessions, kept).api_calls

@@ -1,4 +1,5 @@
-"""``python -m ingestor``: consumes ingestor.completions (fed by job.completed)."""
+"""``python -m ingestor``: consumes ingestor.completions (fed by job.completed), and
+relays the outbox's tracking.updated events (docs/events.md) from a thread beside."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import logging
 import sys
 import threading
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from ingestor.handler import CompletionHandler, IngestorConfig
 from ingestor.jobs import NotifiedJobs
+from ingestor.relay import OutboxRelay
 from shared import metrics
 from shared.contracts import JobCompleted
 from shared.db.rechecks import Recheck
+from shared.db.session import make_engine, make_session_factory
 from shared.lifecycle import service_settings, stop_on_signals
 from shared.messaging.consuming import ConsumerLoop
-from shared.messaging.publishing import connect
+from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import INGESTOR_COMPLETIONS, ROUTES
 from shared.settings import Settings
 from shared.webscraper.access import api_access
@@ -46,12 +51,29 @@ def completion_handler(settings: Settings) -> CompletionHandler:
     )
 
 
+def relay(settings: Settings, sessions: sessionmaker[Session]) -> OutboxRelay:
+    """The outbox relay, on a publishing connection of its own (kombu's are one a thread)."""
+    connection = connect(settings.amqp_url, settings.amqp_heartbeat_s)
+    return OutboxRelay(sessions, MessagePublisher(connection))
+
+
 def main() -> int:
     settings = service_settings("ingestor", require=("WEBSCRAPER_API_TOKEN",))
-    loop = build(settings, stop_on_signals())
+    stop = stop_on_signals()
+    loop = build(settings, stop)
+    engine = make_engine(settings.database_url, connect_args={"connect_timeout": 5})
+    relaying = threading.Thread(
+        target=relay(settings, make_session_factory(engine)).run,
+        args=(stop,),
+        name="outbox-relay",
+    )
     metrics.serve(settings.metrics_port)
-    log.info("ingestor started")
+    log.info("ingestor started (and its outbox relay)")
+    relaying.start()
     loop.run()
+    stop.set()
+    relaying.join(10)
+    engine.dispose()
     log.info("ingestor stopped")
     return 0
 

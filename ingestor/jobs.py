@@ -4,20 +4,25 @@ mark)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingestor import statements as sql
 from ingestor.records import Scraped
-from shared.contracts import JobCompleted
+from shared.contracts import TOLD_FIELDS, JobCompleted, TrackingUpdated
+from shared.db import outbox
 from shared.db.batches import recount_batch
 from shared.db.jobs import TrackingJobRow
 from shared.db.rechecks import Page, Recheck
 from shared.db.session import transaction
 from shared.db.statuses import ENDED, JobStatus
 from shared.domain.tracking_numbers import normalize
+from shared.faults import crash_point
 from shared.tasks import TRACKING_TASK_CONFIGS
 
 
@@ -106,6 +111,8 @@ class NotifiedJobs:
             changed = {endings[i][0].batch_uuid for i in order if ages[i] is not None}
             for batch_uuid in sorted(changed):
                 recount_batch(session, uuid.UUID(batch_uuid))
+            crash_point("ingestor:before-commit")  # the changes and their events roll back
+        crash_point("ingestor:after-commit")  # committed: the relay publishes the events
         return ages
 
     def _end(
@@ -125,7 +132,7 @@ class NotifiedJobs:
             return None
         rejected = ending.scraped.rejected if ending.scraped else {}
         if ending.scraped is not None and job.purchasing_id is not None:
-            rejected = {**rejected, **_fill(session, job.purchasing_id, ending.scraped)}
+            rejected = {**rejected, **_fill(session, job, event, ending.scraped)}
         session.execute(
             sql.END_JOB,
             {
@@ -145,24 +152,58 @@ def _normalized(number: str | None) -> str | None:
     return normalize(number) if number else None
 
 
-def _fill(session: Session, purchasing_id: int, scraped: Scraped) -> dict[str, str]:
-    """Write the valid values in one statement; a tracking number is kept back (and
+def _fill(
+    session: Session, job: TrackingJobRow, event: JobCompleted, scraped: Scraped
+) -> dict[str, str]:
+    """Write the valid values in one statement, and a tracking.updated event of what
+    changed into the outbox in the same transaction; a tracking number is kept back (and
     returned as a rejection) where the purchase already has another."""
     number = scraped.tracking_number
+    estimate = scraped.estimate or (None, None)
     values = {
         "p_tracking_number": number,
         "p_delivery_status": scraped.delivery_status,
         "p_delivery_status_code": scraped.delivery_status_code,
         "p_shipping_method": scraped.shipping_method,
-        "p_estimated_delivery_date": scraped.estimated_delivery_date,
+        "p_estimated_delivery_from": estimate[0],
+        "p_estimated_delivery_date": estimate[1],
     }
     if all(value is None for value in values.values()):
         return {}
-    kept = session.execute(sql.FILL_PURCHASE, {"p_purchasing_id": purchasing_id, **values}).scalar()
-    if number is not None and kept != number:
+    row = session.execute(
+        sql.FILL_PURCHASE, {"p_purchasing_id": job.purchasing_id, **values}
+    ).one_or_none()
+    if row is None:
+        return {}  # the purchase was deleted meanwhile
+    changes = _changes(row._mapping)
+    if changes:
+        outbox.add(
+            session,
+            TrackingUpdated(
+                job.purchasing_id,  # type: ignore[arg-type]
+                row.order_number,
+                changes,
+                event.task,
+                event.scraping_job_id,
+            ),
+        )
+    if number is not None and row.tracking_number != number:
         return {
             "tracking_number_already_set": (
                 f"{number} not written: the purchase already has a number"
             )
         }
     return {}
+
+
+def _changes(row: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each reported column whose value changed: ``{"old": ..., "new": ...}``."""
+    return {
+        name: {"old": _json(row[f"old_{name}"]), "new": _json(row[name])}
+        for name in TOLD_FIELDS
+        if row[f"old_{name}"] != row[name]
+    }
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value

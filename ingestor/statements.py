@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Float, String, any_, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
+from shared.contracts import TOLD_FIELDS
 from shared.db.jobs import select_jobs
 from shared.db.models import ProcessedNotification, Purchasing, TrackingBatch, TrackingJob
 from shared.db.statuses import IN_FLIGHT
@@ -79,12 +80,20 @@ def _keep_or(column, name):
 _checked = purchases.c.delivery_status_checked_at
 _empty = func.coalesce(purchases.c.tracking_number, "") == ""
 
+TOLD = TOLD_FIELDS  # the columns a tracking.updated event reports (docs/events.md)
+_before = (
+    select(purchases.c.id, *(purchases.c[name].label(f"old_{name}") for name in TOLD))
+    .where(purchases.c.id == bindparam("p_purchasing_id"))
+    .with_for_update()
+    .subquery("before")
+)
+
 #: the scraped values that are valid (None keeps a column as it is); the tracking number
 #: only where none is set: never overwrite a number someone else wrote. Returns the
-#: number the purchase has afterwards.
+#: reported columns before (``old_<name>``) and after, and the order number.
 FILL_PURCHASE = (
     update(purchases)
-    .where(purchases.c.id == bindparam("p_purchasing_id"))
+    .where(purchases.c.id == _before.c.id)
     .values(
         tracking_number=case(
             (_empty, _keep_or(purchases.c.tracking_number, "tracking_number")),
@@ -98,11 +107,19 @@ FILL_PURCHASE = (
             else_=func.now(),
         ),
         shipping_method=_keep_or(purchases.c.shipping_method, "shipping_method"),
+        # the estimate's two days, written together (both None or both set)
         estimated_delivery_date=_keep_or(
             purchases.c.estimated_delivery_date, "estimated_delivery_date"
         ),
+        estimated_delivery_from=_keep_or(
+            purchases.c.estimated_delivery_from, "estimated_delivery_from"
+        ),
     )
-    .returning(purchases.c.tracking_number)
+    .returning(
+        purchases.c.order_number,
+        *(purchases.c[name] for name in TOLD),
+        *(_before.c[f"old_{name}"] for name in TOLD),
+    )
 )
 
 #: a scraping job the API could not be asked about (an outage) stays open: the

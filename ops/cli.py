@@ -5,11 +5,12 @@ trackfill job (ORDER_NUMBER | --purchasing-id N) [--json]
 trackfill enqueue (--purchasing-id N | --order W... --email ADDRESS)
 trackfill dead-letters list [--limit N] [--json]
 trackfill dead-letters replay (--all | MESSAGE_ID ...)
+trackfill watch [--task TASK] [--json]
 
-Exit status: 0 done; 1 the batch, purchase or message named does not exist (or the
-publisher would refuse it); 2 a bad setting or argument, or the database or RabbitMQ
-unreachable or refusing; 3 a bug. Always one line on stderr, never a traceback
-(TRACKFILL_DEBUG=1 adds it).
+Exit status: 0 done (``watch``: stopped with Ctrl-C); 1 the batch, purchase or message
+named does not exist (or the publisher would refuse it); 2 a bad setting or argument, or
+the database or RabbitMQ unreachable or refusing; 3 a bug. Always one line on stderr,
+never a traceback (TRACKFILL_DEBUG=1 adds it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from ops import dead_letters, enqueue, render, status, story
+from ops import dead_letters, enqueue, render, status, story, watch
 from ops.errors import Unknown, Unreachable
 from shared.db.session import make_engine
 from shared.domain.masking import mask_emails_in
@@ -37,6 +38,7 @@ from shared.lifecycle import first_line
 from shared.messaging.consuming import CONNECTION_ERRORS
 from shared.messaging.publishing import PublishError, connect
 from shared.settings import Settings, SettingsError, load_settings
+from shared.tasks import TRACKING_TASK_CONFIGS
 
 PROG = "trackfill"
 BROKER_ERRORS = (*CONNECTION_ERRORS, AMQPError, KombuOperationalError, PublishError)
@@ -67,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     again = actions.add_parser("replay", help="publish dead letters back to their exchange")
     again.add_argument("ids", nargs="*", metavar="MESSAGE_ID")
     again.add_argument("--all", action="store_true", help="replay every dead letter")
+    follow = commands.add_parser("watch", help="the tracking.updated events, until Ctrl-C")
+    follow.add_argument("--task", choices=sorted(TRACKING_TASK_CONFIGS), help="one task's")
+    follow.add_argument("--json", action="store_true", help="each event's message, as sent")
     args = parser.parse_args(argv)
     if args.command == "dead-letters" and args.action == "replay" and not (args.ids or args.all):
         parser.error("dead-letters replay: give message ids or --all")
@@ -204,11 +209,31 @@ def _dead_letters(args, engine: Engine, settings: Settings, console: Console) ->
     return 0
 
 
+def _watch(args, engine: Engine, settings: Settings, console: Console) -> int:
+    def show(envelope, text: str) -> None:
+        if envelope is None:
+            print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+        else:
+            print(watch.as_json(envelope) if args.json else text, flush=True)
+
+    def ready() -> None:
+        print(f"{PROG}: watching tracking.updated ({args.task or 'every task'})", file=sys.stderr)
+
+    try:
+        with connect(settings.amqp_url, settings.amqp_heartbeat_s) as connection:
+            connection.ensure_connection(max_retries=1)
+            watch.follow(connection, args.task, show, ready)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 COMMANDS: dict[str, Callable[..., int]] = {
     "status": _status,
     "job": _job,
     "enqueue": _enqueue,
     "dead-letters": _dead_letters,
+    "watch": _watch,
 }
 
 

@@ -141,7 +141,12 @@ def main() -> int:
         ", ".join(task.name for task in tasks),
     )
     retry_s = min(settings.selector_interval_s, 5.0)
-    kept = Kept(2 * policy.span_s, settings.processed_keep_s, settings.sync_log_keep_s)
+    kept = Kept(
+        2 * policy.span_s,
+        settings.processed_keep_s,
+        settings.sync_log_keep_s,
+        outbox=settings.processed_keep_s,
+    )
     pruned_at = -PRUNE_EVERY_S
     while not stop.is_set():
         try:

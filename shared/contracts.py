@@ -14,7 +14,12 @@ from typing import Any, ClassVar
 
 from shared.domain.text import has_control
 from shared.messaging.envelope import MessageDecodeError
-from shared.messaging.topology import CANDIDATE_FOUND, JOB_COMPLETED, JOB_PUBLISHED
+from shared.messaging.topology import (
+    CANDIDATE_FOUND,
+    JOB_COMPLETED,
+    JOB_PUBLISHED,
+    TRACKING_UPDATED,
+)
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO, TRACKING_TASK_CONFIGS
 
 #: ids (ours, the service's) are positive integers below this: far above any real one,
@@ -215,3 +220,50 @@ class JobCompleted:
         if not self.reconcile:
             del payload["reconcile"]  # a webhook's message, as it always was
         return payload
+
+
+#: the purchase's columns a tracking.updated event reports, old and new
+TOLD_FIELDS = (
+    "tracking_number",
+    "latest_delivery_status",
+    "delivery_status_code",
+    "estimated_delivery_date",
+)
+
+
+@dataclass(frozen=True)
+class TrackingUpdated:
+    """A purchase's tracking changed (docs/events.md): ``changes`` maps each reported
+    column that changed to its ``{"old": ..., "new": ...}`` (dates as ISO text). Never an
+    e-mail address or a token."""
+
+    KIND = TRACKING_UPDATED
+    WIRE = {"scraping_job_id": "scrapingjob_id"}
+
+    purchasing_id: int
+    order_number: str | None
+    changes: Mapping[str, Mapping[str, Any]]
+    task: str
+    scraping_job_id: int | None = None
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> TrackingUpdated:
+        fields = _Fields(payload)
+        changes = payload.get("changes")
+        if not isinstance(changes, Mapping) or not changes:
+            raise MessageDecodeError("changes must be an object naming at least one field")
+        for name, change in changes.items():
+            if name not in TOLD_FIELDS:
+                raise MessageDecodeError(f"changes names {name!r}, not one of {TOLD_FIELDS}")
+            if not isinstance(change, Mapping) or set(change) != {"old", "new"}:
+                raise MessageDecodeError(f"changes.{name} must be {{'old': ..., 'new': ...}}")
+        return cls(
+            purchasing_id=fields.integer("purchasing_id"),  # type: ignore[arg-type]
+            order_number=fields.text("order_number", 64, required=False),
+            changes=changes,
+            task=fields.task(),
+            scraping_job_id=fields.integer(cls.WIRE["scraping_job_id"], required=False),
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        return {**_payload(self, self.WIRE), "changes": dict(self.changes)}

@@ -44,6 +44,10 @@ RECONCILED = Counter(
     ["action"],
 )
 JOBS_ENDED = Counter("trackfill_jobs_ended_total", "Tracking jobs ended, by status", ["status"])
+EVENTS_RELAYED = Counter(
+    "trackfill_tracking_updated_relayed_total",
+    "tracking.updated events published from the outbox (confirmed by RabbitMQ)",
+)
 FILL_LATENCY = Histogram(
     "trackfill_fill_latency_seconds",
     "From selection (the job's creation) to the tracking number written",

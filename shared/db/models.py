@@ -27,6 +27,7 @@ from sqlalchemy import (
     and_,
     func,
     or_,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -89,6 +90,9 @@ class Purchasing(Base):
     delivery_status_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     shipping_method: Mapped[str | None] = mapped_column(String(200))
     estimated_delivery_date: Mapped[dt.date | None] = mapped_column(Date)
+    #: the first day of Apple's estimate, whose last day is estimated_delivery_date
+    #: (the Yamato refresh looks on it: docs/schedule.md)
+    estimated_delivery_from: Mapped[dt.date | None] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 
@@ -309,3 +313,24 @@ class PageCreditReading(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     read_at: Mapped[dt.datetime] = _created(index=True)
     page_credits: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class TrackingUpdateOutbox(Base):
+    """A tracking.updated event written in the transaction of its change, waiting for the
+    relay to publish it (``relayed_at`` None) or kept until pruned (docs/events.md)."""
+
+    __tablename__ = "tracking_update_outbox"
+    __table_args__ = (
+        Index(
+            "ix_tracking_update_outbox_waiting", "id", postgresql_where=text("relayed_at IS NULL")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    #: the envelope's id, the same on every relay of the event
+    event_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    routing_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    #: the encoded message, published as it is (its created_at stays the change's)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = _created()
+    relayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)

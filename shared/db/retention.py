@@ -6,6 +6,8 @@
 - ``processed_notification`` keeps ``PROCESSED_KEEP_S``: long enough for a late duplicate
   webhook to hit its key.
 - ``sync_log`` keeps ``SYNC_LOG_KEEP_S``.
+- ``tracking_update_outbox`` keeps a relayed event ``PROCESSED_KEEP_S`` (an operator can
+  still see what was told), and every event not relayed yet, however old.
 
 Each delete goes by an index on its time column, in chunks, so that a first run on a
 large table neither holds long locks nor runs unbounded.
@@ -18,7 +20,13 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Float, bindparam, delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import ApiCall, ProcessedNotification, SyncLog, TrackingJob
+from shared.db.models import (
+    ApiCall,
+    ProcessedNotification,
+    SyncLog,
+    TrackingJob,
+    TrackingUpdateOutbox,
+)
 from shared.db.session import transaction
 from shared.db.statuses import UNPUBLISHED
 
@@ -34,6 +42,7 @@ class Kept:
     api_calls: float
     processed: float
     sync_logs: float
+    outbox: float
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class Pruned:
     api_calls: int
     processed: int
     sync_logs: int
+    outbox: int
 
 
 def _older_than(column):
@@ -61,6 +71,8 @@ _PRUNABLE = {
     ),
     "processed": (ProcessedNotification, _older_than(ProcessedNotification.processed_at)),
     "sync_logs": (SyncLog, _older_than(SyncLog.timestamp)),
+    # relayed_at NULL (not relayed yet) is never older than anything
+    "outbox": (TrackingUpdateOutbox, _older_than(TrackingUpdateOutbox.relayed_at)),
 }
 
 

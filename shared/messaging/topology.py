@@ -15,6 +15,10 @@ Map (as the management UI shows it)::
     job.completed   --#--> ingestor.completions  (quorum)
     ingestor.wait   --expires--> ingestor.completions
     job.published   (event stream; observers bind their own queues)
+    tracking.updated --#--> downstream.tracking-updated  (quorum; for the systems
+                                                 downstream: docs/events.md; the
+                                                 outbox relay publishes, trackfill
+                                                 watch binds a queue of its own)
     trackfill.dead-letter --<origin queue>--> <origin queue>.dead-letter
 
 A wait queue holds messages that must not be handled before a later time. Expired
@@ -31,7 +35,8 @@ from kombu import Connection, Exchange, Queue
 CANDIDATE_FOUND = "candidate.found"
 JOB_PUBLISHED = "job.published"
 JOB_COMPLETED = "job.completed"
-EVENT_EXCHANGES = (CANDIDATE_FOUND, JOB_PUBLISHED, JOB_COMPLETED)
+TRACKING_UPDATED = "tracking.updated"
+EVENT_EXCHANGES = (CANDIDATE_FOUND, JOB_PUBLISHED, JOB_COMPLETED, TRACKING_UPDATED)
 DEAD_LETTER_EXCHANGE = "trackfill.dead-letter"
 
 #: Deliveries of one message before RabbitMQ itself dead-letters it (poison guard for
@@ -43,6 +48,7 @@ PUBLISHER_WAIT = "publisher.wait"
 PUBLISHER_DUE = "publisher.due"
 INGESTOR_COMPLETIONS = "ingestor.completions"
 INGESTOR_WAIT = "ingestor.wait"
+DOWNSTREAM_TRACKING_UPDATED = "downstream.tracking-updated"
 
 
 def exchange(name: str) -> Exchange:
@@ -143,6 +149,31 @@ def dead_letter_queue(route: ConsumerRoute) -> Queue:
     )
 
 
+def downstream_queue() -> Queue:
+    """The documented queue for the systems downstream: every tracking.updated event
+    (bind another queue to the exchange for a task's alone)."""
+    return Queue(
+        DOWNSTREAM_TRACKING_UPDATED,
+        exchange(TRACKING_UPDATED),
+        routing_key="#",
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+
+
+def watch_queue(task: str | None) -> Queue:
+    """An operator's own queue for ``trackfill watch``: server-named, exclusive and
+    deleted with its connection, so it takes no event from any other consumer."""
+    return Queue(
+        "",
+        exchange(TRACKING_UPDATED),
+        routing_key=task or "#",
+        exclusive=True,
+        auto_delete=True,
+        durable=False,
+    )
+
+
 def all_exchanges() -> list[Exchange]:
     return [exchange(name) for name in (*EVENT_EXCHANGES, DEAD_LETTER_EXCHANGE)]
 
@@ -153,7 +184,7 @@ def all_queues() -> list[Queue]:
         # The dead-letter path first: a message dead-lettered to a missing exchange or
         # queue is dropped silently.
         queues += [dead_letter_queue(route), *consumer_queues(route), wait_queue(route)]
-    return queues
+    return [*queues, downstream_queue()]
 
 
 def declare_topology(connection: Connection) -> None:

@@ -91,7 +91,13 @@ def test_topology_can_be_declared_twice_with_the_contracts_names(vhost):
         declare_topology(connection)
         declare_topology(connection)
     exchanges = {e["name"]: e for e in vhost.management.exchanges(vhost.name)}
-    for name in ("candidate.found", "job.published", "job.completed", "trackfill.dead-letter"):
+    for name in (
+        "candidate.found",
+        "job.published",
+        "job.completed",
+        "tracking.updated",
+        "trackfill.dead-letter",
+    ):
         assert exchanges[name]["type"] == "topic" and exchanges[name]["durable"]
     queues = {q["name"]: q for q in vhost.management.queues(vhost.name)}
     assert set(queues) == {
@@ -102,7 +108,9 @@ def test_topology_can_be_declared_twice_with_the_contracts_names(vhost):
         "ingestor.completions",
         "ingestor.wait",
         "ingestor.completions.dead-letter",
+        "downstream.tracking-updated",
     }
+    assert queues["downstream.tracking-updated"]["arguments"] == {"x-queue-type": "quorum"}
     candidates = queues["publisher.candidates"]["arguments"]
     assert candidates["x-single-active-consumer"] is True
     assert candidates["x-delivery-limit"] == DELIVERY_LIMIT
@@ -116,6 +124,7 @@ def test_topology_can_be_declared_twice_with_the_contracts_names(vhost):
     }
     assert ("candidate.found", "publisher.candidates", "#") in bindings
     assert ("job.completed", "ingestor.completions", "#") in bindings
+    assert ("tracking.updated", "downstream.tracking-updated", "#") in bindings
     assert ("trackfill.dead-letter", DLQ, PUBLISHER_CANDIDATES) in bindings
 
 

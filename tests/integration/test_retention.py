@@ -9,7 +9,13 @@ from sqlalchemy import func, insert, select, update
 
 from shared.db import retention
 from shared.db.batches import NewJob, create_batch
-from shared.db.models import ApiCall, ProcessedNotification, SyncLog, TrackingJob
+from shared.db.models import (
+    ApiCall,
+    ProcessedNotification,
+    SyncLog,
+    TrackingJob,
+    TrackingUpdateOutbox,
+)
 from shared.db.retention import Kept, prune
 from shared.db.session import make_session_factory
 from shared.db.statuses import JobStatus
@@ -17,7 +23,7 @@ from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as TASK
 
 pytestmark = pytest.mark.integration
 HOUR = 3600.0
-KEPT = Kept(api_calls=2 * HOUR, processed=24 * HOUR, sync_logs=48 * HOUR)
+KEPT = Kept(api_calls=2 * HOUR, processed=24 * HOUR, sync_logs=48 * HOUR, outbox=24 * HOUR)
 
 
 @pytest.fixture
@@ -80,6 +86,16 @@ def test_pruning_removes_what_no_rule_needs_and_keeps_the_rest(sessions):
                     processed_at=ago(hours),
                 )
             )
+        for n, relayed in enumerate((ago(25), ago(23), None)):  # None: not relayed yet
+            session.execute(
+                insert(TrackingUpdateOutbox).values(
+                    event_id=f"e{n}",
+                    routing_key=TASK.name,
+                    body="{}",
+                    created_at=ago(100),
+                    relayed_at=relayed,
+                )
+            )
         for hours in (49, 47):
             session.execute(
                 insert(SyncLog).values(
@@ -90,7 +106,7 @@ def test_pruning_removes_what_no_rule_needs_and_keeps_the_rest(sessions):
                 )
             )
     pruned = prune(sessions, KEPT)
-    assert (pruned.api_calls, pruned.processed, pruned.sync_logs) == (2, 1, 1)
+    assert (pruned.api_calls, pruned.processed, pruned.sync_logs, pruned.outbox) == (2, 1, 1, 1)
     assert left(sessions, ApiCall.kind, ApiCall.custom_id) == {
         ("create", settling),
         ("json", None),
@@ -98,7 +114,7 @@ def test_pruning_removes_what_no_rule_needs_and_keeps_the_rest(sessions):
     }
     assert left(sessions, ProcessedNotification.scraping_job_id) == {(2,)}
     assert left(sessions, SyncLog.message) == {("47 h ago",)}
-    assert prune(sessions, KEPT) == retention.Pruned(0, 0, 0)  # nothing more to do
+    assert prune(sessions, KEPT) == retention.Pruned(0, 0, 0, 0)  # nothing more to do
 
 
 def test_a_large_backlog_is_pruned_in_chunks_and_a_run_stays_bounded(sessions, monkeypatch):
