@@ -106,9 +106,12 @@ class Refreshed:
     lags_h: list[float] = field(default_factory=list)
 
 
-def refresh(fills: list[tuple[Story, dt.datetime]], policy: Policy, ride_along: bool) -> Refreshed:
+def refresh(
+    fills: list[tuple[Story, dt.datetime]], policy: Policy, ride_along: bool, page: int = PAGE
+) -> Refreshed:
     """Follow each filled parcel from its fill to the look that sees it delivered, on
-    passes every :data:`PASS`; each pass puts its due parcels on pages of ten."""
+    passes every :data:`PASS`; each pass puts its due parcels on pages of ``page`` (ten
+    numbers on Japan Post's page, one parcel on Apple's)."""
     arrivals = sorted(fills, key=lambda fill: fill[1])
     queue: list[tuple[dt.datetime, int]] = []  # (next look, parcel), one entry each
     looks: dict[int, Looks] = {}
@@ -127,13 +130,13 @@ def refresh(fills: list[tuple[Story, dt.datetime]], policy: Policy, ride_along: 
         if not due:
             continue
         followed = len(due) + len(queue)
-        while ride_along and len(due) % PAGE and queue:
+        while ride_along and len(due) % page and queue:
             due.append(heapq.heappop(queue)[1])
-        pages = -(-len(due) // PAGE)
+        pages = -(-len(due) // page)
         result.pages += pages
         result.looks += len(due)
-        result.full_pages += len(due) // PAGE
-        result.pages_with_ten_to_carry += pages if followed >= PAGE else 0
+        result.full_pages += len(due) // page
+        result.pages_with_ten_to_carry += pages if followed >= page else 0
         for parcel in due:
             story = arrivals[parcel][0]
             assert story.delivered_at is not None

@@ -1,7 +1,18 @@
-"""The refresh task (issue 17) through the whole pipeline: API calls per refreshed purchase,
-and the tracking-number task's share of the creations under a backlog of both.
+"""The refresh tasks: following a parcel to delivered in page credits (the Yamato refresh
+beside Japan Post's), and the Japan Post refresh through the whole pipeline: API calls
+per refreshed purchase, and the tracking-number task's share of the creations under a
+backlog of both.
 
-Each mode runs on a scratch database and vhost, with the simulator and the four services
+- ``yamato`` (first, in seconds, no service): ``--orders`` of the simulator's orders
+  living in time (webscraper_sim/orders.py), filled by the schedule as in
+  bench/credits.py, then followed from the fill to the look that sees them delivered on
+  passes every 15 minutes, each look as the selection makes it: a fixed 6-hourly look
+  and the schedule (``yamato_next_look``) on Apple's page, a credit a parcel, and
+  Japan Post's schedule with ride-alongs, ten numbers a credit, for comparison. Goal:
+  at most 2.5 credits per Yamato parcel to delivered, ``delivered`` in the row within
+  6 h of the delivery at p50.
+
+The other modes each run on a scratch database and vhost, with the simulator and the four services
 as processes (demo.stack) and the selector as its daemon, 200 calls per 9 s window
 (production's 15 minutes compressed a hundredfold):
 
@@ -18,12 +29,14 @@ as processes (demo.stack) and the selector as its daemon, 200 calls per 9 s wind
 Goals: at most 0.02 API calls per refreshed purchase (default packing); the
 tracking-number task at least three quarters of the creations in ``mixed``.
 
-    .venv/bin/python bench/refresh.py [--purchases 2000] [--numbers 3000] [--seconds 40]
+    .venv/bin/python bench/refresh.py [--modes yamato,20,1,seed,mixed,mixed1]
+        [--orders 4000] [--purchases 2000] [--numbers 3000] [--seconds 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections import Counter
 from pathlib import Path
@@ -33,11 +46,14 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import distinct, func, insert, select  # noqa: E402
 
+from bench.credits import ORIGIN, every, find, percentile, refresh, scheduled  # noqa: E402
 from bench.pipeline import CALLS, WINDOW_S, run_seed_loop, run_stack, seed_body  # noqa: E402
 from shared.db.models import OfficialAccount, Purchasing, TrackingBatch, TrackingJob  # noqa: E402
 from shared.domain.japan_post import MAX_NUMBERS, search_url  # noqa: E402
+from shared.domain.schedule import Schedule, yamato_next_look  # noqa: E402
 from shared.tasks import JAPAN_POST_TRACKING_10 as REFRESH  # noqa: E402
 from shared.tasks import OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO as NUMBER_TASK  # noqa: E402
+from webscraper_sim.orders import OrderModel, story_of  # noqa: E402
 from webscraper_sim.scenarios import japan_post_number  # noqa: E402
 from webscraper_sim.state import JAPAN_POST_SITEMAP  # noqa: E402
 
@@ -150,6 +166,41 @@ def run_seed(purchases: int, seconds: float) -> dict:
     }
 
 
+def yamato(orders: int) -> None:
+    """Following the parcel to delivered, each way, on one set of fills (see above)."""
+    schedule = Schedule()
+    model = OrderModel(seed=0, placed_within_days=30)
+    stories = [story_of(f"W{n:010d}", model, ORIGIN) for n in range(orders)]
+    fills = [(s, f.filled_at) for s in stories if (f := find(s, scheduled(schedule))).filled_at]
+    print(f"following {len(fills)} parcels of {orders} orders from their fill to delivered")
+    print(
+        f"{'policy':<44} {'credits':>8} {'per parcel':>11} {'looks':>7} {'lag p50':>8} {'p95':>7}"
+    )
+
+    def by_yamato(seen, now):
+        first_day = seen.estimate[0] if seen.estimate else None
+        return yamato_next_look(now, seen.code, first_day, schedule)
+
+    ways = {
+        "Japan Post: the schedule, ten a page": (scheduled(schedule), True, MAX_NUMBERS),
+        "Yamato (Apple's page): fixed 6-hourly look": (every(schedule.refresh_s), False, 1),
+        "Yamato (Apple's page): the schedule": (by_yamato, False, 1),
+    }
+    figures = {}
+    for name, (policy, ride_along, page) in ways.items():
+        done = refresh(fills, policy, ride_along, page)
+        figures[name] = per, p50 = done.pages / len(fills), statistics.median(done.lags_h)
+        print(
+            f"{name:<44} {done.pages:>8} {per:>11.3f} {done.looks:>7} "
+            f"{p50:>7.1f}h {percentile(done.lags_h, 0.95):>6.1f}h"
+        )
+    _, fixed, ours = figures.values()
+    print(
+        f"Yamato, the schedule / fixed 6-hourly: credits per parcel {ours[0] / fixed[0]:.2f}, "
+        f"p50 lag {ours[1] / fixed[1]:.2f} (goal: at most 2.5 credits, p50 at most 6 h)\n"
+    )
+
+
 def report(name: str, result: dict) -> str:
     n = result["refreshed"]
     per = result["calls"] / n if n else float("inf")
@@ -169,8 +220,15 @@ def main() -> int:
     parser.add_argument("--purchases", type=int, default=2000)
     parser.add_argument("--numbers", type=int, default=3000, help="mixed: tracking backlog")
     parser.add_argument("--seconds", type=float, default=40.0, help="each mode's longest run")
-    parser.add_argument("--modes", default="20,1,seed,mixed,mixed1")
+    parser.add_argument("--modes", default="yamato,20,1,seed,mixed,mixed1")
+    parser.add_argument("--orders", type=int, default=4000, help="yamato: orders replayed")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if "yamato" in modes:
+        yamato(args.orders)
+        modes.remove("yamato")
+    if not modes:
+        return 0
     print(
         f"{args.purchases} purchases due a Japan Post check; {CALLS} calls per {WINDOW_S:g} s "
         f"window; each mode at most {args.seconds:g} s ({args.seconds / WINDOW_S:.1f} windows)"
@@ -180,7 +238,7 @@ def main() -> int:
         f"{'creations':>9} {'number':>6} {'filled':>7} {'run s':>6}"
     )
     print(f"{'':34} {'':>9} {'':>6} {'refreshed':>9} {'refreshed':>9} {'':>5} {'':>9} {'share':>6}")
-    for mode in args.modes.split(","):
+    for mode in modes:
         if mode == "seed":
             line = report(
                 "seed loop (6 s, a page of 10 a job)", run_seed(args.purchases, args.seconds)
