@@ -3,8 +3,9 @@
 A fresh database ``trackfill_demo`` and vhost ``trackfill-demo`` each run (so running it
 twice works), about seventy purchases, the simulator and the four services as processes
 (time compressed 30x: the quota is 200 calls per 30 s), one selection pass of each task
-by ``run_tracking_number_empty`` (the tracking numbers, then the Japan Post status
-refresh), live progress, then a summary. Every process it started
+by ``run_tracking_number_empty`` (the tracking numbers, then the Japan Post and the
+Yamato status refreshes), live progress, then a summary and the ``tracking.updated``
+events the run produced. Every process it started
 is stopped at the end, on Ctrl-C too.
 """
 
@@ -26,7 +27,7 @@ from demo.stack import Timings, select_candidates, start_stack
 from shared.db.session import make_engine
 from shared.quota import QuotaPolicy
 from shared.settings import load_settings
-from shared.tasks import JAPAN_POST_TRACKING_10
+from shared.tasks import JAPAN_POST_TRACKING_10, YAMATO_STATUS_REFRESH
 from webscraper_sim.state import JAPAN_POST_SITEMAP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         console.print("started: webscraper-sim, webhook_gateway, publisher, ingestor")
-        for task in ((), ("--task", JAPAN_POST_TRACKING_10.name)):
+        for task in (
+            (),
+            ("--task", JAPAN_POST_TRACKING_10.name),
+            ("--task", YAMATO_STATUS_REFRESH.name),
+        ):
             selection = select_candidates(stack, *task)
             command = " ".join(("run_tracking_number_empty", *task))
             console.print(f"{command}: {selection.stdout.strip() or selection.stderr}")
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print()
         console.print(f"stopped: {', '.join(f'{n} ({c})' for n, c in codes.items())}")
     console.print(report.summary(engine, rows))
+    console.print(report.events(engine))
     console.print(f"RabbitMQ management UI: {management_url}")
     console.print(f"logs: {args.logs}/")
     example = next((r.order_number for r in rows if r.expected == "pending"), "W...")

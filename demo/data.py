@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, insert
 
 from shared.db.models import OfficialAccount, Purchasing
-from webscraper_sim.scenarios import japan_post_number
+from webscraper_sim.scenarios import YAMATO, japan_post_number, valid_tracking_number
 
 #: (order-number ending, how many, what happens)
 PAGES = [
@@ -32,6 +32,10 @@ PAGES = [
 #: (in transit, out for delivery, delivered, held, returned, unknown number, ...)
 REFRESHED = range(10)
 JP_LOGISTICS = "JP LOGISTICS GROUP CO., LTD."
+#: shipped by Yamato, the Yamato refresh's purchases, last read 輸送中: (order-number
+#: ending, how many, the page's number is theirs). The page now says 配達完了 (6) or
+#: 配達中 (2); one shows another number than the stored one, and nothing is written.
+YAMATO_SHIPPED = [("6", 3, True), ("2", 2, True), ("0", 1, False)]
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,19 @@ def insert_demo_rows(engine: Engine, start: int = 0) -> list[DemoRow]:
                 shipping_method=JP_LOGISTICS,
                 latest_delivery_status="引受",
             )
+        for ending, count, same_number in YAMATO_SHIPPED:
+            for _ in range(count):
+                serial += 1
+                order = f"W{serial:08d}{ending:0>2}"
+                purchase(
+                    order,
+                    buyers[serial % len(buyers)],
+                    "refreshed",
+                    tracking_number=valid_tracking_number(order) if same_number else "444413758703",
+                    shipping_method=YAMATO,
+                    latest_delivery_status="輸送中",
+                    delivery_status_code="in_transit",
+                )
         # rows the selections must not touch
         purchase(  # delivered already: no refresh
             "W7000000090",

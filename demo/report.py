@@ -9,9 +9,12 @@ from typing import Any
 from rich.console import Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine, func, select
 
 from demo.data import DemoRow
+from ops.watch import line
+from shared.contracts import TrackingUpdated
 from shared.db import sync_log
 from shared.db.models import (
     ApiCall,
@@ -20,8 +23,11 @@ from shared.db.models import (
     SyncLog,
     TrackingBatch,
     TrackingJob,
+    TrackingUpdateOutbox,
 )
 from shared.db.statuses import FINAL_BATCH_STATUSES, JobStatus
+from shared.messaging.envelope import decode
+from shared.messaging.topology import TRACKING_UPDATED
 from shared.quota import QuotaPolicy, in_window
 from shared.tasks import TRACKING_TASK_CONFIGS
 
@@ -68,10 +74,14 @@ def progress(engine: Engine, policy: QuotaPolicy) -> Group:
 
 
 def finished(engine: Engine) -> bool:
-    """Every batch has ended (and there is at least one)."""
+    """Every batch has ended (and there is at least one), and every event it told has
+    been relayed."""
     with engine.connect() as connection:
         statuses = connection.execute(select(TrackingBatch.status)).scalars().all()
-    return bool(statuses) and all(s in FINAL_BATCH_STATUSES for s in statuses)
+        waiting = connection.execute(
+            select(func.count()).where(TrackingUpdateOutbox.relayed_at.is_(None))
+        ).scalar_one()
+    return bool(statuses) and all(s in FINAL_BATCH_STATUSES for s in statuses) and not waiting
 
 
 def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
@@ -88,6 +98,7 @@ def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
                 TrackingJob.error,
                 PurchaseCheck.last_reason,
                 TrackingBatch.task_name,
+                TrackingJob.rejected,
             )
             .outerjoin(TrackingJob, TrackingJob.purchasing_id == Purchasing.id)
             .outerjoin(TrackingBatch, TrackingBatch.id == TrackingJob.batch_id)
@@ -98,7 +109,7 @@ def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
         ).scalars()
         skipped = {s["purchasing_id"]: s["reason"] for d in logs for s in d.get("skipped", [])}
     found: dict[int, tuple[str, str]] = {}
-    for pid, number, status, job_status, error, reason, task in rows:
+    for pid, number, status, job_status, error, reason, task, rejected in rows:
         if job_status is None:
             found[pid] = ("skipped", skipped[pid]) if pid in skipped else ("untouched", "")
         elif job_status == JobStatus.FAILED:
@@ -106,7 +117,8 @@ def outcomes(engine: Engine) -> dict[int, tuple[str, str]]:
         elif job_status != JobStatus.COMPLETED:
             found[pid] = ("in flight", job_status)
         elif not TRACKING_TASK_CONFIGS[task].seeks_number:
-            found[pid] = ("refreshed", status or "")
+            kept = ", ".join(sorted(rejected or {}))
+            found[pid] = ("refreshed", f"{status} (not written: {kept})" if kept else status or "")
         elif number:
             found[pid] = ("filled", f"{number} {status or ''}".strip())
         else:
@@ -150,7 +162,7 @@ def _reason(outcome: str, detail: str) -> str:
 def _label(outcome: str) -> str:
     return {
         "pending": "still pending (re-check scheduled)",
-        "refreshed": "status refreshed (Japan Post)",
+        "refreshed": "status refreshed (Japan Post, Yamato)",
         "failed": "failed",
         "skipped": "skipped by the selector",
         "untouched": "not selected (filter)",
@@ -160,3 +172,26 @@ def _label(outcome: str) -> str:
 def as_dict(engine: Engine) -> dict[str, Any]:
     """The outcomes counted, for tests and scripts."""
     return dict(Counter(outcome for outcome, _ in outcomes(engine).values()))
+
+
+def events(engine: Engine, samples: int = 3) -> Group:
+    """The tracking.updated events the run produced (from the outbox): how many, how
+    many were relayed, a count per new status code, and a few sample lines."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(TrackingUpdateOutbox.body, TrackingUpdateOutbox.relayed_at).order_by(
+                TrackingUpdateOutbox.id
+            )
+        ).all()
+    told = [decode(body, TRACKING_UPDATED) for body, _ in rows]
+    codes = Counter(
+        (e.payload["changes"].get("delivery_status_code") or {}).get("new") or "(no code change)"
+        for e in told
+    )
+    relayed = sum(at is not None for _, at in rows)
+    by_code = ", ".join(f"{code} {n}" for code, n in codes.most_common())
+    lines = [f"tracking.updated: {len(told)} events, {relayed} relayed; by new status: {by_code}"]
+    # the samples: the latest events, the refreshes' last (a parcel reaching delivered)
+    for envelope in told[-samples:]:
+        lines.append("  " + line(envelope, TrackingUpdated.parse(envelope.payload)))
+    return Group(*(Text(text) for text in lines))

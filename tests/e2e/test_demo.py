@@ -56,13 +56,22 @@ def test_the_demo_runs_to_its_summary(demo):
     out = done.stdout
     assert "51 dispatched, 2 skipped" in out, out
     assert "10 dispatched, 0 skipped" in out, out  # the Japan Post refresh's pass
+    assert "6 dispatched, 0 skipped" in out, out  # the Yamato refresh's pass
     assert "51/51 ended (41 completed, 10" in out, out  # the line wraps at 80 columns
     assert "10/10 ended (10 completed, 0" in out, out
+    assert "6/6 ended (6 completed, 0" in out, out
     assert "stopped: webscraper-sim (0), webhook_gateway (0), publisher (0), ingestor (0)" in out
-    counts = [("filled", 28), ("status refreshed", 10), ("still pending", 13), ("failed", 10)]
+    counts = [("filled", 28), ("status refreshed", 16), ("still pending", 13), ("failed", 10)]
     for outcome, count in counts:
         line = next(x for x in out.splitlines() if x.startswith(f"│ {outcome}"))
         assert f"│ {count:>9} │ {count:>8} │" in line, line
+    # every change told, all relayed: 28 fills, 9 statuses of purchases still pending
+    # (the 4 garbage pages have no valid told value), the 10 Japan Post refreshes (each
+    # status gets its code) and 5 Yamato ones (the page showing another number writes
+    # nothing)
+    assert "tracking.updated: 52 events, 52 relayed" in out, out
+    assert "official_website_yamato_status_refresh purchase" in out
+    assert "in_transit -> delivered" in " ".join(out.split()), out
     assert {p.name for p in logs.glob("*.log")} >= {f"{s}.log" for s in ("publisher", "ingestor")}
 
 

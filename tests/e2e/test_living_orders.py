@@ -2,8 +2,10 @@
 clock runs 3,600 times faster than the wall clock (a simulated hour a second), and the
 four services (the selector as its daemon) run with the schedule's waits compressed
 alike. Each purchase is filled only once its order has shipped, none is looked at again
-before the time its schedule set, one cancelled is never looked at again, and the page
-credits the simulator billed are the ones trackfill recorded.
+before the time its schedule set, one cancelled is never looked at again; each shipped
+one is then followed by the Yamato refresh through its Apple page until ``delivered`` is
+in its row (after the delivery, on the simulator's clock), and never looked at after
+that; and the page credits the simulator billed are the ones trackfill recorded.
 
 Compression leaves one thing out: Apple's estimate is a calendar date, which cannot be
 compressed, so here every estimate looks far to the schedule and its waits are capped by
@@ -149,6 +151,17 @@ def filled(db) -> dict[int, dt.datetime]:
     return dict(rows)
 
 
+def delivered(db) -> dict[int, dt.datetime]:
+    """The purchases whose row says delivered, and when it was written."""
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(Purchasing.id, Purchasing.delivery_status_checked_at).where(
+                Purchasing.delivery_status_code == "delivered"
+            )
+        ).all()
+    return dict(rows)
+
+
 def test_living_orders_are_filled_after_they_ship_on_schedule_and_billed_as_recorded(
     stack, db, origin
 ):
@@ -163,6 +176,15 @@ def test_living_orders_are_filled_after_they_ship_on_schedule_and_billed_as_reco
         time.sleep(0.05)
     fills = filled(db)
     assert set(fills) == {ids[o] for o in shipping}, f"filled {len(fills)} of {len(shipping)}"
+    # the Yamato refresh follows them to delivered (at most ~3 simulated days: 80 s)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(delivered(db)) < len(shipping):
+        watch.poll()
+        time.sleep(0.2)
+    seen = delivered(db)
+    assert set(seen) == {ids[o] for o in shipping}, f"delivered {len(seen)} of {len(shipping)}"
+    looks_then = {pid: len(looks) for pid, looks in watch.jobs().items()}
+    time.sleep(3)  # the schedule's longest wait here (SCHEDULE_FAR_S): none is due again
 
     stack.processes["selector"].terminate()
     assert stack.processes["selector"].wait(15) == 0
@@ -184,6 +206,11 @@ def test_living_orders_are_filled_after_they_ship_on_schedule_and_billed_as_reco
             assert given is not None and created >= given, (pid, count, created, given)
             checked += (pid, count) in watch.given
     assert checked >= len(shipping)  # most follow-up looks were seen scheduled
+    # delivered only once it was, and never looked at after the look that saw it
+    for order in shipping:
+        story = story_of(order, model, origin)
+        assert origin + (seen[ids[order]] - origin) * SPEED >= story.delivered_at, order
+    assert {pid: len(jobs[pid]) for pid in looks_then} == looks_then
     # the cancelled order: one look, its status written (done: never selected again)
     assert len(jobs[ids[cancelled]]) == 1
     with db.connect() as connection:
