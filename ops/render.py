@@ -35,6 +35,7 @@ def status(data: dict[str, Any], console: Console) -> None:
     console.print(f"given up (RECHECK_EXPIRE_S passed, no tracking number): {data['expired']}")
     console.print(_quota(data["quota"]))
     console.print(credits(data["credits"]), markup=False)
+    console.print(events(data["events"]), markup=False)
     console.print(tasks(data["tasks"]))
     if data.get("queues") is not None:
         console.print(queues(data["queues"]))
@@ -89,6 +90,14 @@ def _quota(quota: dict[str, Any]) -> str:
         f"({quota['left']} left) {quota['by_kind']}"
         + (f"; blocked until {quota['blocked_until']}" if quota["blocked_until"] else "")
     )
+
+
+def events(data: dict[str, Any]) -> str:
+    """The tracking.updated outbox: waiting for the relay (since when), relayed and kept."""
+    waiting = f"{data['waiting']} waiting for the relay"
+    if data["oldest_waiting_at"]:
+        waiting += f" (the oldest written {data['oldest_waiting_at'][:19]})"
+    return f"tracking.updated events: {waiting}, {data['relayed_kept']} relayed and kept"
 
 
 def credits(data: dict[str, Any]) -> str:

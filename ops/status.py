@@ -1,4 +1,5 @@
-"""What is going on, at a glance: batches, jobs in flight, the quota, queues, sync_log.
+"""What is going on, at a glance: batches, jobs in flight, the quota, the credits, the
+events waiting for their relay, queues, sync_log.
 
 The database's view and the broker's are read apart: with RabbitMQ down, the database
 still answers, and ``trackfill status`` shows what it knows.
@@ -17,6 +18,7 @@ from sqlalchemy import Connection as Db
 from sqlalchemy import Engine, String, cast, func, select
 
 from ops.errors import Unknown
+from shared.db import outbox
 from shared.db.credits import overview as credit_figures
 from shared.db.jobs import StatusCount, by_status, jobs_by_task
 from shared.db.models import ApiCall, QuotaState, SyncLog, TrackingBatch, TrackingJob
@@ -75,6 +77,8 @@ def overview(engine: Engine, settings: Settings) -> dict[str, Any]:
             "expired": count_expired(db, settings.recheck_expire_s),
             "quota": quota(db, now, settings),
             "credits": credit_figures(db, now, settings.page_credits_reserve),
+            #: tracking.updated events not yet relayed (docs/events.md)
+            "events": outbox.figures(db),
             "tasks": tasks(db, now, settings, flight),
             "sync_log": _sync_log(db),
         }

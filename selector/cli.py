@@ -32,6 +32,7 @@ from shared.tasks import (
     JAPAN_POST_TRACKING_10,
     OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO,
     TRACKING_TASK_CONFIGS,
+    YAMATO_STATUS_REFRESH,
 )
 
 PROG = "run_tracking_number_empty"
@@ -69,7 +70,8 @@ def _pass_options(parser: argparse.ArgumentParser) -> None:
         choices=list(TRACKING_TASK_CONFIGS),
         default=OFFICIAL_WEBSITE_REDIRECT_TO_YAMATO.name,
         help="the task whose selection runs (default: the tracking-number task; "
-        f"{JAPAN_POST_TRACKING_10.name} refreshes Japan Post statuses)",
+        f"{JAPAN_POST_TRACKING_10.name} refreshes Japan Post statuses, "
+        f"{YAMATO_STATUS_REFRESH.name} Yamato's)",
     )
 
 

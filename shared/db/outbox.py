@@ -6,8 +6,9 @@ the same on every relay."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.contracts import TrackingUpdated
@@ -55,8 +56,18 @@ def mark_relayed(session: Session, ids: list[int]) -> None:
     session.execute(update(outbox).where(outbox.c.id.in_(ids)).values(relayed_at=func.now()))
 
 
-def count_waiting(session: Session) -> int:
-    """Events written and not relayed yet (a relay that is down shows here)."""
-    return session.execute(
-        select(func.count()).select_from(outbox).where(outbox.c.relayed_at.is_(None))
-    ).scalar_one()
+def figures(db: Session | Connection) -> dict[str, Any]:
+    """For ``trackfill status``: the events waiting to be relayed (a relay that is down
+    shows here), when the oldest of them was written, and those relayed and kept."""
+    waiting, oldest, relayed = db.execute(
+        select(
+            func.count().filter(outbox.c.relayed_at.is_(None)),
+            func.min(outbox.c.created_at).filter(outbox.c.relayed_at.is_(None)),
+            func.count().filter(outbox.c.relayed_at.is_not(None)),
+        )
+    ).one()
+    return {
+        "waiting": waiting,
+        "oldest_waiting_at": oldest.isoformat() if oldest else None,
+        "relayed_kept": relayed,
+    }

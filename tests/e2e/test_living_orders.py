@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,15 @@ class Watch:
             ):
                 self.given.setdefault((pid, attempts), at)
 
+    def until(self, found: Callable[[], dict], count: int, seconds: float) -> dict:
+        """Poll while ``found()`` has fewer than ``count`` entries, at most ``seconds``;
+        what it has then."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(found()) < count:
+            self.poll()
+            time.sleep(0.05)
+        return found()
+
     def jobs(self) -> dict[int, list[tuple[dt.datetime, dt.datetime | None]]]:
         with self.sessions() as session:
             rows = session.execute(
@@ -170,18 +180,10 @@ def test_living_orders_are_filled_after_they_ship_on_schedule_and_billed_as_reco
     model = OrderModel(seed=0)
     watch = Watch(db)
     stack.restart("selector")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(filled(db)) < len(shipping):
-        watch.poll()
-        time.sleep(0.05)
-    fills = filled(db)
+    fills = watch.until(lambda: filled(db), len(shipping), 60)
     assert set(fills) == {ids[o] for o in shipping}, f"filled {len(fills)} of {len(shipping)}"
     # the Yamato refresh follows them to delivered (at most ~3 simulated days: 80 s)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(delivered(db)) < len(shipping):
-        watch.poll()
-        time.sleep(0.2)
-    seen = delivered(db)
+    seen = watch.until(lambda: delivered(db), len(shipping), 120)
     assert set(seen) == {ids[o] for o in shipping}, f"delivered {len(seen)} of {len(shipping)}"
     looks_then = {pid: len(looks) for pid, looks in watch.jobs().items()}
     time.sleep(3)  # the schedule's longest wait here (SCHEDULE_FAR_S): none is due again

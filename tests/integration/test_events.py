@@ -20,6 +20,7 @@ from sqlalchemy import select
 from shared.db.models import TrackingUpdateOutbox
 from shared.messaging.topology import DOWNSTREAM_TRACKING_UPDATED
 from tests.integration.test_ingestor import env, notify, published  # noqa: F401
+from tests.support.ops import trackfill
 from tests.support.rabbit import payload_json, queue_counts
 from tests.support.waiting import wait_until
 
@@ -83,6 +84,12 @@ def test_killed_at_any_step_every_committed_change_is_published_and_nothing_else
     if point == "ingestor:before-commit":
         assert outbox_rows(published) == []  # rolled back: no event exists to publish
         assert not published.ended(*ids)
+    if point == "ingestor:after-commit":  # written, never relayed: the operator sees it
+        shown = trackfill({**os.environ, **env}, "status", "--json").stdout
+        assert json.loads(shown)["events"]["waiting"] == 3
+        assert "tracking.updated events: 3 waiting for the relay" in " ".join(
+            trackfill({**os.environ, **env}, "status").stdout.split()
+        )
     healthy = started(ingestor_process(env))
     try:
         assert wait_until(lambda: published.ended(*ids) and relayed_all(published), 30)

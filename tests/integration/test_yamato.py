@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from test_refresh are used by name
 """The Yamato refresh (docs/refresh.md) and the tracking.updated events (docs/events.md)
 on real PostgreSQL and RabbitMQ against the simulator: its selection by the schedule,
 a look through Apple's order page from the selector to the ingestor, the record whose
@@ -25,11 +26,17 @@ from shared.domain.schedule import Schedule, yamato_next_look
 from shared.domain.statuses import StatusCode
 from shared.messaging.publishing import MessagePublisher, connect
 from shared.messaging.topology import DOWNSTREAM_TRACKING_UPDATED, declare_topology
-from shared.settings import load_settings
 from shared.tasks import YAMATO_STATUS_REFRESH as YAMATO
-from tests.integration.test_refresh import WEBHOOK_TOKEN, get_purchase, job_status, running
+from tests.integration.test_refresh import (  # noqa: F401 - fixtures used by name
+    acct,
+    env,
+    get_purchase,
+    job_status,
+    running,
+    sessions,
+    settings,
+)
 from tests.support import rows
-from tests.support.env import services_env
 from tests.support.rabbit import payload_json
 from tests.support.waiting import wait_until
 from webscraper_sim.scenarios import YAMATO as YAMATO_METHOD
@@ -38,35 +45,6 @@ from webscraper_sim.scenarios import valid_tracking_number
 pytestmark = pytest.mark.integration
 
 TOKYO = dt.timezone(dt.timedelta(hours=9))
-
-
-@pytest.fixture
-def env(database_url, vhost, sim) -> dict[str, str]:
-    return services_env(
-        database_url,
-        vhost.amqp_url,
-        sim.api_url,
-        WEBHOOK_TOKEN=WEBHOOK_TOKEN,
-        SELECTOR_MAX_RECORDS="20",
-        PUBLISH_MIN_INTERVAL_S="0",
-        INGEST_RETRY_S="0.2",
-        INGEST_MAX_RETRIES="3",
-    )
-
-
-@pytest.fixture
-def settings(env):
-    return load_settings(env)
-
-
-@pytest.fixture
-def sessions(db):
-    return make_session_factory(db)
-
-
-@pytest.fixture
-def acct(db) -> int:
-    return rows.account(db)
 
 
 def shipped(db, acct, digit: int = 0, number: str | None = None, **columns) -> int:
