@@ -89,6 +89,20 @@ class Env:
             )
         return text
 
+    def urls(self, name: str, schemes: tuple[str, ...]) -> str:
+        """One URL or several separated by ``;`` (a cluster's nodes, tried in turn),
+        each a :meth:`url`; returned as given."""
+        text = self.raw(name)
+        parts = text.split(";")
+        for part in parts:
+            found = urlsplit(part.strip())
+            if found.scheme not in schemes or not found.hostname:
+                raise SettingsError(
+                    f"{name} must be one {'/'.join(schemes)} URL with a host, or several "
+                    f"separated by ';', got {redact(text)!r}"
+                )
+        return ";".join(part.strip() for part in parts)
+
     def database_url(self, name: str) -> str:
         text = self.raw(name)
         try:
@@ -115,4 +129,4 @@ class Env:
 
 def redact(url: str) -> str:
     """Hide a password in a URL before it goes into an error message."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(//[^:/@;]*:)[^@/;]*@", r"\1***@", url)

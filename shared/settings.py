@@ -176,7 +176,7 @@ def _connections(env: Env) -> dict[str, Any]:
     """The settings of where the services connect, and their secrets."""
     return dict(
         database_url=env.database_url("DATABASE_URL"),
-        amqp_url=env.url("AMQP_URL", ("amqp", "amqps")),
+        amqp_url=env.urls("AMQP_URL", ("amqp", "amqps")),
         webscraper_api_url=env.url("WEBSCRAPER_API_URL", ("http", "https")),
         webscraper_api_token=env.optional("WEBSCRAPER_API_TOKEN"),
         webhook_token=env.optional("WEBHOOK_TOKEN"),

@@ -60,6 +60,8 @@ def test_durations_accept_fractions_so_tests_can_compress_time():
         ("GATEWAY_BIND", "8000"),
         ("GATEWAY_BIND", "0.0.0.0:99999"),
         ("AMQP_URL", "http://127.0.0.1:5672/"),
+        ("AMQP_URL", "amqp://127.0.0.1:5672/;http://127.0.0.1:5673/"),
+        ("AMQP_URL", "amqp://127.0.0.1:5672/;"),
         ("WEBSCRAPER_API_URL", "api.webscraper.io"),
         ("DATABASE_URL", "sqlite:///x.db"),
         ("DATABASE_URL", "not a url"),
@@ -98,6 +100,14 @@ def test_passwords_do_not_reach_error_messages():
     with pytest.raises(SettingsError) as error:
         load_settings({"AMQP_URL": "http://user:hunter2@host/"})
     assert "hunter2" not in str(error.value)
+    with pytest.raises(SettingsError) as error:
+        load_settings({"AMQP_URL": "amqp://u:hunter2@a:5672/;amqp://u:hunter3@b:5672;x"})
+    assert "hunter" not in str(error.value)
+
+
+def test_amqp_url_takes_a_clusters_nodes_separated_by_semicolons():
+    urls = "amqp://guest:guest@node1:5672/%2F; amqp://guest:guest@node2:5672/%2F"
+    assert load_settings({"AMQP_URL": urls}).amqp_url == urls.replace(" ", "")
 
 
 def test_repr_hides_the_tokens():
