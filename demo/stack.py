@@ -79,9 +79,16 @@ class Stack:
         return requests.get(f"{base}__sim/state", timeout=5).json()
 
     def start(
-        self, name: str, command: list[str], ready: str | None = None, metrics: bool = False
+        self,
+        name: str,
+        command: list[str],
+        ready: str | None = None,
+        metrics: bool = False,
+        own_env: dict[str, str] | None = None,
     ) -> None:
-        env = dict(self.env)
+        """Start ``name`` with the stack's settings (and ``own_env``: its own, such as a
+        broker node of its own to connect to first)."""
+        env = {**self.env, **(own_env or {})}
         if metrics:
             port = free_port()
             env["METRICS_PORT"] = str(port)
@@ -144,8 +151,10 @@ def start_stack(
     extra_env: dict[str, str] | None = None,
     webhook_retry_delays: str = "0.5,1",
     sim_args: list[str] | None = None,
+    service_env: dict[str, dict[str, str]] | None = None,
 ) -> Stack:
-    """The simulator, the gateway, the publisher and the ingestor, each ready."""
+    """The simulator, the gateway, the publisher and the ingestor, each ready
+    (``service_env``: settings of one service's own, by its name)."""
     logs.mkdir(parents=True, exist_ok=True)
     sim_port, gateway_port = free_port(), free_port()
     env = {
@@ -178,9 +187,13 @@ def start_stack(
             ],
             ready="listening on",
         )  # fmt: skip
-        stack.start("webhook_gateway", [python, "-m", "webhook_gateway"], "listening on", True)
-        stack.start("publisher", [python, "-m", "publisher"], "consuming", metrics=True)
-        stack.start("ingestor", [python, "-m", "ingestor"], "consuming", metrics=True)
+        own = service_env or {}
+        for name, ready in (
+            ("webhook_gateway", "listening on"),
+            ("publisher", "consuming"),
+            ("ingestor", "consuming"),
+        ):
+            stack.start(name, [python, "-m", name], ready, metrics=True, own_env=own.get(name))
     except BaseException:
         stack.stop()
         raise

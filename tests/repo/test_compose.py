@@ -7,11 +7,12 @@ import importlib.util
 import re
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from shared.settings import DEFAULTS, SECRETS
+from shared.settings import DEFAULTS, SECRETS, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -227,3 +228,42 @@ def test_the_image_copies_every_package():
         "migrations",
     ):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+
+
+def test_the_cluster_profile_adds_two_nodes_that_join_the_first_with_one_cookie_and_config():
+    conf = dict(
+        line.split(" = ", 1)
+        for line in (ROOT / "broker" / "rabbitmq.conf").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
+    listed = {v for k, v in conf.items() if k.startswith("cluster_formation.classic_config.nodes")}
+    assert listed == {f"rabbit@{SERVICES[name]['hostname']}" for name in NODES}
+    assert "profiles" not in SERVICES["rabbitmq"]  # the default stack's one node
+    for name in NODES:
+        node = SERVICES[name]
+        assert node["image"] == SERVICES["rabbitmq"]["image"]
+        assert node.get("profiles", ["cluster"]) == ["cluster"]
+        assert "./broker/rabbitmq.conf:/etc/rabbitmq/conf.d/90-trackfill.conf:ro" in node["volumes"]
+        cookie = node["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+        assert cookie.startswith("-setcookie ${RABBITMQ_ERLANG_COOKIE")
+        assert node["environment"]["RABBITMQ_CTL_ERL_ARGS"].startswith("-setcookie ")
+        assert node["healthcheck"]["test"][0] == "CMD"
+    data = {v.split(":")[0] for name in NODES for v in SERVICES[name]["volumes"]}
+    assert {"rabbitmq-data", "rabbitmq-2-data", "rabbitmq-3-data"} <= data  # one each
+    for name in NODES[1:]:
+        assert SERVICES[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+
+
+def test_the_services_are_given_every_node_and_wait_for_the_cluster_when_it_runs():
+    # the variables as compose fills them in (letters and digits, as .env.example says)
+    filled = re.sub(r"\$\{[A-Z_]+(:\?[^}]*)?\}", "x", STACK_ENVIRONMENT["AMQP_URL"])
+    assert [urlsplit(url).hostname for url in filled.split(";")] == list(NODES)
+    assert load_settings({"AMQP_URL": filled}).amqp_url == filled  # a valid setting
+    for name in ("selector", "publisher", "ingestor", "webhook-gateway"):
+        depends = SERVICES[name]["depends_on"]
+        for node in NODES[1:]:
+            assert depends[node] == {"condition": "service_healthy", "required": False}
