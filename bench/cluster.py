@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +52,6 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alembic import command  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.faults import (  # noqa: E402
     TIMINGS,
@@ -65,10 +62,10 @@ from bench.faults import (  # noqa: E402
     seed,
     selector_daemon,
 )
+from bench.scratch import scratch_database  # noqa: E402
 from demo.stack import Stack, free_port, start_stack  # noqa: E402
 from shared.db.session import make_engine  # noqa: E402
 from shared.messaging.topology import all_queues  # noqa: E402
-from tests.conftest import alembic_config  # noqa: E402
 
 ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 BASE_PORT = 5801  # AMQP 5801-5803, distribution 25801-25803, management 15801-15803
@@ -255,23 +252,6 @@ class Cluster:
                 online, members = len(queue.get("online", [])), len(queue.get("members", []))
                 found[queue["name"]] = f"{online}/{members}"
         return found
-
-
-@contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    """A fresh migrated database on the local PostgreSQL, dropped after."""
-    name = f"trackfill_cluster_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        command.upgrade(alembic_config(url), "head")
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # -- the faults ----------------------------------------------------------------------------

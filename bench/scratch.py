@@ -24,22 +24,31 @@ MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672/"
 
 
 @contextmanager
-def scratch_services() -> Iterator[tuple[str, str]]:
-    """(database URL, AMQP URL) of a fresh migrated database and vhost; both dropped after."""
+def scratch_database() -> Iterator[str]:
+    """The URL of a fresh migrated database on the local PostgreSQL; dropped after."""
     name = f"trackfill_bench_{uuid.uuid4().hex[:8]}"
-    vhost = f"trackfill-bench-{uuid.uuid4().hex[:8]}"
     # pre-ping: a fault run may restart PostgreSQL under this engine
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    management = Management(MANAGEMENT_URL)
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    management.create_vhost(vhost)
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         command.upgrade(alembic_config(url), "head")
-        yield url, f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
+        yield url
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-        management.delete_vhost(vhost)
+
+
+@contextmanager
+def scratch_services() -> Iterator[tuple[str, str]]:
+    """(database URL, AMQP URL) of a fresh migrated database and vhost; both dropped after."""
+    vhost = f"trackfill-bench-{uuid.uuid4().hex[:8]}"
+    management = Management(MANAGEMENT_URL)
+    with scratch_database() as url:
+        management.create_vhost(vhost)
+        try:
+            yield url, f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
+        finally:
+            management.delete_vhost(vhost)

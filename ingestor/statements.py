@@ -80,9 +80,8 @@ def _keep_or(column, name):
 _checked = purchases.c.delivery_status_checked_at
 _empty = func.coalesce(purchases.c.tracking_number, "") == ""
 
-TOLD = TOLD_FIELDS  # the columns a tracking.updated event reports (docs/events.md)
 _before = (
-    select(purchases.c.id, *(purchases.c[name].label(f"old_{name}") for name in TOLD))
+    select(purchases.c.id, *(purchases.c[name].label(f"old_{name}") for name in TOLD_FIELDS))
     .where(purchases.c.id == bindparam("p_purchasing_id"))
     .with_for_update()
     .subquery("before")
@@ -117,8 +116,8 @@ FILL_PURCHASE = (
     )
     .returning(
         purchases.c.order_number,
-        *(purchases.c[name] for name in TOLD),
-        *(_before.c[f"old_{name}"] for name in TOLD),
+        *(purchases.c[name] for name in TOLD_FIELDS),
+        *(_before.c[f"old_{name}"] for name in TOLD_FIELDS),
     )
 )
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from sqlalchemy import (
     ColumnElement,
-    Float,
     Row,
     Select,
     case,
-    cast,
     exists,
     func,
     nulls_first,
@@ -29,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from selector.selection import Candidate, Match, Skipped
 from shared.db.models import MAY_NEED_REFRESH, Purchasing, TrackingBatch, TrackingJob
-from shared.db.statuses import IN_FLIGHT
+from shared.db.sql import job_in_flight
+from shared.db.sql import seconds as interval
 from shared.domain import japan_post
 from shared.domain.schedule import REFRESH_FACTORS, RIDE_ALONG_CODES, Schedule, refresh_wait_s
 from shared.domain.statuses import not_done_sql
@@ -46,7 +45,7 @@ def wait_sql(schedule: Schedule) -> ColumnElement:
         if code is not None
     ]
     seconds = case(*waits, else_=refresh_wait_s(None, schedule))
-    return func.make_interval(0, 0, 0, 0, 0, 0, cast(seconds, Float))
+    return interval(seconds)
 
 
 def _followed(wait: ColumnElement) -> list[ColumnElement]:
@@ -55,7 +54,6 @@ def _followed(wait: ColumnElement) -> list[ColumnElement]:
     that failed is not asked for again at once)."""
     p, job = Purchasing, TrackingJob
     since = func.now() - wait
-    in_flight = exists().where(job.purchasing_id == p.id, job.status.in_(IN_FLIGHT))
     refreshed = (
         exists()
         .where(job.purchasing_id == p.id, job.created_at > since)
@@ -69,7 +67,7 @@ def _followed(wait: ColumnElement) -> list[ColumnElement]:
         domestic_12_sql(p.tracking_number),
         not_done_sql(p.latest_delivery_status),
         (p.delivery_status_checked_at.is_(None)) | (p.delivery_status_checked_at < since),
-        ~in_flight,
+        ~job_in_flight(),
         ~refreshed,
     ]
 
@@ -99,7 +97,7 @@ def riders_query(schedule: Schedule, taken: list[int], room: int) -> Select:
     look is soonest: they ride along on a page that would leave with room (a page costs
     one credit however many numbers it carries). None read within ``SCHEDULE_MIN_S``."""
     p = Purchasing
-    minimum = func.make_interval(0, 0, 0, 0, 0, 0, schedule.min_s)
+    minimum = interval(schedule.min_s)
     return (
         select(*_COLUMNS)
         .where(*_followed(minimum))

@@ -15,11 +15,10 @@ from shared.db.models import (
     OfficialAccount,
     PurchaseCheck,
     Purchasing,
-    TrackingJob,
 )
 from shared.db.prepared import Prepared, parameter
 from shared.db.rechecks import expired_before
-from shared.db.statuses import IN_FLIGHT
+from shared.db.sql import job_in_flight
 from shared.domain.statuses import not_done_sql
 from shared.domain.urls import UnsafeValue, order_status_url
 
@@ -47,13 +46,16 @@ class Skipped:
     rule: str = "unsafe"
 
 
+#: the purchase's account has an e-mail address: not NULL, not empty, not only whitespace
+HAS_EMAIL = OfficialAccount.email.regexp_match(r"\S")
+
+
 @functools.cache  # built once: constructing it costs about a millisecond of Python
 def matching_query() -> Select:
     """Purchases to look up, oldest first; ``NEEDS_TRACKING`` matches the partial index.
     Its parameter 3 is ``RECHECK_EXPIRE_S``: purchases whose attempts began longer ago
     than that are given up."""
     p, account = Purchasing, OfficialAccount
-    in_flight = exists().where(TrackingJob.purchasing_id == p.id, TrackingJob.status.in_(IN_FLIGHT))
     waiting = exists().where(
         PurchaseCheck.purchasing_id == p.id,
         PurchaseCheck.next_check_at.is_(None)  # never again
@@ -66,9 +68,9 @@ def matching_query() -> Select:
         .where(
             NEEDS_TRACKING,
             p.order_number.ilike("w%"),
-            account.email.regexp_match(r"\S"),  # not NULL, not empty, not only whitespace
+            HAS_EMAIL,
             not_done_sql(p.latest_delivery_status),
-            ~in_flight,
+            ~job_in_flight(),
             ~waiting,
         )
         .order_by(p.created_at, p.id)

@@ -10,11 +10,11 @@ its latest look or attempt has come. Soonest due first.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, case, cast, exists, func, select
+from sqlalchemy import ColumnElement, Select, case, cast, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Date, Float
+from sqlalchemy.types import Date
 
-from selector.selection import Candidate, Match, Skipped, choose
+from selector.selection import HAS_EMAIL, Candidate, Match, Skipped, choose
 from shared.db.models import (
     MAY_NEED_REFRESH,
     OfficialAccount,
@@ -22,15 +22,12 @@ from shared.db.models import (
     TrackingBatch,
     TrackingJob,
 )
-from shared.db.statuses import IN_FLIGHT
+from shared.db.sql import job_in_flight
+from shared.db.sql import seconds as _seconds
 from shared.domain.schedule import YAMATO_HOUR, YAMATO_OUT_S, Schedule
 from shared.domain.statuses import DONE_CODES, StatusCode, not_done_sql
 from shared.domain.tracking_numbers import Carrier, carrier_sql, domestic_12_sql, normalize
 from shared.tasks import YAMATO_STATUS_REFRESH
-
-
-def _seconds(value: ColumnElement | float) -> ColumnElement:
-    return func.make_interval(0, 0, 0, 0, 0, 0, cast(value, Float))
 
 
 def next_look_sql(
@@ -70,7 +67,6 @@ def due_query(schedule: Schedule, limit: int) -> Select:
     p, account = Purchasing, OfficialAccount
     first_day = func.coalesce(p.estimated_delivery_from, p.estimated_delivery_date)
     next_at = next_look_sql(_last_look(), p.delivery_status_code, first_day, schedule)
-    in_flight = exists().where(TrackingJob.purchasing_id == p.id, TrackingJob.status.in_(IN_FLIGHT))
     return (
         select(p.id, p.order_number, account.email, p.created_at, p.tracking_number)
         .join(account, account.id == p.official_account_id)
@@ -80,8 +76,8 @@ def due_query(schedule: Schedule, limit: int) -> Select:
             carrier_sql(p.shipping_method, Carrier.YAMATO),
             domestic_12_sql(p.tracking_number),
             not_done_sql(p.latest_delivery_status),
-            account.email.regexp_match(r"\S"),
-            ~in_flight,
+            HAS_EMAIL,
+            ~job_in_flight(),
             next_at.is_(None) | (next_at <= func.now()),  # NULL: never looked at
         )
         .order_by(next_at.nulls_first(), p.id)
